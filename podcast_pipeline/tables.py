@@ -1,0 +1,166 @@
+"""The warehouse contract: one table per endpoint, its columns and DuckDB types.
+
+Each client method returns a DataFrame whose columns include the ``columns`` named
+here (extra, unknown columns may follow and are reported as schema drift). The
+warehouse adds the key columns (``show_id``, ``partition_date``, ``fetched_at``)
+in front. Percent columns are fractions in [0, 1] (DOUBLE); counts are BIGINT;
+times are TIMESTAMPTZ in UTC; days are DATE.
+
+``kind`` decides how a partition is filled:
+- ``ranged``: the API answers for a time window; rows carry their own ``date`` and
+  land in that day's partition (one request may cover many days).
+- ``per_day``: the API answers one aggregate per window (percent breakdowns), so
+  each day is one request.
+- ``snapshot``: the API only knows current values; a partition stores the snapshot
+  taken on that day (``as_of``), and only recent partitions can be materialized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["ranged", "per_day", "snapshot"]
+
+KEY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("show_id", "VARCHAR"),
+    ("partition_date", "DATE"),
+    ("fetched_at", "TIMESTAMPTZ"),
+)
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str  # "anchor" | "op3"
+    name: str  # table name == asset name == client method name
+    kind: Kind
+    columns: tuple[tuple[str, str], ...]
+    description: str
+    headline: str | None = None  # numeric column summed per day into UI metadata
+    episode_level: bool = False  # one call per episode of the show
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def all_columns(self) -> tuple[tuple[str, str], ...]:
+        return KEY_COLUMNS + self.columns
+
+
+def _t(schema: str, name: str, kind: Kind, cols: str, description: str, **kw: object) -> Table:
+    columns = tuple(
+        (c.split()[0], " ".join(c.split()[1:])) for c in cols.split(",") if c.strip()
+    )
+    return Table(schema, name, kind, columns, description, **kw)  # type: ignore[arg-type]
+
+
+ANCHOR_TABLES: tuple[Table, ...] = (
+    _t("anchor", "episodes", "snapshot",
+       "episode_id BIGINT, web_episode_id VARCHAR, title VARCHAR, publish_on TIMESTAMPTZ,"
+       "created_at TIMESTAMPTZ, duration_ms BIGINT, total_plays BIGINT, share_link_path VARCHAR,"
+       "download_url VARCHAR, ad_count BIGINT, is_trailer BOOLEAN, is_video_episode BOOLEAN,"
+       "spotify_episode_uri VARCHAR, spotify_show_uri VARCHAR",
+       "Every episode of the show as listed on Spotify for Creators today (title, publish time, "
+       "duration, lifetime plays). Drafts may have no title or publish time.",
+       headline="total_plays"),
+    _t("anchor", "total_plays", "snapshot", "plays BIGINT",
+       "Lifetime plays of the whole show, as of the day the snapshot was taken.",
+       headline="plays"),
+    _t("anchor", "total_plays_by_episode", "snapshot",
+       "episode_id BIGINT, episode_title VARCHAR, plays BIGINT, publish_time TIMESTAMPTZ,"
+       "rank BIGINT, episode_uri VARCHAR",
+       "Lifetime streams & downloads per episode with its rank, as of the snapshot day.",
+       headline="plays"),
+    _t("anchor", "unique_listeners", "snapshot", "unique_listeners BIGINT",
+       "Lifetime unique listeners of the show, as of the snapshot day.",
+       headline="unique_listeners"),
+    _t("anchor", "audience_size", "snapshot", "audience_size BIGINT",
+       "Spotify's estimate of the show's audience size, as of the snapshot day.",
+       headline="audience_size"),
+    _t("anchor", "plays", "ranged", "date DATE, plays BIGINT",
+       "Plays of the whole show per UTC day. Spotify restates the last days for up to ~2 "
+       "days, so the schedule re-fetches them.", headline="plays"),
+    _t("anchor", "plays_by_age_range", "per_day", "age_range VARCHAR, fraction DOUBLE",
+       "Share of the day's plays per listener age range (fractions summing to 1; empty "
+       "when Spotify has too few plays to report)."),
+    _t("anchor", "plays_by_app", "per_day", "app VARCHAR, fraction DOUBLE",
+       "Share of the day's plays per listening app (Spotify, Apple Podcasts, …) as fractions."),
+    _t("anchor", "plays_by_device", "per_day", "device VARCHAR, fraction DOUBLE",
+       "Share of the day's plays per device (iPhone, Android, …) as fractions."),
+    _t("anchor", "plays_by_episode", "ranged",
+       "date DATE, episode_title VARCHAR, plays BIGINT",
+       "Plays per episode per UTC day (Spotify reports the top episodes of each day).",
+       headline="plays"),
+    _t("anchor", "plays_by_gender", "per_day", "gender VARCHAR, fraction DOUBLE",
+       "Share of the day's plays per listener gender as fractions."),
+    _t("anchor", "plays_by_geo", "snapshot", "geo VARCHAR, fraction DOUBLE",
+       "All-time share of plays per country (fractions; Spotify rounds values ≥ 0.01 to two "
+       "decimals), as of the snapshot day."),
+    _t("anchor", "plays_by_geo_city", "snapshot",
+       "country VARCHAR, geo VARCHAR, fraction DOUBLE",
+       "All-time share of plays per region/city within each of the show's top countries, as "
+       "of the snapshot day."),
+    _t("anchor", "impressions", "ranged", "date DATE, impressions BIGINT",
+       "How often the show was shown to people on Spotify, per UTC day.",
+       headline="impressions"),
+    _t("anchor", "episode_plays", "ranged", "episode_id BIGINT, date DATE, plays BIGINT",
+       "Plays per episode per UTC day, for every episode of the show.",
+       headline="plays", episode_level=True),
+    _t("anchor", "episode_performance", "snapshot",
+       "episode_id BIGINT, sample_second BIGINT, listeners BIGINT",
+       "Audience retention: listeners still playing at each second of each episode, as of "
+       "the snapshot day.", episode_level=True),
+    _t("anchor", "episode_aggregated_performance", "snapshot",
+       "episode_id BIGINT, metric VARCHAR, value DOUBLE",
+       "Per episode: share of listeners reaching 25/50/75/100 % and the average listen "
+       "seconds (null when Spotify has none), as of the snapshot day.", episode_level=True),
+    _t("anchor", "episode_metadata", "snapshot",
+       "episode_id BIGINT, web_episode_id VARCHAR, title VARCHAR, description VARCHAR,"
+       "is_published BOOLEAN, is_deleted BOOLEAN, publish_on TIMESTAMPTZ, created_at TIMESTAMPTZ,"
+       "total_duration BIGINT, hour_offset BIGINT, spotify_url VARCHAR, audio_url VARCHAR,"
+       "share_link_path VARCHAR",
+       "Each episode's overview (description, publish state, audio URL), as of the snapshot "
+       "day.", episode_level=True),
+)
+
+OP3_TABLES: tuple[Table, ...] = (
+    _t("op3", "downloads", "ranged",
+       "time TIMESTAMPTZ, date DATE, url VARCHAR, audience_id VARCHAR, show_uuid VARCHAR,"
+       "episode_id VARCHAR, hashed_ip_address VARCHAR, agent_type VARCHAR, agent_name VARCHAR,"
+       "device_type VARCHAR, device_name VARCHAR, referrer_type VARCHAR, referrer_name VARCHAR,"
+       "bot_type VARCHAR, country_code VARCHAR, continent_code VARCHAR, region_code VARCHAR,"
+       "region_name VARCHAR, timezone VARCHAR, metro_code VARCHAR",
+       "One row per download of the show counted by OP3 (IAB-style, deduplicated per UTC "
+       "day, bots excluded).", headline="downloads"),
+    _t("op3", "redirect_logs", "ranged",
+       "time TIMESTAMPTZ, date DATE, uuid VARCHAR, hashed_ip_address VARCHAR, method VARCHAR,"
+       "url VARCHAR, user_agent VARCHAR, referer VARCHAR, range VARCHAR, xps_id VARCHAR,"
+       "ulid VARCHAR, edge_colo VARCHAR, continent VARCHAR, country VARCHAR, timezone VARCHAR,"
+       "region_code VARCHAR, region VARCHAR, metro_code VARCHAR",
+       "Every raw request OP3 redirected for the show's prefix URLs (before download "
+       "deduplication).", headline="hits"),
+    _t("op3", "show", "snapshot",
+       "show_uuid VARCHAR, show_title VARCHAR, podcast_guid VARCHAR, stats_page_url VARCHAR,"
+       "episode_id VARCHAR, episode_title VARCHAR, pubdate TIMESTAMPTZ, item_guid VARCHAR",
+       "The show as OP3 knows it, one row per episode, as of the snapshot day."),
+    _t("op3", "recent_episodes_with_transcripts", "snapshot",
+       "asof TIMESTAMPTZ, pubdate TIMESTAMPTZ, podcast_guid VARCHAR, episode_item_guid VARCHAR,"
+       "has_transcripts BOOLEAN, date DATE, downloads BIGINT",
+       "OP3-wide list of recent episodes that ship transcripts, with their daily downloads."),
+    _t("op3", "top_apps_for_show", "snapshot",
+       "show_uuid VARCHAR, app VARCHAR, downloads BIGINT, rank BIGINT",
+       "Downloads per app for the show over the current and previous two calendar months.",
+       headline="downloads"),
+    _t("op3", "top_apps", "snapshot",
+       "app VARCHAR, fraction DOUBLE, min_date DATE, max_date DATE, device_name VARCHAR",
+       "OP3-wide share of downloads per app over the last 30 days (fractions)."),
+    _t("op3", "show_download_counts", "snapshot",
+       "show_uuid VARCHAR, asof DATE, days VARCHAR, monthly_downloads BIGINT,"
+       "weekly_downloads BIGINT[], weekly_avg_downloads BIGINT, num_weeks BIGINT",
+       "The show's downloads over the last 30 days and per week, as OP3 computes them daily.",
+       headline="monthly_downloads"),
+)
+
+ALL_TABLES: tuple[Table, ...] = ANCHOR_TABLES + OP3_TABLES
+TABLES_BY_KEY: dict[str, Table] = {t.qualified: t for t in ALL_TABLES}
