@@ -1,0 +1,50 @@
+"""One asset per Spotify for Creators endpoint: the client call each one makes.
+
+The shared machinery (windows, warehouse writes, metadata) is in ``podcast_pipeline.assets``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from podcast_pipeline.assets import Endpoint, Source, build_assets
+from podcast_pipeline.tables import ANCHOR_TABLES
+
+
+def published_episode_ids(client) -> list[int]:
+    """Episodes with a publish time; drafts answer 403 on their per-episode endpoints."""
+    episodes = client.episodes()
+    published = episodes[pd.notna(episodes["publish_on"])]
+    return [int(e) for e in published["episode_id"]]
+
+
+FETCH = {
+    "episodes": lambda c: c.episodes(),
+    "total_plays": lambda c: c.total_plays(),
+    "total_plays_by_episode": lambda c: c.total_plays_by_episode(),
+    "unique_listeners": lambda c: c.unique_listeners(),
+    "audience_size": lambda c: c.audience_size(),
+    "plays": lambda c, start, end: c.plays(start, end),
+    "plays_by_age_range": lambda c, day: c.plays_by_age_range(day, day),
+    "plays_by_app": lambda c, day: c.plays_by_app(day, day),
+    "plays_by_device": lambda c, day: c.plays_by_device(day, day),
+    "plays_by_episode": lambda c, start, end: c.plays_by_episode(start, end),
+    "plays_by_gender": lambda c, day: c.plays_by_gender(day, day),
+    "plays_by_geo": lambda c: c.plays_by_geo(),
+    "plays_by_geo_city": lambda c: c.plays_by_geo_city(),
+    "impressions": lambda c, start, end: c.impressions(start, end),
+    "episode_plays": lambda c, episode_id, start, end: c.episode_plays(episode_id, start, end),
+    "episode_performance": lambda c, episode_id: c.episode_performance(episode_id),
+    "episode_aggregated_performance": lambda c, episode_id: c.episode_aggregated_performance(episode_id),
+    "episode_metadata": lambda c, episode_id: c.episode_metadata(episode_id),
+}
+
+SOURCE = Source(
+    api="anchor",
+    resource_key="anchor",
+    kinds=frozenset({"python", "spotify", "duckdb"}),
+    show_id=lambda settings: settings.webstation_id,
+    list_episode_ids=published_episode_ids,
+)
+
+anchor_assets = build_assets(SOURCE, [Endpoint(t, FETCH[t.name]) for t in ANCHOR_TABLES])

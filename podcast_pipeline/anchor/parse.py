@@ -1,0 +1,285 @@
+"""Turn API bodies into DataFrames that match :mod:`podcast_pipeline.tables`.
+
+Anchor analytics bodies are ``{"data": {"rows": [...], "columnHeaders": [...]}}``.
+Columns are mapped by header *name* (never by position: Spotify adds columns, e.g.
+"Episode URI" in Aug 2025); headers we do not know are kept as extra snake_case
+columns after the contract columns, so schema drift is visible instead of lost.
+
+:func:`conform` (casting to the contract's dtypes) is generic and also used by the
+OP3 client.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+
+from podcast_pipeline.errors import MalformedResponse
+from podcast_pipeline.tables import TABLES_BY_KEY, Table
+from podcast_pipeline.timeutil import DAY, day_of_epoch
+
+# Known header names → contract column, per analytics endpoint (client method name).
+# "Time (UTC)" is the bucket's UTC-midnight epoch and becomes ``date``.
+HEADERS: dict[str, dict[str, str]] = {
+    "total_plays": {"Plays": "plays"},
+    "total_plays_by_episode": {
+        "Episode Title": "episode_title", "Episode ID": "episode_id",
+        "Streams & Downloads": "plays", "Publish Time (UTC)": "publish_time",
+        "Rank": "rank", "Episode URI": "episode_uri",
+    },
+    "unique_listeners": {"Unique Listeners": "unique_listeners"},
+    "audience_size": {"Audience Size": "audience_size"},
+    "plays": {"Time (UTC)": "date", "Plays": "plays"},
+    "plays_by_age_range": {"Age Range": "age_range", "Percent of Plays": "fraction"},
+    "plays_by_app": {"App": "app", "Percent of Plays": "fraction"},
+    "plays_by_device": {"Device": "device", "Percent of Plays": "fraction"},
+    "plays_by_episode": {"Time (UTC)": "date", "EpisodeTitle": "episode_title",
+                         "Plays": "plays"},
+    "plays_by_gender": {"Gender": "gender", "Percent of Plays": "fraction"},
+    "plays_by_geo": {"Geo": "geo", "Percent of Plays": "fraction"},
+    "plays_by_geo_city": {"Geo": "geo", "Percent of Plays": "fraction"},
+    "episode_plays": {"Time (UTC)": "date", "Plays": "plays"},
+    "episode_performance": {"Sample": "sample_second", "Listeners": "listeners"},
+    "episode_aggregated_performance": {"Metric": "metric", "Value": "value"},
+}
+
+
+def snake(name: str) -> str:
+    """"Percent of Plays" → percent_of_plays, "EpisodeTitle" → episode_title."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower() or "column"
+
+
+def table(api: str, name: str) -> Table:
+    return TABLES_BY_KEY[f"{api}.{name}"]
+
+
+def validate_envelope(body: Any) -> str | None:
+    """The ``validate`` hook for :meth:`ApiSession.get_json` on analytics endpoints."""
+    if not isinstance(body, dict):
+        return f"expected a JSON object, got {type(body).__name__}"
+    data = body.get("data")
+    if not isinstance(data, dict):
+        return "the body has no 'data' object"
+    if not isinstance(data.get("rows"), list):
+        return "the body has no 'data.rows' list"
+    if not isinstance(data.get("columnHeaders"), list):
+        return "the body has no 'data.columnHeaders' list"
+    return None
+
+
+def parse_analytics(body: Mapping[str, Any], endpoint: str,
+                    lead: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """An analytics envelope → the contract DataFrame of ``endpoint`` (a client method name).
+
+    ``lead`` holds constant columns the client knows (``episode_id``, ``country``).
+    """
+    def bad(problem: str) -> MalformedResponse:
+        return MalformedResponse("anchor", endpoint, problem)
+
+    data = body["data"]
+    known = HEADERS[endpoint]
+    headers = data["columnHeaders"]
+    labels = data.get("labels") or {}
+    names: list[str] = []
+    label_maps: dict[int, Mapping[str, Any]] = {}
+    extra_types: dict[str, Mapping[str, Any]] = {}
+    for i, h in enumerate(headers):
+        if not isinstance(h, dict):
+            raise bad(f"column header {i} is not an object")
+        key = h.get("name") if h.get("name") is not None else h.get("labelKey")
+        if not isinstance(key, str):
+            raise bad(f"column header {i} has neither 'name' nor 'labelKey'")
+        if "labelKey" in h and "name" not in h:
+            mapping = labels.get(key)
+            if not isinstance(mapping, dict):
+                raise bad(f"column '{key}' refers to data.labels.{key}, which is missing")
+            label_maps[i] = mapping
+        col = known.get(key) or snake(key)
+        if key not in known:
+            extra_types[col] = h
+        if col in names or (lead and col in lead):
+            raise bad(f"column '{col}' appears twice in columnHeaders")
+        names.append(col)
+    missing = [k for k, c in known.items() if c not in names and k != "Episode URI"]
+    if missing:
+        raise bad(f"expected column(s) {missing} not in columnHeaders {[*names]}")
+
+    rows = data["rows"]
+    if len(headers) == 1 and all(not isinstance(r, list) for r in rows):
+        rows = [[r] for r in rows]  # totalPlays & co. send flat rows: [1234]
+    records: list[list[Any]] = []
+    for n, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(headers):
+            got = len(row) if isinstance(row, list) else type(row).__name__
+            raise bad(f"row {n} has {got} cells but there are {len(headers)} column headers")
+        cells = list(row)
+        for i, mapping in label_maps.items():
+            if cells[i] is not None:
+                if str(cells[i]) not in mapping:
+                    raise bad(f"row {n}: label {cells[i]!r} not in data.labels")
+                cells[i] = mapping[str(cells[i])]
+        records.append(cells)
+    df = pd.DataFrame(records, columns=names, dtype=object)
+    if "date" in known.values():
+        df["date"] = [_bucket_date(v, endpoint) for v in df["date"]]
+    for col, h in extra_types.items():
+        df[col] = _cast_extra(df[col], h)
+    for col, value in reversed(list((lead or {}).items())):
+        df.insert(0, col, [value] * len(df))
+    return conform(df, table("anchor", endpoint), endpoint)
+
+
+def _bucket_date(value: Any, endpoint: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        raise MalformedResponse("anchor", endpoint, f"time bucket {value!r} is not epoch "
+                                "seconds") from None
+    if seconds % DAY:
+        # A bucket off UTC midnight means the day attribution is ambiguous: refuse it.
+        raise MalformedResponse("anchor", endpoint, f"time bucket {seconds} is not a UTC "
+                                "midnight")
+    return day_of_epoch(seconds)
+
+
+def _cast_extra(s: pd.Series, header: Mapping[str, Any]) -> pd.Series:
+    """Best-effort typing of an unknown column from its header; raw values if that fails."""
+    try:
+        if header.get("isDateTime"):
+            return pd.to_datetime(pd.to_numeric(s), unit="s", utc=True)
+        if header.get("type") == "integer":
+            return pd.to_numeric(s).astype("Int64")
+        if header.get("type") == "number":
+            return pd.to_numeric(s).astype("float64")
+    except (TypeError, ValueError):
+        pass
+    return s
+
+
+# ---------------------------------------------------------------------- contract
+def conform(df: pd.DataFrame, tbl: Table, endpoint: str,
+            extras: Iterable[str] | None = None) -> pd.DataFrame:
+    """Cast ``df`` to ``tbl``'s columns and dtypes, contract columns first, extras after.
+
+    Contract columns absent from ``df`` become all-null (OP3 omits blank JSON fields);
+    a value that cannot be cast raises :class:`MalformedResponse` naming the endpoint.
+    Extra columns keep their values; nested ones become JSON text so they stay storable.
+    """
+    out: dict[str, pd.Series] = {}
+    index = df.index
+    for col, sql in tbl.columns:
+        raw = df[col] if col in df.columns else pd.Series([None] * len(df), index=index,
+                                                          dtype=object)
+        try:
+            out[col] = _cast(raw, sql)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise MalformedResponse(tbl.schema, endpoint, f"column '{col}' is not {sql}: "
+                                    f"{exc}") from None
+    contract = {c for c, _ in tbl.columns}
+    for col in extras if extras is not None else df.columns:
+        if col not in contract:
+            s = df[col]
+            if s.dtype == object and s.map(lambda v: isinstance(v, dict | list)).any():
+                s = s.map(lambda v: json.dumps(v) if isinstance(v, dict | list) else v)
+            out[col] = s
+    return pd.DataFrame(out, index=index).reset_index(drop=True)
+
+
+def _is_null(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT
+
+
+def _cast(s: pd.Series, sql: str) -> pd.Series:
+    if sql == "BIGINT":
+        num = pd.to_numeric(s.map(lambda v: None if _is_null(v) or v == "" else v))
+        return num.astype("Int64")
+    if sql == "DOUBLE":
+        return pd.to_numeric(s.map(lambda v: None if _is_null(v) or v == "" else v)
+                             ).astype("float64")
+    if sql == "VARCHAR":
+        return s.map(lambda v: None if _is_null(v) else str(v)).astype("str")
+    if sql == "BOOLEAN":
+        return s.map(_bool).astype("boolean")
+    if sql == "DATE":
+        return s.map(_date).astype(object)
+    if sql == "TIMESTAMPTZ":
+        return _timestamps(s)
+    if sql == "BIGINT[]":
+        return s.map(_int_list).astype(object)
+    raise TypeError(f"unsupported contract type {sql}")
+
+
+def _bool(v: Any) -> bool | None:
+    if _is_null(v):
+        return None
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    raise ValueError(f"{v!r} is not a boolean")
+
+
+def _date(v: Any) -> date | None:
+    if _is_null(v):
+        return None
+    if isinstance(v, datetime):
+        return v.date()
+    if isinstance(v, date):
+        return v
+    if isinstance(v, str):
+        return date.fromisoformat(v[:10])
+    raise ValueError(f"{v!r} is not a date")
+
+
+def _timestamps(s: pd.Series) -> pd.Series:
+    vals = s.map(lambda v: None if _is_null(v) or v == "" else v)
+    present = vals.dropna()
+    if len(present) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                            for v in present):
+        return pd.to_datetime(pd.to_numeric(vals), unit="s", utc=True)
+    return pd.to_datetime(vals, utc=True, format="ISO8601")
+
+
+def _int_list(v: Any) -> list[int] | None:
+    if _is_null(v):
+        return None
+    if not isinstance(v, list | tuple) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in v):
+        raise ValueError(f"{v!r} is not a list of integers")
+    return list(v)
+
+
+def snake_keys(items: Sequence[Mapping[str, Any]], mapping: Mapping[str, str],
+               skip: Iterable[str] = ()) -> tuple[pd.DataFrame, list[str]]:
+    """JSON objects → DataFrame: ``mapping`` renames known keys, others become snake_case.
+
+    Returns the frame and the extra column names in first-seen order.
+    """
+    skipped = set(skip)
+    extras: list[str] = []
+    records = []
+    for item in items:
+        rec: dict[str, Any] = {}
+        for k, v in item.items():
+            if k in skipped:
+                continue
+            col = mapping.get(k)
+            if col is None:
+                col = snake(k)
+                while col in mapping.values():
+                    col += "_extra"  # an unknown key must not overwrite a contract column
+                if col not in extras:
+                    extras.append(col)
+            rec[col] = v
+        records.append(rec)
+    return pd.DataFrame(records, dtype=object), extras

@@ -1,0 +1,298 @@
+"""The one asset factory: partition window → client calls → DataFrame → warehouse.
+
+Each source module (``anchor/assets.py``, ``op3/assets.py``) lists its endpoints as
+``Endpoint(table, fetch)``; everything they share — partition windows, the snapshot
+rule, the 401 fail-fast, schema-drift checks, metadata — lives here once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from podcast_pipeline import warehouse
+from podcast_pipeline.errors import ApiError, ConfigError, CredentialsExpired
+from podcast_pipeline.http import CallStats, RawResponse
+from podcast_pipeline.partitions import daily_partitions
+from podcast_pipeline.tables import Table
+from podcast_pipeline.timeutil import days, utc_now
+
+# Run tag set by the first step that meets a 401; later steps of the run fail at once.
+DEAD_CREDENTIAL_TAG = "podcast_pipeline/credentials_expired"
+EPISODE_CONCURRENCY = 4
+PREVIEW_ROWS = 5
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API endpoint: its table and how to fetch it.
+
+    ``fetch`` by kind: ranged ``(client, start, end)``; per_day ``(client, day)``;
+    snapshot ``(client)``; episode-level adds ``episode_id`` after ``client``.
+    """
+
+    table: Table
+    fetch: Callable[..., pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Source:
+    api: str  # "anchor" | "op3"
+    resource_key: str
+    kinds: frozenset[str]
+    show_id: Callable[[Any], str]  # settings -> the show's id in this API
+    list_episode_ids: Callable[[Any], list[int]] | None = None
+
+
+def build_assets(source: Source, endpoints: Sequence[Endpoint]) -> list[dg.AssetsDefinition]:
+    return [_build_asset(source, ep) for ep in endpoints]
+
+
+def _column_schema(table: Table) -> dg.TableSchema:
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name, type_) for name, type_ in warehouse.table_columns(table)
+    ])
+
+
+def _build_asset(source: Source, ep: Endpoint) -> dg.AssetsDefinition:
+    table = ep.table
+    key = dg.AssetKey([table.schema, table.name])
+    check = dg.AssetCheckSpec("no_schema_drift", asset=key,
+                              description="The API sent no columns this project does not know.")
+
+    @dg.asset(
+        key=key,
+        group_name=table.schema,
+        description=table.description,
+        partitions_def=daily_partitions(),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds=set(source.kinds),
+        tags={"podcast_pipeline/fetch": table.kind},
+        metadata={"dagster/table_name": table.qualified,
+                  "dagster/column_schema": _column_schema(table),
+                  "fetch": table.kind},
+        required_resource_keys={source.resource_key, "warehouse"},
+        check_specs=[check],
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=2,
+                                    backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    )
+    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return materialize_endpoint(context, source, ep)
+
+    return _asset
+
+
+def partition_window(context: dg.AssetExecutionContext) -> tuple[date, date]:
+    tw = context.partition_time_window
+    return tw.start.date(), (tw.end - timedelta(days=1)).date()
+
+
+def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
+                         ep: Endpoint) -> dg.MaterializeResult:
+    table = ep.table
+    start, end = partition_window(context)
+    _refuse_if_credential_dead(context, source.api, table)
+    api_resource = getattr(context.resources, source.resource_key)
+    try:
+        settings = api_resource.settings()
+    except ConfigError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False,
+                         metadata={"error_kind": "config_error", "setting": exc.setting}) from None
+    if table.kind == "snapshot":
+        _check_snapshot_window(table, start, end)
+
+    raw: list[RawResponse] = []
+    lock = threading.Lock()
+
+    def record(r: RawResponse) -> None:
+        with lock:
+            raw.append(r)
+
+    stats = CallStats()
+    fetched_at = utc_now()
+    context.log.info(f"{table.qualified}: fetching {start}..{end} ({table.kind})")
+    try:
+        with api_resource.client(recorder=record, stats=stats) as client:
+            frame = _fetch(context, source, ep, client, start, end)
+    except CredentialsExpired as exc:
+        context.instance.add_run_tags(context.run_id, {DEAD_CREDENTIAL_TAG: source.api})
+        raise _failure(exc, table, start, allow_retries=False) from None
+    except ApiError as exc:
+        raise _failure(exc, table, start, allow_retries=True) from None
+
+    known = [c for c, _ in table.columns]
+    drift = [c for c in frame.columns if c not in known and c not in ("partition_date", "as_of")]
+    before = len(frame)
+    frame = frame.drop_duplicates(subset=[c for c in frame.columns if c in known + ["partition_date"]]
+                                  ) if len(frame) else frame
+    duplicates = before - len(frame)
+    if duplicates:
+        context.log.warning(f"{table.qualified}: dropped {duplicates} duplicate rows the API sent")
+
+    show_id = source.show_id(settings)
+    with context.resources.warehouse.writer(on_wait=context.log.info) as con:
+        result = warehouse.replace_window(con, table, show_id, start, end, frame, raw, fetched_at)
+    context.log.info(f"{table.qualified}: replaced {start}..{end} with {result.rows} rows "
+                     f"({stats.requests} requests, {stats.retries} retries)")
+
+    metadata = _metadata(table, frame, result, stats, start, end, duplicates)
+    _log_daily_headlines(context, table, frame, start, end)
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[dg.AssetCheckResult(
+            check_name="no_schema_drift", passed=not drift,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"unknown_columns": ", ".join(drift) or "none",
+                      "note": "new columns are kept in raw.responses; update tables.py"},
+        )],
+    )
+
+
+def _fetch(context: dg.AssetExecutionContext, source: Source, ep: Endpoint, client: Any,
+           start: date, end: date) -> pd.DataFrame:
+    table = ep.table
+    if table.episode_level:
+        assert source.list_episode_ids is not None
+        ids = source.list_episode_ids(client)
+        context.log.info(f"{table.qualified}: {len(ids)} episodes, {EPISODE_CONCURRENCY} at a time")
+        args = (start, end) if table.kind == "ranged" else ()
+        done = iter(range(1, len(ids) + 1))  # next() on a range iterator is thread-safe
+
+        def one(episode_id: int) -> pd.DataFrame:
+            part = ep.fetch(client, episode_id, *args)
+            n = next(done)
+            if n % 10 == 0 or n == len(ids):
+                context.log.info(f"{table.qualified}: {n}/{len(ids)} episodes fetched")
+            return part
+
+        with ThreadPoolExecutor(max_workers=EPISODE_CONCURRENCY) as pool:
+            parts = list(pool.map(one, ids))
+        frame = _concat(parts, table)
+    elif table.kind == "per_day":
+        parts = []
+        for i, day in enumerate(days(start, end), 1):
+            part = ep.fetch(client, day)
+            part["partition_date"] = day
+            parts.append(part)
+            if i % 7 == 0:
+                context.log.info(f"{table.qualified}: {i} of {(end - start).days + 1} days fetched")
+        frame = _concat(parts, table)
+    elif table.kind == "ranged":
+        frame = ep.fetch(client, start, end)
+    else:
+        frame = ep.fetch(client)
+
+    frame = frame.copy()
+    if table.kind == "ranged":
+        frame["partition_date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else []
+    elif table.kind == "snapshot":
+        frame["partition_date"] = start
+    return frame
+
+
+def _concat(parts: list[pd.DataFrame], table: Table) -> pd.DataFrame:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=[c for c, _ in table.columns] + ["partition_date"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _check_snapshot_window(table: Table, start: date, end: date) -> None:
+    latest = utc_now().date() - timedelta(days=1)
+    if start < latest:
+        raise dg.Failure(
+            description=(
+                f"{table.qualified} is a snapshot: the API only returns current values, so only "
+                f"the latest partition ({latest}) can be materialized, not {start}"
+                f"{'..' + str(end) if end != start else ''}. Its history builds up from the days "
+                "the daily schedule ran; backfill only the ranged assets."
+            ),
+            allow_retries=False,
+            metadata={"error_kind": "snapshot_too_old", "latest_partition": str(latest)},
+        )
+
+
+def _refuse_if_credential_dead(context: dg.AssetExecutionContext, api: str, table: Table) -> None:
+    run = context.instance.get_run_by_id(context.run_id)
+    dead = (run.tags.get(DEAD_CREDENTIAL_TAG, "") if run else "").split(",")
+    if api in dead:
+        exc = CredentialsExpired(api, table.name, status=None,
+                                 reason="an earlier step of this run got 401; not calling again")
+        raise _failure(exc, table, partition_window(context)[0], allow_retries=False)
+
+
+def _failure(exc: ApiError, table: Table, first_partition: date, *,
+             allow_retries: bool) -> dg.Failure:
+    return dg.Failure(
+        description=str(exc),
+        allow_retries=allow_retries,
+        metadata={"error_kind": exc.kind, "api": exc.api, "endpoint": exc.endpoint,
+                  "asset": table.qualified, "first_partition": str(first_partition),
+                  "status": exc.status if exc.status is not None else -1},
+    )
+
+
+def _headline_per_day(table: Table, frame: pd.DataFrame) -> pd.Series | None:
+    if not table.headline or not len(frame):
+        return None
+    by_day = pd.to_datetime(frame["partition_date"]).dt.date
+    if table.headline in frame.columns:
+        return pd.to_numeric(frame[table.headline], errors="coerce").groupby(by_day).sum()
+    return frame.groupby(by_day).size()  # e.g. downloads: one row per download
+
+
+def _metadata(table: Table, frame: pd.DataFrame, result: warehouse.WriteResult, stats: CallStats,
+              start: date, end: date, duplicates: int) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "dagster/row_count": dg.MetadataValue.int(result.rows),
+        "dagster/table_name": table.qualified,
+        "dagster/column_schema": _column_schema(table),
+        "window": f"{start}..{end}",
+        "requests": dg.MetadataValue.int(stats.requests),
+        "retries": dg.MetadataValue.int(stats.retries),
+        "preview": dg.MetadataValue.md(_preview(frame, table)),
+    }
+    if duplicates:
+        meta["duplicates_dropped"] = dg.MetadataValue.int(duplicates)
+    if result.dropped_outside_window:
+        meta["rows_outside_window_dropped"] = dg.MetadataValue.int(result.dropped_outside_window)
+    if result.rows == 0:
+        meta["note"] = "The API returned no rows: the window was replaced with nothing."
+    headline = _headline_per_day(table, frame)
+    if table.headline:
+        meta[table.headline] = dg.MetadataValue.int(
+            int(headline.sum()) if headline is not None else 0)
+    return meta
+
+
+def _log_daily_headlines(context: dg.AssetExecutionContext, table: Table, frame: pd.DataFrame,
+                         start: date, end: date) -> None:
+    """One observation per day, so the UI can plot the headline across partitions."""
+    if start == end:
+        return
+    headline = _headline_per_day(table, frame)
+    if headline is None:
+        return
+    for day, value in headline.items():
+        context.log_event(dg.AssetObservation(
+            asset_key=context.asset_key, partition=str(day),
+            metadata={table.headline: dg.MetadataValue.int(int(value))},
+        ))
+
+
+def _preview(frame: pd.DataFrame, table: Table) -> str:
+    cols = [c for c, _ in table.columns][:8]
+    head = frame[[c for c in cols if c in frame.columns]].head(PREVIEW_ROWS)
+    if head.empty:
+        return "_no rows_"
+    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * len(head.columns)]
+    for row in head.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v)[:40] for v in row) + " |")
+    return "\n".join(lines)

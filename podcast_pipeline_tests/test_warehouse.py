@@ -1,0 +1,142 @@
+"""The warehouse against real DuckDB files: one-transaction replace, idempotence, locking."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from datetime import UTC, date, datetime
+
+import duckdb
+import pandas as pd
+import pytest
+
+from podcast_pipeline import warehouse
+from podcast_pipeline.errors import ConfigError
+from podcast_pipeline.http import RawResponse
+from podcast_pipeline.tables import TABLES_BY_KEY
+
+PLAYS = TABLES_BY_KEY["anchor.plays"]
+NOW = datetime(2026, 11, 20, 6, tzinfo=UTC)
+
+
+def plays_frame(values: dict[date, int]) -> pd.DataFrame:
+    return pd.DataFrame({"date": list(values), "plays": list(values.values()),
+                         "partition_date": list(values)})
+
+
+def raw(n: int = 1) -> list[RawResponse]:
+    return [RawResponse("anchor", "plays", f"/analytics/station/1/plays?x={i}", 200, "{}", NOW)
+            for i in range(n)]
+
+
+def write(path: str, frame: pd.DataFrame, start: date, end: date) -> warehouse.WriteResult:
+    with warehouse.connect(path) as con:
+        warehouse.ensure_schema(con)
+        return warehouse.replace_window(con, PLAYS, "abc123", start, end, frame, raw(), NOW)
+
+
+def read(path: str) -> list[tuple]:
+    with duckdb.connect(path, read_only=True) as con:
+        return con.execute("SELECT partition_date, date, plays FROM anchor.plays ORDER BY 1").fetchall()
+
+
+def test_replace_is_idempotent_and_scoped_to_window(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    days = {date(2026, 11, d): d * 10 for d in range(1, 6)}
+    write(db, plays_frame(days), date(2026, 11, 1), date(2026, 11, 5))
+    first = read(db)
+    write(db, plays_frame(days), date(2026, 11, 1), date(2026, 11, 5))
+    assert read(db) == first and len(first) == 5
+    # Restating day 3 only touches day 3.
+    write(db, plays_frame({date(2026, 11, 3): 999}), date(2026, 11, 3), date(2026, 11, 3))
+    assert [r[2] for r in read(db)] == [10, 20, 999, 40, 50]
+
+
+def test_rows_outside_window_are_dropped_not_written(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    result = write(db, plays_frame({date(2026, 11, 1): 1, date(2026, 11, 9): 9}),
+                   date(2026, 11, 1), date(2026, 11, 1))
+    assert result.dropped_outside_window == 1
+    assert [r[2] for r in read(db)] == [1]
+
+
+def test_empty_answer_replaces_window_with_nothing(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    write(db, plays_frame({date(2026, 11, 1): 5}), date(2026, 11, 1), date(2026, 11, 1))
+    result = write(db, plays_frame({}), date(2026, 11, 1), date(2026, 11, 1))
+    assert result.rows == 0 and read(db) == []
+
+
+def test_failed_insert_rolls_back_the_delete(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    write(db, plays_frame({date(2026, 11, 1): 5}), date(2026, 11, 1), date(2026, 11, 1))
+    bad = plays_frame({date(2026, 11, 1): 5})
+    bad["plays"] = ["not a number"]
+    with pytest.raises(duckdb.Error):
+        write(db, bad, date(2026, 11, 1), date(2026, 11, 1))
+    assert [r[2] for r in read(db)] == [5]
+
+
+def test_raw_bodies_are_kept_per_window(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    write(db, plays_frame({date(2026, 11, 1): 5}), date(2026, 11, 1), date(2026, 11, 1))
+    write(db, plays_frame({date(2026, 11, 1): 5}), date(2026, 11, 1), date(2026, 11, 1))
+    with duckdb.connect(db, read_only=True) as con:
+        rows = con.execute("SELECT asset, path FROM raw.responses").fetchall()
+    assert rows == [("anchor.plays", "/analytics/station/1/plays?x=0")]
+
+
+def test_checksum_ignores_fetch_time_but_sees_values(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    write(db, plays_frame({date(2026, 11, 1): 5}), date(2026, 11, 1), date(2026, 11, 1))
+    with warehouse.connect(db) as con:
+        a = warehouse.checksum(con, PLAYS)
+        con.execute("UPDATE anchor.plays SET fetched_at = now()")
+        assert warehouse.checksum(con, PLAYS) == a
+        con.execute("UPDATE anchor.plays SET plays = 6")
+        assert warehouse.checksum(con, PLAYS) != a
+
+
+def test_unwritable_path_is_a_config_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="DUCKDB_PATH"):
+        warehouse.check_writable(str(blocker / "sub" / "db.duckdb"))
+
+
+def _hold_open(path: str, seconds: float, ready) -> None:
+    con = duckdb.connect(path)
+    ready.set()
+    time.sleep(seconds)
+    con.close()
+
+
+def test_writer_waits_for_another_process_then_proceeds(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    write(db, plays_frame({}), date(2026, 11, 1), date(2026, 11, 1))
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_open, args=(db, 3.0, ready))
+    holder.start()
+    ready.wait(30)
+    waits: list[str] = []
+    with warehouse.connect(db, timeout=60, on_wait=waits.append) as con:
+        con.execute("SELECT 1")
+    holder.join()
+    assert waits and "held by another process" in waits[0]
+
+
+def test_writer_gives_up_with_a_clear_message(tmp_path):
+    db = str(tmp_path / "w.duckdb")
+    write(db, plays_frame({}), date(2026, 11, 1), date(2026, 11, 1))
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_open, args=(db, 6.0, ready))
+    holder.start()
+    ready.wait(30)
+    try:
+        with pytest.raises(warehouse.WarehouseBusy, match="Close the other program"):
+            with warehouse.connect(db, timeout=1.5):
+                pass
+    finally:
+        holder.join()
