@@ -10,6 +10,7 @@ from podcast_pipeline.anchor.assets import anchor_assets
 from podcast_pipeline.op3.assets import op3_assets
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
 from podcast_pipeline.schedules import daily_refresh_job, daily_refresh_schedule
+from podcast_pipeline.sensors import credential_expiry_alert, credential_probe
 from podcast_pipeline.warehouse import database_path
 
 
@@ -23,6 +24,7 @@ def build_definitions() -> dg.Definitions:
         assets=[*anchor_assets, *op3_assets],
         jobs=[daily_refresh_job],
         schedules=[daily_refresh_schedule],
+        sensors=[credential_expiry_alert, credential_probe],
         resources={
             "anchor": AnchorResource(cookie=_secret("ANCHOR_PW_S")),
             "op3": Op3Resource(token=_secret("OP3_TOKEN")),
