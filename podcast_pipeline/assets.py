@@ -8,6 +8,7 @@ rule, the 401 fail-fast, schema-drift checks, metadata — lives here once.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from podcast_pipeline.http import CallStats, RawResponse
 from podcast_pipeline.partitions import daily_partitions
 from podcast_pipeline.tables import Table
 from podcast_pipeline.timeutil import days, utc_now
+
+# backfill_policy is "beta" in Dagster 1.13 but is the documented way to get single-run backfills.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 # Run tag set by the first step that meets a 401; later steps of the run fail at once.
 DEAD_CREDENTIAL_TAG = "podcast_pipeline/credentials_expired"
@@ -83,7 +87,7 @@ def _build_asset(source: Source, ep: Endpoint) -> dg.AssetsDefinition:
         retry_policy=dg.RetryPolicy(max_retries=2, delay=2,
                                     backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
     )
-    def _asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _asset(context) -> dg.MaterializeResult:  # annotation omitted: Dagster checks it at runtime
         return materialize_endpoint(context, source, ep)
 
     return _asset

@@ -20,7 +20,6 @@ from typing import TextIO
 import dagster as dg
 import duckdb
 
-from podcast_pipeline import warehouse
 from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
 from podcast_pipeline.tables import ALL_TABLES
 

@@ -246,8 +246,10 @@ def _timestamps(s: pd.Series) -> pd.Series:
     present = vals.dropna()
     if len(present) and all(isinstance(v, int | float) and not isinstance(v, bool)
                             for v in present):
-        return pd.to_datetime(pd.to_numeric(vals), unit="s", utc=True)
-    return pd.to_datetime(vals, utc=True, format="ISO8601")
+        out = pd.to_datetime(pd.to_numeric(vals), unit="s", utc=True)
+    else:
+        out = pd.to_datetime(vals, utc=True, format="ISO8601")
+    return out.astype("datetime64[us, UTC]")  # one resolution whatever the source
 
 
 def _int_list(v: Any) -> list[int] | None:

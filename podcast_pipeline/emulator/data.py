@@ -154,6 +154,11 @@ class Op3Day:
     downloads: list[Row]  # raw daily file incl. bot rows, ascending time; DOWNLOAD_HEADERS order
     hits: list[Row]  # ascending (time, uuid); HIT_HEADERS order
 
+    @cached_property
+    def by_episode(self) -> Counter[str]:
+        """Non-bot downloads per OP3 episode id (what the counts queries sum)."""
+        return Counter(r[4] or "" for r in self.downloads if not r[12])
+
 
 def _hex(rng: random.Random, nbytes: int) -> str:
     return rng.getrandbits(nbytes * 8).to_bytes(nbytes, "big").hex()
@@ -442,8 +447,8 @@ class Dataset:
 
     def download_count(self, d: date, episode_op3_id: str | None = None) -> int:
         """Non-bot downloads on ``d`` (optionally one episode): what the counts queries sum."""
-        return sum(1 for r in self.op3_day(d).downloads
-                   if not r[12] and (episode_op3_id is None or r[4] == episode_op3_id))
+        counts = self.op3_day(d).by_episode
+        return counts.get(episode_op3_id, 0) if episode_op3_id else sum(counts.values())
 
     def hits(self, d: date) -> list[dict[str, str]]:
         return [_as_dict(HIT_HEADERS, r) for r in self.op3_day(d).hits]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -170,6 +169,3 @@ def truncate(body: bytes) -> bytes:
     """Cut a document roughly in half: what a dropped connection behind a proxy looks like."""
     return body[: max(1, len(body) // 2)] if len(body) > 1 else b"{"
 
-
-def names(items: Iterable[str] | None) -> frozenset[str] | None:
-    return None if items is None else frozenset(items)

@@ -1,0 +1,341 @@
+"""The loopback HTTP server that serves both APIs, plus its control endpoints and stats."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from . import anchor_api, op3_api
+from .common import Response, compact
+from .data import Dataset, EmulatorConfig
+from .faults import APIS, LOGIN_PAGE, FaultEngine, Faults, truncate
+
+CONTROL = "/_emulator"
+_TOKEN_PARAM = re.compile(r"(?i)([?&](?:token|anchorpw_s)=)[^&#]*")
+CLOUDFLARE_PAGE = (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head>"
+                   b"<body><noscript>Enable JavaScript and cookies to continue</noscript></body></html>")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as seen by the emulator. Credentials are masked as ``***``."""
+
+    api: str  # "anchor" | "op3" | "other"
+    endpoint: str
+    method: str
+    path: str  # path with query string
+    status: int
+    fault: str | None  # latency/rate_limit/error/malformed/expired, the last one applied
+    headers: dict[str, str]
+    time: datetime
+
+
+def mask_path(path: str) -> str:
+    return _TOKEN_PARAM.sub(r"\1***", path)
+
+
+def mask_headers(headers: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for k, v in headers.items():
+        low = k.lower()
+        if low == "authorization":
+            v = re.sub(r"(?i)^(bearer\s+).*$", r"\1***", v) if v.lower().startswith("bearer") else "***"
+        elif low == "cookie":
+            v = "; ".join(f"{p.split('=', 1)[0].strip()}=***" for p in v.split(";") if p.strip())
+        out[k] = v
+    return out
+
+
+class Emulator:
+    """Both APIs on one loopback port, in a background thread. Use as a context manager."""
+
+    def __init__(self, config: EmulatorConfig | None = None, faults: Faults | None = None,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config or EmulatorConfig()
+        self.dataset = Dataset(self.config)
+        self._engine = FaultEngine(faults or Faults())
+        self._host, self._port = host, port
+        self._lock = threading.Lock()
+        self._records: deque[RequestRecord] = deque(maxlen=100_000)
+        self._counts: dict[str, Counter[Any]] = {}
+        self._total = 0
+        self.reset_stats()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self) -> Emulator:
+        if self._server is not None:
+            return self
+        self._server = ThreadingHTTPServer((self._host, self._port), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="podcast-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def serve_forever(self) -> None:
+        """Block until Ctrl-C (CLI use)."""
+        self.start()
+        assert self._thread is not None
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # ---- public controls -------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        ds = self.dataset
+        return {
+            "ANCHOR_BASE_URL": self.url + anchor_api.PREFIX,
+            "ANCHOR_WEBSTATION_ID": ds.webstation_id,
+            "ANCHOR_PW_S": ds.cookie,
+            "OP3_BASE_URL": self.url + op3_api.PREFIX,
+            "OP3_TOKEN": ds.op3_token,
+            "OP3_SHOW_UUID": ds.show_uuid,
+            "OP3_URL_PREFIX": ds.url_prefix,
+        }
+
+    @property
+    def faults(self) -> Faults:
+        return self._engine.faults
+
+    def set_faults(self, faults: Faults) -> None:
+        """Replace the faults; this reseeds the fault RNG and restarts expiry counting."""
+        self._engine.set(faults)
+
+    def expire(self, api: str) -> None:
+        self._engine.expire(api)
+
+    def refresh(self, api: str) -> None:
+        self._engine.refresh(api)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._records.clear()
+            self._total = 0
+            self._counts = {k: Counter() for k in ("by_api", "by_endpoint", "by_status", "faults")}
+
+    def stats(self) -> dict[str, Any]:
+        """``{"requests", "by_api", "by_endpoint", "by_status" (int keys), "faults"}``."""
+        with self._lock:
+            out: dict[str, Any] = {"requests": self._total}
+            out.update({k: dict(v) for k, v in self._counts.items()})
+            return out
+
+    # ---- request pipeline ------------------------------------------------------------
+    def _record(self, rec: RequestRecord, faults: list[str]) -> None:
+        with self._lock:
+            self._records.append(rec)
+            self._total += 1
+            self._counts["by_api"][rec.api] += 1
+            self._counts["by_endpoint"][rec.endpoint] += 1
+            self._counts["by_status"][rec.status] += 1
+            for f in faults:
+                self._counts["faults"][f] += 1
+
+    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Response:
+        path, _, raw_query = raw_path.partition("?")
+        if path.startswith(CONTROL + "/") or path == CONTROL:
+            return self._control(method, path[len(CONTROL):], body)
+        params = parse_qsl(raw_query, keep_blank_values=True)
+        faults: list[str] = []
+        if path.startswith(anchor_api.PREFIX + "/"):
+            api, sub = "anchor", path[len(anchor_api.PREFIX):]
+            endpoint = anchor_api.endpoint_name(sub, dict(params))
+            resp = self._anchor(method, sub, params, headers, endpoint, faults)
+        elif path.startswith(op3_api.PREFIX + "/"):
+            api, sub = "op3", path[len(op3_api.PREFIX):]
+            endpoint = op3_api.endpoint_name(sub)
+            resp = self._op3(method, sub, params, raw_query, headers, endpoint, faults)
+        else:
+            api, endpoint = "other", "unknown"
+            resp = Response(404, b"Not Found", "text/plain; charset=utf-8")
+        self._record(RequestRecord(api, endpoint, method, mask_path(raw_path), resp.status,
+                                   faults[-1] if faults else None, mask_headers(headers),
+                                   datetime.now(UTC)), faults)
+        return resp
+
+    def _pre(self, api: str, endpoint: str, faults: list[str]) -> tuple[bool, bool]:
+        """Count the request towards expiry and sleep; returns (expired, faults apply)."""
+        expired = self._engine.count_and_check_expired(api)
+        applies = self._engine.applies(api, endpoint)
+        if applies and self._engine.sleep():
+            faults.append("latency")
+        return expired, applies
+
+    def _post(self, resp: Response, api: str, malformed: str | None, faults: list[str]) -> Response:
+        if resp.status != 200 or malformed is None:
+            return resp
+        faults.append("malformed")
+        if malformed == "truncated":
+            return Response(200, truncate(resp.body), resp.content_type, resp.headers)
+        page = LOGIN_PAGE if api == "anchor" else CLOUDFLARE_PAGE
+        return Response(200, page, "text/html; charset=utf-8")
+
+    def _anchor(self, method: str, sub: str, params: list[tuple[str, str]], headers: dict[str, str],
+                endpoint: str, faults: list[str]) -> Response:
+        ds = self.dataset
+        expired, applies = self._pre("anchor", endpoint, faults)
+        cookie = _cookie(headers.get("Cookie", ""), "anchorpw_s")
+        if cookie is None or (cookie != ds.cookie and unquote(cookie) != unquote(ds.cookie)):
+            return anchor_api.unauthorized()
+        if expired:
+            faults.append("expired")
+            return anchor_api.unauthorized()
+        dec = self._engine.draw() if applies else None
+        if dec and dec.rate_limit:
+            faults.append("rate_limit")
+            return anchor_api.rate_limited(self._engine.faults.retry_after)
+        if dec and dec.error_status:
+            faults.append("error")
+            return anchor_api.server_error(dec.error_status)
+        resp = anchor_api.handle(ds, method, sub, dict(params))
+        return self._post(resp, "anchor", dec.malformed if dec else None, faults)
+
+    def _op3(self, method: str, sub: str, params: list[tuple[str, str]], raw_query: str,
+             headers: dict[str, str], endpoint: str, faults: list[str]) -> Response:
+        if method == "OPTIONS":
+            return op3_api.options()
+        ds = self.dataset
+        expired, applies = self._pre("op3", endpoint, faults)
+        m = re.match(r"(?i)^bearer (.*)$", headers.get("Authorization", ""))
+        token = m.group(1) if m else next((v for k, v in params if k == "token"), None)
+        if token is None:
+            return op3_api.unauthorized()
+        if token != ds.op3_token:
+            return op3_api.forbidden()
+        if expired:
+            faults.append("expired")
+            return op3_api.expired()
+        dec = self._engine.draw() if applies else None
+        if dec and dec.rate_limit:
+            faults.append("rate_limit")
+            return op3_api.slow_down()
+        if dec and dec.error_status:
+            faults.append("error")
+            return op3_api.server_error(dec.error_status)
+        resp = op3_api.handle(ds, method, sub, params, raw_query, now=self._now(),
+                              redirect_logs_direct=self.config.redirect_logs_direct)
+        return self._post(resp, "op3", dec.malformed if dec else None, faults)
+
+    def _now(self) -> datetime:
+        """Real time of day on the dataset's 'today', so relative OP3 times line up with the data."""
+        now = datetime.now(UTC)
+        return now.replace(year=self.dataset.today.year, month=self.dataset.today.month,
+                           day=self.dataset.today.day)
+
+    def _control(self, method: str, sub: str, body: bytes) -> Response:
+        def ok(obj: Any) -> Response:
+            return Response(200, compact(obj), "application/json")
+
+        try:
+            if sub == "/stats" and method == "GET":
+                st = self.stats()
+                st["by_status"] = {str(k): v for k, v in st["by_status"].items()}
+                return ok(st)
+            if sub == "/faults" and method == "GET":
+                return ok(self.faults.to_json())
+            if sub == "/faults" and method == "POST":
+                self.set_faults(Faults.from_json(json.loads(body or b"{}")))
+                return ok(self.faults.to_json())
+            if sub == "/reset" and method == "POST":
+                self.reset_stats()
+                return ok({"ok": True})
+            m = re.match(r"^/(expire|refresh)/([a-z0-9]+)$", sub)
+            if m and method == "POST" and m.group(2) in APIS:
+                getattr(self, m.group(1))(m.group(2))
+                return ok({"ok": True, m.group(1): m.group(2)})
+        except (ValueError, TypeError) as e:
+            return Response(400, compact({"error": str(e)}), "application/json")
+        return Response(404, compact({"error": "unknown control endpoint"}), "application/json")
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        k, sep, v = part.strip().partition("=")
+        if sep and k == name:
+            return v
+    return None
+
+
+def _make_handler(emu: Emulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "podcast-emulator"
+        sys_version = ""
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out in separate writes: without NODELAY, Nagle plus
+            # delayed ACKs add ~40 ms to every keep-alive request.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            resp = emu.handle(self.command, self.path, dict(self.headers.items()), body)
+            self.send_response(resp.status)
+            if resp.content_type:
+                self.send_header("Content-Type", resp.content_type)
+            for k, v in resp.headers:
+                self.send_header(k, v)
+            if resp.status != 204:
+                self.send_header("Content-Length", str(len(resp.body)))
+            self.end_headers()
+            if self.command != "HEAD" and resp.status != 204:
+                self.wfile.write(resp.body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve  # noqa: N815
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # the request log lives in Emulator.requests, with secrets masked
+
+    return Handler
+
+
+__all__ = ["Emulator", "RequestRecord"]
