@@ -133,10 +133,7 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
 
     known = [c for c, _ in table.columns]
     drift = [c for c in frame.columns if c not in known and c not in ("partition_date", "as_of")]
-    before = len(frame)
-    frame = frame.drop_duplicates(subset=[c for c in frame.columns if c in known + ["partition_date"]]
-                                  ) if len(frame) else frame
-    duplicates = before - len(frame)
+    frame, duplicates = _drop_duplicates(frame, known + ["partition_date"])
     if duplicates:
         context.log.warning(f"{table.qualified}: dropped {duplicates} duplicate rows the API sent")
 
@@ -199,6 +196,18 @@ def _fetch(context: dg.AssetExecutionContext, source: Source, ep: Endpoint, clie
     elif table.kind == "snapshot":
         frame["partition_date"] = start
     return frame
+
+
+def _drop_duplicates(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, int]:
+    """Drop rows repeated in every known column (the API sent the same row twice)."""
+    if not len(frame):
+        return frame, 0
+    keys = frame[[c for c in frame.columns if c in columns]]
+    try:
+        repeated = keys.duplicated()
+    except TypeError:  # list cells (e.g. weekly_downloads) are unhashable
+        repeated = keys.astype(str).duplicated()
+    return frame.loc[~repeated], int(repeated.sum())
 
 
 def _concat(parts: list[pd.DataFrame], table: Table) -> pd.DataFrame:

@@ -32,7 +32,7 @@ class RequestRecord:
     api: str  # "anchor" | "op3" | "other"
     endpoint: str
     method: str
-    path: str  # path with query string
+    path_with_query: str
     status: int
     fault: str | None  # latency/rate_limit/error/malformed/expired, the last one applied
     headers: dict[str, str]
