@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shlex
 import subprocess
 import sys
 import time
@@ -629,7 +630,8 @@ def test_cli_prints_exports_and_refuses_non_loopback() -> None:
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline().strip() for _ in range(7)]
-        env = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+        env = dict(shlex.split(line)[1].split("=", 1) for line in lines)  # as `eval` would
+        assert env["OP3_URL_PREFIX"].endswith("/*")
         assert set(env) == {"ANCHOR_BASE_URL", "ANCHOR_WEBSTATION_ID", "ANCHOR_PW_S", "OP3_BASE_URL",
                             "OP3_TOKEN", "OP3_SHOW_UUID", "OP3_URL_PREFIX"}
         r = requests.get(env["OP3_BASE_URL"] + "/queries/top-apps",

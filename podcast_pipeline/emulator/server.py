@@ -132,7 +132,7 @@ class Emulator:
             "OP3_BASE_URL": self.url + op3_api.PREFIX,
             "OP3_TOKEN": ds.op3_token,
             "OP3_SHOW_UUID": ds.show_uuid,
-            "OP3_URL_PREFIX": ds.url_prefix,
+            "OP3_URL_PREFIX": ds.url_prefix + "*",  # a starts-with filter for /hits?url=
         }
 
     @property
