@@ -1,9 +1,14 @@
 """Credential alerts: what to say, where to send it, and when not to say it again.
 
-One alert per expiry: the state of each API's credential is kept in the Dagster
-instance's key-value store, shared by the run-failure sensor and the probe sensor.
-A new alert goes out only when the credential was last seen working after the
-previous alert (a successful materialization, or the probe saying "recovered").
+Channels: the Dagster log (always: the sensor's tick log in the UI), a generic JSON
+webhook (``PODCAST_PIPELINE_ALERT_WEBHOOK_URL``) and Slack through ``dagster-slack``
+(``SLACK_BOT_TOKEN`` + ``SLACK_CHANNEL``).
+
+One alert per expiry: each API's credential state lives in the Dagster instance's
+key-value store, shared by the run-failure sensor and the probe sensor (and so by every
+code location and daemon process of the instance). A new expiry alert goes out only when
+the credential was seen working after the previous one: an asset of that API
+materialized later, or the probe said "recovered".
 """
 
 from __future__ import annotations
@@ -12,13 +17,13 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
 
 import requests
 
-from podcast_pipeline.errors import API_NAMES, FIX_STEPS
-from podcast_pipeline.redact import redact
+from podcast_pipeline.errors import API_NAMES
+from podcast_pipeline.redact import redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -27,39 +32,82 @@ SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 SLACK_CHANNEL_ENV = "SLACK_CHANNEL"
 STATE_KEY = "podcast_pipeline/credential_state/{api}"
 
+# Numbered steps, per API, then the steps both share.
+FIX: dict[str, list[str]] = {
+    "anchor": [
+        "Log in to https://creators.spotify.com in a browser, with the show's account.",
+        "Open DevTools → Application → Cookies → podcasters.spotify.com and copy the value of "
+        "the cookie anchorpw_s (the value only; it looks like s%3A…).",
+        "Put it in ANCHOR_PW_S in the project's .env file (or in the environment Dagster is "
+        "started with).",
+    ],
+    "op3": [
+        "Create a new API token at https://op3.dev/api/keys (or ask the show's OP3 admin).",
+        "Put it in OP3_TOKEN in the project's .env file (or in the environment Dagster is "
+        "started with).",
+    ],
+}
+FIX_AFTER = [
+    "Make Dagster read it: if you edited .env, reload the code location (UI → Deployment → "
+    "Code locations → Reload); if you exported the variable, restart `dagster dev` (or the "
+    "code server, daemon and webserver) with the new value. No code change is needed.",
+    "Check it: `podcast-pipeline check-credentials` should print \"{api}: ok\".",
+    "Re-run what failed: UI → Runs → the failed run → Re-execute → From failure (or launch a "
+    "backfill of the failed partitions).",
+]
+
+
+def fix_steps(api: str) -> list[str]:
+    return [*FIX[api], *(s.replace("{api}", api) for s in FIX_AFTER)]
+
 
 @dataclass(frozen=True)
 class Alert:
     kind: Literal["credentials_expired", "credentials_recovered"]
     api: str
     show: str
-    text: str
+    text: str  # the whole human message, multi-line; "text" also suits Slack-style webhooks
     first_partition: str | None = None
     run_id: str | None = None
     detected_by: str = ""
+    fix_steps: list[str] = field(default_factory=list)
 
     def payload(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        body = {k: v for k, v in asdict(self).items() if v not in (None, [])}
+        body["api_name"] = API_NAMES.get(self.api, self.api)
+        return body
 
 
 def expired_alert(api: str, show: str, *, first_partition: str | None, run_id: str | None,
                   detected_by: str) -> Alert:
-    where = f" First failed partition: {first_partition}." if first_partition else ""
-    run = f" Run: {run_id}." if run_id else ""
-    text = (f":rotating_light: {API_NAMES.get(api, api)} credential expired for show {show}: "
-            f"every call answers 401, so no new data is coming in.{where}{run} "
-            f"To fix: {FIX_STEPS.get(api, '')} Then re-run the failed partitions "
-            "(Dagster UI → the asset → Materialize, or the backfill's 'Re-execute failed').")
-    return Alert("credentials_expired", api, show, redact(text), first_partition, run_id,
-                 detected_by)
+    name = API_NAMES.get(api, api)
+    steps = fix_steps(api)
+    lines = [
+        f"🚨 {name} credential expired — {show}",
+        f"{name} answers 401 (expired or invalid credential), so no new {name} data is coming "
+        "in. The pipeline stops calling it with this credential.",
+    ]
+    if first_partition:
+        lines.append(f"First failed partition: {first_partition}"
+                     + (f" (run {run_id})." if run_id else "."))
+    lines.append(f"Detected by: {detected_by}.")
+    lines.append("To fix:")
+    lines += [f"{i}. {step}" for i, step in enumerate(steps, 1)]
+    lines.append("This is the only alert for this expiry; the next one comes only after the "
+                 "credential has worked again.")
+    return Alert("credentials_expired", api, show, redact("\n".join(lines)), first_partition,
+                 run_id, detected_by, steps)
 
 
 def recovered_alert(api: str, show: str, *, detected_by: str) -> Alert:
-    text = (f":white_check_mark: {API_NAMES.get(api, api)} credential for show {show} works "
-            "again. Re-run any partitions that failed while it was expired.")
+    name = API_NAMES.get(api, api)
+    text = (f"✅ {name} credential works again — {show}\n"
+            "Re-run any partitions that failed while it was expired (UI → Runs → the failed run → "
+            "Re-execute → From failure).")
     return Alert("credentials_recovered", api, show, redact(text), detected_by=detected_by)
 
 
+# ---------------------------------------------------------------------- channels
 class Channel(Protocol):
     name: str
 
@@ -68,6 +116,8 @@ class Channel(Protocol):
 
 @dataclass
 class WebhookChannel:
+    """POSTs ``Alert.payload()`` as JSON; any 2xx counts as delivered."""
+
     url: str
     name: str = "webhook"
 
@@ -78,15 +128,20 @@ class WebhookChannel:
 
 @dataclass
 class SlackChannel:
-    token: str
+    """``chat.postMessage`` through ``dagster-slack``'s client (a bot token with chat:write)."""
+
+    token: str = field(repr=False)
     channel: str
     name: str = "slack"
+    base_url: str | None = None  # Slack's own API unless set (a proxy, or a test receiver)
 
     def send(self, alert: Alert) -> None:
         from dagster_slack import SlackResource
 
-        SlackResource(token=self.token).get_client().chat_postMessage(
-            channel=self.channel, text=alert.text)
+        client = SlackResource(token=self.token).get_client()
+        if self.base_url:
+            client.base_url = self.base_url.rstrip("/") + "/"
+        client.chat_postMessage(channel=self.channel, text=alert.text)
 
 
 def configured_channels(environ: dict[str, str] | None = None) -> list[Channel]:
@@ -95,6 +150,7 @@ def configured_channels(environ: dict[str, str] | None = None) -> list[Channel]:
     if env.get(WEBHOOK_ENV):
         channels.append(WebhookChannel(env[WEBHOOK_ENV]))
     if env.get(SLACK_TOKEN_ENV) and env.get(SLACK_CHANNEL_ENV):
+        register_secret(env[SLACK_TOKEN_ENV])  # a delivery error must not print it
         channels.append(SlackChannel(env[SLACK_TOKEN_ENV], env[SLACK_CHANNEL_ENV]))
     return channels
 
@@ -105,13 +161,17 @@ def send(alert: Alert, logger: logging.Logger | logging.LoggerAdapter | None = N
     logger = logger or log
     logger.warning(alert.text)
     sent = ["log"]
-    for channel in configured_channels() if channels is None else channels:
+    targets = configured_channels() if channels is None else channels
+    if not targets:
+        logger.info(f"No alert channel configured: set {WEBHOOK_ENV}, or {SLACK_TOKEN_ENV} and "
+                    f"{SLACK_CHANNEL_ENV}, to get alerts outside Dagster.")
+    for channel in targets:
         try:
             channel.send(alert)
             sent.append(channel.name)
         except Exception as exc:  # a broken channel must not hide the alert elsewhere
             logger.error(f"could not deliver the alert to {channel.name}: "
-                         f"{redact(type(exc).__name__ + ': ' + str(exc))[:200]}")
+                         f"{redact(type(exc).__name__ + ': ' + str(exc))[:300]}")
     return sent
 
 
@@ -119,7 +179,7 @@ def send(alert: Alert, logger: logging.Logger | logging.LoggerAdapter | None = N
 @dataclass
 class CredentialState:
     status: Literal["ok", "dead", "unknown"] = "unknown"
-    since: float = 0.0  # when it last changed
+    since: float = 0.0  # when it last changed (epoch seconds)
 
     def dump(self) -> str:
         return json.dumps(asdict(self))
@@ -164,6 +224,8 @@ def should_alert_expired(instance, api: str) -> bool:
 
 
 def should_announce_recovery(instance, api: str) -> bool:
+    """True once when a credential known dead works again; the state turns ok either way."""
     state = load_state(instance, api)
-    save_state(instance, api, CredentialState("ok", time.time()))
+    if state.status != "ok":
+        save_state(instance, api, CredentialState("ok", time.time()))
     return state.status == "dead"

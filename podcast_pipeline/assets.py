@@ -19,9 +19,9 @@ import dagster as dg
 import pandas as pd
 
 from podcast_pipeline import warehouse
-from podcast_pipeline.errors import ApiError, ConfigError, CredentialsExpired
+from podcast_pipeline.errors import ApiError, ConfigError, CredentialsExpired, MalformedResponse
 from podcast_pipeline.http import CallStats, RawResponse
-from podcast_pipeline.partitions import daily_partitions
+from podcast_pipeline.partitions import START_DATE_ENV, daily_partitions, start_date
 from podcast_pipeline.tables import Table
 from podcast_pipeline.timeutil import days, utc_now
 
@@ -44,6 +44,8 @@ class Endpoint:
 
     table: Table
     fetch: Callable[..., pd.DataFrame]
+    # Documented fields the table leaves out on purpose (raw.responses keeps them): not drift.
+    unstored: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
     api_resource = getattr(context.resources, source.resource_key)
     try:
         settings = api_resource.settings()
+        _check_local_config(context, start)
     except ConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False,
                          metadata={"error_kind": "config_error", "setting": exc.setting}) from None
@@ -123,23 +126,35 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
     fetched_at = utc_now()
     context.log.info(f"{table.qualified}: fetching {start}..{end} ({table.kind})")
     try:
-        with api_resource.client(recorder=record, stats=stats) as client:
+        # share_key: the steps of one run bootstrap the Anchor station id once, not each.
+        with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id) as client:
             frame = _fetch(context, source, ep, client, start, end)
     except CredentialsExpired as exc:
-        context.instance.add_run_tags(context.run_id, {DEAD_CREDENTIAL_TAG: source.api})
-        raise _failure(exc, table, start, allow_retries=False) from None
+        context.instance.add_run_tags(context.run.run_id, {DEAD_CREDENTIAL_TAG: source.api})
+        raise _failure(exc, table, start, allow_retries=False, end=end) from None
     except ApiError as exc:
-        raise _failure(exc, table, start, allow_retries=True) from None
+        # The session already fetched a malformed body 3 times; a step retry seconds later
+        # would only repeat every request of the window and fail the same way.
+        retry = not isinstance(exc, MalformedResponse)
+        raise _failure(exc, table, start, allow_retries=retry, end=end) from None
 
     known = [c for c, _ in table.columns]
-    drift = [c for c in frame.columns if c not in known and c not in ("partition_date", "as_of")]
+    drift = [c for c in frame.columns
+             if c not in known and c not in ep.unstored and c not in ("partition_date", "as_of")]
     frame, duplicates = _drop_duplicates(frame, known + ["partition_date"])
     if duplicates:
         context.log.warning(f"{table.qualified}: dropped {duplicates} duplicate rows the API sent")
 
     show_id = source.show_id(settings)
-    with context.resources.warehouse.writer(on_wait=context.log.info) as con:
-        result = warehouse.replace_window(con, table, show_id, start, end, frame, raw, fetched_at)
+    try:
+        with context.resources.warehouse.writer(on_wait=context.log.info) as con:
+            result = warehouse.replace_window(con, table, show_id, start, end, frame, raw,
+                                              fetched_at)
+    except warehouse.WarehouseBusy as exc:
+        # We already waited the configured time; a step retry would only hold the run longer.
+        raise dg.Failure(description=str(exc), allow_retries=False,
+                         metadata={"error_kind": "warehouse_busy", "asset": table.qualified,
+                                   "first_partition": str(start)}) from None
     context.log.info(f"{table.qualified}: replaced {start}..{end} with {result.rows} rows "
                      f"({stats.requests} requests, {stats.retries} retries)")
 
@@ -233,7 +248,7 @@ def _check_snapshot_window(table: Table, start: date, end: date) -> None:
 
 
 def _refuse_if_credential_dead(context: dg.AssetExecutionContext, api: str, table: Table) -> None:
-    run = context.instance.get_run_by_id(context.run_id)
+    run = context.instance.get_run_by_id(context.run.run_id)
     dead = (run.tags.get(DEAD_CREDENTIAL_TAG, "") if run else "").split(",")
     if api in dead:
         exc = CredentialsExpired(api, table.name, status=None,
@@ -241,10 +256,21 @@ def _refuse_if_credential_dead(context: dg.AssetExecutionContext, api: str, tabl
         raise _failure(exc, table, partition_window(context)[0], allow_retries=False)
 
 
+def _check_local_config(context: dg.AssetExecutionContext, start: date) -> None:
+    """Settings besides the API's, checked before any request so a bad one costs no calls."""
+    first = date.fromisoformat(start_date())
+    if start < first:
+        raise ConfigError(START_DATE_ENV, f"is {first}, after the requested partition {start}",
+                          f"Set {START_DATE_ENV} to {start} or earlier and reload the code "
+                          f"location, or materialize partitions from {first} on")
+    warehouse.check_writable(context.resources.warehouse.database)
+
+
 def _failure(exc: ApiError, table: Table, first_partition: date, *,
-             allow_retries: bool) -> dg.Failure:
+             allow_retries: bool, end: date | None = None) -> dg.Failure:
+    span = f"{first_partition}..{end}" if end and end != first_partition else str(first_partition)
     return dg.Failure(
-        description=str(exc),
+        description=f"{table.qualified} partition {span}: {exc}",
         allow_retries=allow_retries,
         metadata={"error_kind": exc.kind, "api": exc.api, "endpoint": exc.endpoint,
                   "asset": table.qualified, "first_partition": str(first_partition),
@@ -270,6 +296,7 @@ def _metadata(table: Table, frame: pd.DataFrame, result: warehouse.WriteResult, 
         "window": f"{start}..{end}",
         "requests": dg.MetadataValue.int(stats.requests),
         "retries": dg.MetadataValue.int(stats.retries),
+        "malformed_refetches": dg.MetadataValue.int(stats.malformed_retries),
         "preview": dg.MetadataValue.md(_preview(frame, table)),
     }
     if duplicates:
@@ -278,6 +305,10 @@ def _metadata(table: Table, frame: pd.DataFrame, result: warehouse.WriteResult, 
         meta["rows_outside_window_dropped"] = dg.MetadataValue.int(result.dropped_outside_window)
     if result.rows == 0:
         meta["note"] = "The API returned no rows: the window was replaced with nothing."
+    nulls = {c: int(frame[c].isna().sum()) for c, sql in table.columns
+             if sql in ("BIGINT", "DOUBLE") and c in frame.columns}
+    if any(nulls.values()):  # stored as NULL, never as 0: say so rather than let sums hide it
+        meta["null_numbers"] = ", ".join(f"{c}: {n} rows" for c, n in nulls.items() if n)
     headline = _headline_per_day(table, frame)
     if table.headline:
         meta[table.headline] = dg.MetadataValue.int(

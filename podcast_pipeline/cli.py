@@ -13,6 +13,66 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if all(o.success for o in outcomes) else 1
 
 
+def _check_credentials(args: argparse.Namespace) -> int:
+    from podcast_pipeline.credentials import check_env, environment_with_dotenv
+
+    verdicts = check_env(environment_with_dotenv())  # ./.env too, as `dagster dev` reads it
+    for verdict in verdicts:
+        print(verdict.line())
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from podcast_pipeline.chaos import ChaosOptions, run_chaos
+    from podcast_pipeline.emulator import Faults
+
+    faults = Faults(error_rate=args.error_rate, rate_limit_rate=args.rate_limit_rate,
+                    latency_ms=args.latency_ms, jitter_ms=args.jitter_ms,
+                    malformed_rate=args.truncated_rate, malformed_kind="truncated",
+                    seed=args.fault_seed)
+    report = run_chaos(ChaosOptions(
+        days=args.days, seed=args.seed, database=args.database,
+        reference_database=args.reference_database, faults=faults, max_retries=args.max_retries,
+        backoff_factor=args.backoff, max_reruns=args.max_reruns,
+        log_level="INFO" if args.verbose else "WARNING"))
+    return 0 if report.ok else 1
+
+
+def _add_chaos_parser(sub: argparse._SubParsersAction) -> None:
+    from dataclasses import asdict
+
+    from podcast_pipeline.chaos import DEFAULT_FAULTS, ChaosOptions
+
+    d = {**asdict(ChaosOptions()), **asdict(DEFAULT_FAULTS)}  # fault "seed" wins: --fault-seed
+
+    chaos = sub.add_parser("chaos", help="the demo against an emulator with faults, then a "
+                           "fault-free run of the same seed; exit 1 unless every table is equal")
+    chaos.add_argument("--days", type=int, default=30, help="how many days back (default 30)")
+    chaos.add_argument("--seed", type=int, default=7, help="emulator data seed (default 7)")
+    chaos.add_argument("--database", default="data/chaos.duckdb",
+                       help="DuckDB file of the faulted run (recreated; default data/chaos.duckdb)")
+    chaos.add_argument("--reference-database", default=None,
+                       help="DuckDB file of the fault-free run (default <database>.reference.duckdb)")
+    for flag, key, what in (
+        ("--error-rate", "error_rate", "share of requests answered 500/502/503"),
+        ("--rate-limit-rate", "rate_limit_rate", "share of requests answered 429"),
+        ("--truncated-rate", "malformed_rate", "share of 200s whose body is cut in half"),
+        ("--latency-ms", "latency_ms", "added latency per request"),
+        ("--jitter-ms", "jitter_ms", "random extra latency per request, 0..this"),
+    ):
+        chaos.add_argument(flag, type=float, default=d[key], help=f"{what} (default {d[key]:g})")
+    chaos.add_argument("--fault-seed", type=int, default=d["seed"],
+                       help=f"seed of the fault dice (default {d['seed']})")
+    chaos.add_argument("--max-retries", type=int, default=d["max_retries"],
+                       help=f"client retries per request (default {d['max_retries']})")
+    chaos.add_argument("--backoff", type=float, default=d["backoff_factor"],
+                       help=f"client retry backoff factor in s (default {d['backoff_factor']:g})")
+    chaos.add_argument("--max-reruns", type=int, default=d["max_reruns"],
+                       help=f"re-runs of a run's failed assets (default {d['max_reruns']})")
+    chaos.add_argument("--verbose", action="store_true", help="Dagster's INFO log too")
+    chaos.set_defaults(func=_chaos)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from podcast_pipeline.emulator import cli as emulator_cli
 
@@ -28,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="emulator data seed (default 7)")
     demo.add_argument("--quiet", action="store_true", help="only warnings and the summary")
     demo.set_defaults(func=_demo)
+    _add_chaos_parser(sub)
+    check = sub.add_parser("check-credentials", help="one authenticated call per API with the "
+                           "credentials in the environment and ./.env; one line per API, exit 1 unless "
+                           "both are ok")
+    check.set_defaults(func=_check_credentials)
     return parser
 
 

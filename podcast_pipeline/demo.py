@@ -10,12 +10,12 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import dagster as dg
 import duckdb
@@ -34,6 +34,11 @@ class RunOutcome:
     success: bool
     failed_steps: list[str] = field(default_factory=list)
     partitions: str = ""
+    failed_assets: list[dg.AssetKey] = field(default_factory=list)
+    requests: int = 0  # HTTP requests of the materialized steps (their metadata)
+    retries: int = 0  # client retries of 429/5xx/connection errors (their metadata)
+    malformed_refetches: int = 0  # bodies fetched again because they were malformed
+    step_retries: int = 0  # steps Dagster retried under the assets' RetryPolicy
 
 
 @contextmanager
@@ -67,21 +72,46 @@ def run_requests_for(days: int, now: datetime) -> list[dg.RunRequest]:
 
 
 def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterInstance,
-            *, log_level: str = "INFO") -> RunOutcome:
+            *, log_level: str = "INFO", resources: dict[str, Any] | None = None,
+            assets: Sequence[dg.AssetKey] | None = None,
+            extra_tags: dict[str, str] | None = None) -> RunOutcome:
+    """Run ``request`` in process; ``assets`` narrows it (a re-run of failed steps) and
+    ``resources`` is run config for the resources (e.g. a shorter retry backoff)."""
     job = defs.resolve_job_def("daily_refresh")
-    tags = dict(request.tags)
+    tags = {**request.tags, **(extra_tags or {})}
+    selection = list(assets if assets is not None else request.asset_selection or [])
+    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if resources:
+        run_config["resources"] = {k: {"config": v} for k, v in resources.items()}
     result = job.execute_in_process(
         instance=instance,
         partition_key=request.partition_key,
-        asset_selection=list(request.asset_selection or []),
+        asset_selection=selection,
         tags=tags,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config=run_config,
     )
     failed = [e.step_key for e in result.all_events if e.is_step_failure and e.step_key]
+    by_step = {"__".join(k.path): k for k in selection}  # an asset's step key is its op name
     span = request.partition_key or (
         f"{tags.get('dagster/asset_partition_range_start')}..{tags.get('dagster/asset_partition_range_end')}")
-    return RunOutcome(result.run_id, result.success, failed, span)
+    outcome = RunOutcome(result.run_id, result.success, failed, span,
+                         failed_assets=[by_step[s] for s in failed if s in by_step])
+    counted: set[str | None] = set()
+    for event in result.all_events:
+        if event.is_step_up_for_retry:
+            outcome.step_retries += 1
+        elif event.is_step_materialization and event.step_key not in counted:
+            counted.add(event.step_key)  # a range step repeats its metadata per partition
+            meta = event.materialization.metadata
+            outcome.requests += _int(meta.get("requests"))
+            outcome.retries += _int(meta.get("retries"))
+            outcome.malformed_refetches += _int(meta.get("malformed_refetches"))
+    return outcome
+
+
+def _int(value: Any) -> int:
+    return int(getattr(value, "value", value) or 0)
 
 
 def summarize(db_path: str, out: TextIO = sys.stdout) -> None:

@@ -116,6 +116,19 @@ def excerpt(text: str, limit: int = 160) -> str:
     return text[:limit] + ("…" if len(text) > limit else "")
 
 
+def utf8_text(resp: requests.Response) -> str:
+    """The body decoded strictly as UTF-8, which both APIs send.
+
+    ``resp.text`` would swap a bad byte for U+FFFD and store the damage silently; a body
+    that is not UTF-8 is corrupt, so this raises ``ValueError`` naming the first bad byte.
+    """
+    try:
+        return resp.content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"body is not valid UTF-8 (byte {resp.content[exc.start]:#04x} at "
+                         f"offset {exc.start})") from None
+
+
 class ApiSession:
     """A ``requests.Session`` for one API, one credential, with the project's error rules."""
 
@@ -180,7 +193,13 @@ class ApiSession:
                            f"could not reach the API after retries ({type(exc).__name__}); "
                            "check the base URL and your network", path=shown_path) from None
 
-        history = getattr(getattr(resp.raw, "retries", None), "history", ()) or ()
+        if "charset" not in resp.headers.get("Content-Type", "").lower():
+            # Both APIs send UTF-8, but OP3's TSV declares no charset: requests would decode
+            # text/* as ISO-8859-1 ("Île-de-France" → "Ã\x8ele-de-France") and guess for JSON.
+            resp.encoding = "utf-8"
+        # Each hop of a redirect (OP3 /redirect-logs → /hits) has its own retry history.
+        history = [h for hop in (*resp.history, resp)
+                   for h in getattr(getattr(hop.raw, "retries", None), "history", ()) or ()]
         self.stats.add(requests_=1 + len(history), retries=len(history))
         raw = RawResponse(
             api=self.api, endpoint=endpoint, path=shown_path, status=resp.status_code,
@@ -255,6 +274,10 @@ def _json_problem(resp: requests.Response) -> str | None:
     ctype = resp.headers.get("Content-Type", "")
     if "html" in ctype or text.lstrip()[:1] == "<":
         return "expected JSON but got an HTML page (a login page means the session expired)"
+    try:
+        text = utf8_text(resp)
+    except ValueError as exc:
+        return str(exc)
     try:
         json.loads(text)
     except ValueError:

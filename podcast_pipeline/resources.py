@@ -8,11 +8,14 @@ need it, with a message naming the variable (see ``settings.py``).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 import duckdb
+import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from podcast_pipeline import warehouse
@@ -37,6 +40,41 @@ class _ApiResource(dg.ConfigurableResource):
         return env
 
 
+# Station ids learned per share key (a run id): a run bootstraps its station id once, not
+# once per step. Bounded so a long-lived process cannot grow it without end.
+_STATION_IDS: dict[tuple[str, str, str], int] = {}
+_STATION_IDS_MAX = 256
+
+
+class _SharingAnchorClient(AnchorClient):
+    """Starts from, and publishes, the station id other clients under the same key learned.
+
+    The episodes page carries the station id, so a run that lists episodes first needs no
+    bootstrap request at all.
+    """
+
+    def __init__(self, settings: AnchorSettings, share_key: str, **kw: Any) -> None:
+        super().__init__(settings, **kw)
+        self._share = (share_key, settings.base_url, settings.webstation_id)
+        self._station_id = _STATION_IDS.get(self._share)
+
+    def _publish(self) -> None:
+        if self._station_id is not None:
+            if len(_STATION_IDS) >= _STATION_IDS_MAX:
+                _STATION_IDS.clear()
+            _STATION_IDS[self._share] = self._station_id
+
+    def station_id(self) -> int:
+        sid = super().station_id()
+        self._publish()
+        return sid
+
+    def episodes(self, limit: int = 50) -> pd.DataFrame:
+        frame = super().episodes(limit)
+        self._publish()
+        return frame
+
+
 class AnchorResource(_ApiResource):
     """Spotify for Creators (Anchor) analytics client configuration."""
 
@@ -50,8 +88,14 @@ class AnchorResource(_ApiResource):
             "ANCHOR_PW_S": self.cookie,
         }))
 
-    def client(self, recorder: Recorder | None = None, stats: CallStats | None = None) -> AnchorClient:
-        return AnchorClient(self.settings(), retry=self.retry_policy(), recorder=recorder, stats=stats)
+    def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
+               share_key: str | None = None) -> AnchorClient:
+        """``share_key`` (the run id): clients under one key share the station id. Without
+        one (the credential probe) every client makes its own authenticated call."""
+        kw: dict[str, Any] = {"retry": self.retry_policy(), "recorder": recorder, "stats": stats}
+        if share_key is None:
+            return AnchorClient(self.settings(), **kw)
+        return _SharingAnchorClient(self.settings(), share_key, **kw)
 
 
 class Op3Resource(_ApiResource):
@@ -68,19 +112,26 @@ class Op3Resource(_ApiResource):
             "OP3_SHOW_UUID": self.show_uuid, "OP3_URL_PREFIX": self.url_prefix,
         }))
 
-    def client(self, recorder: Recorder | None = None, stats: CallStats | None = None) -> Op3Client:
+    def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
+               share_key: str | None = None) -> Op3Client:
+        """``share_key`` is accepted for symmetry with Anchor; OP3 needs no bootstrap."""
         return Op3Client(self.settings(), retry=self.retry_policy(), recorder=recorder, stats=stats)
 
 
 class WarehouseResource(DuckDBResource):
     """``DuckDBResource`` plus the project's serialised, lock-tolerant writer."""
 
-    lock_timeout_seconds: float = 600.0
+    # None: PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS, else 600 s.
+    lock_timeout_seconds: float | None = None
 
     @contextmanager
     def writer(self, on_wait=None) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.write_lock(self.database, self.lock_timeout_seconds, on_wait):
-            with warehouse.connect(self.database, timeout=self.lock_timeout_seconds,
+        """Wait (bounded, one budget for both waits) for our other writers, then for any
+        other process holding the file; raises ``WarehouseBusy`` naming the holder."""
+        timeout = self.lock_timeout_seconds or warehouse.lock_timeout()
+        deadline = time.monotonic() + timeout
+        with warehouse.write_lock(self.database, timeout, on_wait):
+            with warehouse.connect(self.database, timeout=max(1.0, deadline - time.monotonic()),
                                    on_wait=on_wait) as con:
                 warehouse.ensure_schema(con)
                 yield con

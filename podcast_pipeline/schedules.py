@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from podcast_pipeline.errors import ConfigError
 from podcast_pipeline.partitions import daily_partitions
 from podcast_pipeline.tables import ALL_TABLES
 
@@ -20,14 +21,17 @@ WINDOWED_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.kind !
 
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh",
-    selection=dg.AssetSelection.assets(*SNAPSHOT_KEYS, *WINDOWED_KEYS),
-    partitions_def=daily_partitions(),
+    selection=dg.AssetSelection.assets(*SNAPSHOT_KEYS, *WINDOWED_KEYS),  # daily: from the assets
     description="Every asset for one or more days; the schedule and the demo launch it.",
 )
 
 
 def lookback_days() -> int:
-    return max(0, int(os.environ.get(LOOKBACK_ENV) or DEFAULT_LOOKBACK_DAYS))
+    raw = os.environ.get(LOOKBACK_ENV) or str(DEFAULT_LOOKBACK_DAYS)
+    if not raw.strip().isdigit():
+        raise ConfigError(LOOKBACK_ENV, f"is {raw!r}, not a whole number of days",
+                          f"Set it to e.g. {DEFAULT_LOOKBACK_DAYS}, or unset it")
+    return int(raw)
 
 
 @dg.schedule(

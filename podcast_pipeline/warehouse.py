@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -57,6 +58,23 @@ def database_path() -> str:
     return os.environ.get("DUCKDB_PATH") or DEFAULT_DB_PATH
 
 
+LOCK_TIMEOUT_ENV = "PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS"
+DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
+
+
+def lock_timeout() -> float:
+    """How long a write waits for the database (other writers, a user's shell) before failing."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV) or str(DEFAULT_LOCK_TIMEOUT_SECONDS)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ConfigError(LOCK_TIMEOUT_ENV, f"is {raw!r}, not a positive number of seconds",
+                          f"Set it to e.g. {DEFAULT_LOCK_TIMEOUT_SECONDS:.0f}, or unset it.")
+    return value
+
+
 def table_columns(table: Table) -> tuple[tuple[str, str], ...]:
     """Key columns, then ``as_of`` for snapshots, then the endpoint's own columns."""
     extra = (("as_of", "TIMESTAMPTZ"),) if table.kind == "snapshot" else ()
@@ -79,6 +97,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = ALL_
 
 def check_writable(path: str) -> None:
     """Fail early, naming the setting, when the database file cannot be created."""
+    if Path(path).expanduser().is_dir():
+        raise ConfigError("DUCKDB_PATH", f"({path}) is a folder, not a database file",
+                          "Set DUCKDB_PATH to a file path such as data/podcast.duckdb.")
     parent = Path(path).expanduser().resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -102,12 +123,25 @@ def write_lock(path: str, timeout: float = 600.0, on_wait=None) -> Iterator[None
         try:
             lock.acquire(timeout=timeout)
         except Timeout:
-            raise WarehouseBusy(f"{path} stayed locked by another pipeline writer for "
-                                f"{timeout:.0f} s; is a long run still writing?") from None
+            held = holder(path)
+            raise WarehouseBusy(
+                f"{path} stayed locked by another pipeline writer for {timeout:.0f} s; is a "
+                "long run still writing" + (f", or waiting for the file, which is held by "
+                                            f"{held}?" if held else "?")) from None
     try:
         yield
     finally:
         lock.release()
+
+
+def holder(path: str) -> str | None:
+    """DuckDB's own words for the process holding ``path`` open (program and PID), if any."""
+    try:
+        duckdb.connect(str(Path(path).expanduser()), read_only=True).close()
+    except duckdb.IOException as exc:
+        match = re.search(r"held in (.+?\(PID \d+\))", str(exc))
+        return match.group(1) if match else None
+    return None
 
 
 @contextmanager

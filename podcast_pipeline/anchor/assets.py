@@ -47,4 +47,13 @@ SOURCE = Source(
     list_episode_ids=published_episode_ids,
 )
 
-anchor_assets = build_assets(SOURCE, [Endpoint(t, FETCH[t.name]) for t in ANCHOR_TABLES])
+# Fields API.md documents for these endpoints that the tables do not store.
+UNSTORED = {
+    "episodes": frozenset({"share_link_embed_path", "contains_music_segments",
+                           "is_published_to_spotify_exclusively", "wordpress_post_metadata_id",
+                           "audio_count"}),
+    "episode_metadata": frozenset({"web_station_id", "episode_image", "share_link_embed_path"}),
+}
+
+anchor_assets = build_assets(SOURCE, [Endpoint(t, FETCH[t.name], UNSTORED.get(t.name, frozenset()))
+                                      for t in ANCHOR_TABLES])

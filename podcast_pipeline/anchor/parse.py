@@ -49,6 +49,10 @@ HEADERS: dict[str, dict[str, str]] = {
 }
 
 
+# Time series with one row per day: a day seen twice with different values is a conflict.
+SERIES = frozenset({"plays", "episode_plays"})
+
+
 def snake(name: str) -> str:
     """"Percent of Plays" → percent_of_plays, "EpisodeTitle" → episode_title."""
     name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
@@ -128,11 +132,26 @@ def parse_analytics(body: Mapping[str, Any], endpoint: str,
     df = pd.DataFrame(records, columns=names, dtype=object)
     if "date" in known.values():
         df["date"] = [_bucket_date(v, endpoint) for v in df["date"]]
+    if endpoint in SERIES:
+        _refuse_conflicting_buckets(df, endpoint)
     for col, h in extra_types.items():
         df[col] = _cast_extra(df[col], h)
     for col, value in reversed(list((lead or {}).items())):
         df.insert(0, col, [value] * len(df))
     return conform(df, table("anchor", endpoint), endpoint)
+
+
+def _refuse_conflicting_buckets(df: pd.DataFrame, endpoint: str) -> None:
+    """Two *different* rows for one day would make that day's count depend on which one
+    wins (or double it when summed). Exact repeats pass: the asset drops and counts them."""
+    distinct = df[["date", "plays"]].astype(str).drop_duplicates()
+    clash = distinct[distinct["date"].duplicated()]
+    if len(clash):
+        day = clash["date"].iloc[0]
+        values = sorted(distinct.loc[distinct["date"] == day, "plays"])
+        raise MalformedResponse("anchor", endpoint, f"the day {day} comes back in "
+                                f"{len(values)} rows with different plays {values}; refusing "
+                                "to pick one")
 
 
 def _bucket_date(value: Any, endpoint: str) -> date | None:

@@ -436,9 +436,10 @@ def _overview(ds: Dataset, raw: str) -> Response:
     ep = _find_episode(ds, raw)
     if isinstance(ep, Response):
         return ep
-    if ep.is_draft:
-        return errors(403, "Episode is not published")
-    pub = ep.publish_ts or 0
+    # A draft's overview answers 200 with isPublished false and no publish time (as the
+    # dashboard's editor shows it): a 403 here was only inferred, and it made the reference
+    # client's own CLI (`python -m anchorconnector`) crash on the first draft it listed.
+    pub = ep.publish_ts
     return Response(200, compact({
         "created": iso_ms(ep.created_ts),
         "createdUnixTimestamp": ep.created_ts,
@@ -446,14 +447,15 @@ def _overview(ds: Dataset, raw: str) -> Response:
         "totalDuration": ep.duration_s * 1000,
         "hourOffset": -1,
         "isDeleted": False,
-        "isPublished": True,
+        "isPublished": not ep.is_draft,
         "webEpisodeId": ep.web_episode_id,
         "webStationId": ds.webstation_id,
-        "publishOn": iso_ms(pub),
+        "publishOn": None if pub is None else iso_ms(pub),
         "publishOnUnixTimestamp": pub,
         "title": ep.title,
         "episodeAudios": [{"url": f"https://d3ctxlq1ktw2nl.cloudfront.net/staging/{ep.guid}.m4a"}],
-        "spotifyUrl": f"https://open.spotify.com/episode/{ep.spotify_uri.rsplit(':', 1)[1]}",
+        "spotifyUrl": None if ep.is_draft else
+        f"https://open.spotify.com/episode/{ep.spotify_uri.rsplit(':', 1)[1]}",
         "episodeImage": None,
         "shareLinkPath": f"/{ds.vanity}/episodes/{_slug(ep)}",
         "shareLinkEmbedPath": f"/{ds.vanity}/embed/episodes/{_slug(ep)}",

@@ -19,7 +19,14 @@ import pandas as pd
 
 from podcast_pipeline.anchor.parse import conform, snake, snake_keys, table
 from podcast_pipeline.errors import MalformedResponse
-from podcast_pipeline.http import ApiSession, CallStats, Recorder, RetryPolicy, excerpt
+from podcast_pipeline.http import (
+    ApiSession,
+    CallStats,
+    Recorder,
+    RetryPolicy,
+    excerpt,
+    utf8_text,
+)
 from podcast_pipeline.settings import Op3Settings
 from podcast_pipeline.timeutil import as_utc_date
 
@@ -120,7 +127,7 @@ class Op3Client:
             resp, raw = self.session.get(endpoint, path, params,
                                          accept="text/tab-separated-values")
             try:
-                frame = _parse_tsv(resp.text)
+                frame = _parse_tsv(utf8_text(resp))
             except ValueError as exc:
                 if attempt >= self.session.retry.malformed_retries:
                     raise MalformedResponse("op3", endpoint, str(exc), status=resp.status_code,

@@ -1,0 +1,95 @@
+"""Concurrent writers on one DuckDB file, in real processes.
+
+Several ``dagster asset materialize`` runs (each with the multiprocess executor running
+two steps at once) fetch in parallel and then queue on the warehouse's file lock instead
+of failing on DuckDB's single-writer lock; a user holding the file open makes runs wait
+with a log line and fail after the configured time, naming the holder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import date
+
+import duckdb
+import pytest
+
+from podcast_pipeline import warehouse
+from podcast_pipeline.emulator import Emulator, EmulatorConfig
+from podcast_pipeline_tests.procs import (
+    Materialize,
+    dagster_home,
+    materialize_in_process,
+    pipeline_env,
+    table_checksums,
+)
+
+TODAY = date(2025, 6, 1)
+ASSETS = ["op3/downloads", "anchor/plays"]
+LOCK_ERRORS = ("Could not set lock", "Conflicting lock", "WarehouseBusy", "stayed locked")
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator(EmulatorConfig(seed=7, today=TODAY)) as emu:
+        yield emu
+
+
+def test_parallel_runs_and_steps_queue_on_the_file_lock(emu, tmp_path):
+    db, reference = str(tmp_path / "shared.duckdb"), str(tmp_path / "reference.duckdb")
+    env = pipeline_env(emu, db, dagster_home(tmp_path))
+    days = ["2025-05-28", "2025-05-29", "2025-05-30"]
+    # Hold the writers' lock until every step of every run has fetched and is waiting: this
+    # proves the API calls overlapped, and then all six writers contend for the file at once.
+    with warehouse.write_lock(db, timeout=5):
+        runs = [Materialize(env, ASSETS, partition=day) for day in days]
+        try:
+            for run in runs:
+                run.wait_for("waiting for another writer", times=len(ASSETS))
+        except AssertionError:
+            for run in runs:
+                run.kill()
+            raise
+    codes = [run.finish() for run in runs]
+    for run, code in zip(runs, codes, strict=True):
+        assert code == 0, run.log[-4000:]
+        assert run.count("Executing steps using multiprocess executor") == 1
+        assert not any(err in run.log for err in LOCK_ERRORS), run.log[-4000:]
+
+    for day in days:  # the same partitions, one after another in this process
+        materialize_in_process(emu, reference, ASSETS, partition=day)
+    got, want = table_checksums(db), table_checksums(reference)
+    for key in ("op3.downloads", "anchor.plays"):
+        assert got[key] == want[key] and got[key][0] > 0, key
+
+
+def test_a_user_holding_the_file_makes_runs_wait_then_fail_naming_it(emu, tmp_path):
+    db = str(tmp_path / "held.duckdb")
+    home = dagster_home(tmp_path)
+    user = duckdb.connect(db)  # a user's SQL shell on the file, in another process than the runs
+    try:
+        patient = Materialize(pipeline_env(emu, db, home, PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS="120"),
+                              ["anchor/plays"], partition="2025-05-29")
+        hasty = Materialize(pipeline_env(emu, db, home, PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS="3"),
+                            ["anchor/impressions"], partition="2025-05-30")
+        assert hasty.finish() != 0
+        # Whichever run got the writers' lock first, the failure names the process holding
+        # the database file (this one) and what to do; it is not retried.
+        assert f"(PID {os.getpid()})" in hasty.log, hasty.log[-4000:]
+        assert "warehouse_busy" in hasty.log and "STEP_UP_FOR_RETRY" not in hasty.log
+        patient.wait_for("is held by another process, waiting up to")
+    finally:
+        user.close()
+    assert patient.finish() == 0, patient.log[-4000:]
+    with duckdb.connect(db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM anchor.plays").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM anchor.impressions").fetchone()[0] == 0
+
+
+def test_lock_timeout_setting_is_validated(monkeypatch):
+    monkeypatch.setenv(warehouse.LOCK_TIMEOUT_ENV, "soon")
+    with pytest.raises(Exception, match="PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS is 'soon'"):
+        warehouse.lock_timeout()
+    monkeypatch.setenv(warehouse.LOCK_TIMEOUT_ENV, "2.5")
+    assert warehouse.lock_timeout() == 2.5

@@ -1,0 +1,103 @@
+"""The daily schedule's run requests, evaluated by Dagster for a given tick."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from podcast_pipeline.errors import ConfigError
+from podcast_pipeline.partitions import START_DATE_ENV, daily_partitions
+from podcast_pipeline.schedules import (
+    LOOKBACK_ENV,
+    SNAPSHOT_KEYS,
+    WINDOWED_KEYS,
+    daily_refresh_schedule,
+)
+from podcast_pipeline.tables import ALL_TABLES, TABLES_BY_KEY
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def tick(when: datetime) -> list[dg.RunRequest]:
+    """Dagster's own evaluation, with the repository so it resolves the asset selections."""
+    from podcast_pipeline.definitions import defs
+
+    context = dg.build_schedule_context(scheduled_execution_time=when,
+                                        repository_def=defs.get_repository_def())
+    data = daily_refresh_schedule.evaluate_tick(context)
+    assert data.skip_message is None
+    return list(data.run_requests or [])
+
+
+def split(requests: list[dg.RunRequest]) -> tuple[dg.RunRequest, dg.RunRequest]:
+    snapshots = [r for r in requests if r.partition_key is not None]
+    windowed = [r for r in requests if r.partition_key is None]
+    assert len(snapshots) == len(windowed) == 1 and len(requests) == 2
+    return snapshots[0], windowed[0]
+
+
+@pytest.fixture(autouse=True)
+def _no_user_settings(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(LOOKBACK_ENV, raising=False)
+
+
+def test_defaults_yesterday_for_snapshots_and_four_days_for_ranged():
+    snapshots, windowed = split(tick(datetime(2026, 3, 10, 6, tzinfo=UTC)))
+    assert snapshots.partition_key == "2026-03-09"
+    assert set(snapshots.asset_selection) == set(SNAPSHOT_KEYS)
+    # Yesterday plus the default 3 days before it: Spotify restates late numbers.
+    assert (windowed.tags[RANGE_START], windowed.tags[RANGE_END]) == ("2026-03-06", "2026-03-09")
+    assert set(windowed.asset_selection) == set(WINDOWED_KEYS)
+    assert snapshots.run_key != windowed.run_key
+    # Together they cover every asset exactly once.
+    keys = [*snapshots.asset_selection, *windowed.asset_selection]
+    assert sorted(".".join(k.path) for k in keys) == sorted(t.qualified for t in ALL_TABLES)
+    assert {TABLES_BY_KEY[".".join(k.path)].kind for k in windowed.asset_selection} == {
+        "ranged", "per_day"}
+
+
+@pytest.mark.parametrize("lookback", [0, 1, 7])
+def test_lookback_is_configurable(lookback: int, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(LOOKBACK_ENV, str(lookback))
+    when = datetime(2026, 3, 10, 6, tzinfo=UTC)
+    snapshots, windowed = split(tick(when))
+    yesterday = date(2026, 3, 9)
+    assert snapshots.partition_key == yesterday.isoformat()  # snapshots never look back
+    start = date.fromisoformat(windowed.tags[RANGE_START])
+    assert windowed.tags[RANGE_END] == yesterday.isoformat()
+    assert (yesterday - start).days + 1 == lookback + 1
+
+
+def test_bad_lookback_names_the_variable(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(LOOKBACK_ENV, "three")
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, 6, tzinfo=UTC))
+    with pytest.raises(ConfigError, match=LOOKBACK_ENV):
+        daily_refresh_schedule(context)
+
+
+def test_range_never_starts_before_the_first_partition(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(START_DATE_ENV, raising=False)
+    first = daily_partitions().start.date()
+    when = datetime.combine(first + timedelta(days=2), datetime.min.time(), UTC).replace(hour=6)
+    _, windowed = split(tick(when))
+    assert windowed.tags[RANGE_START] == first.isoformat()
+    assert windowed.tags[RANGE_END] == (first + timedelta(days=1)).isoformat()
+
+
+def test_requested_partitions_exist_on_the_tick():
+    """Yesterday is the newest partition Dagster knows at 06:00 UTC."""
+    when = datetime(2026, 3, 10, 6, tzinfo=UTC)
+    snapshots, windowed = split(tick(when))
+    keys = daily_partitions().get_partition_keys(current_time=when)
+    assert keys[-1] == snapshots.partition_key == windowed.tags[RANGE_END]
+    assert windowed.tags[RANGE_START] in keys
+
+
+def test_runs_daily_at_six_utc():
+    assert daily_refresh_schedule.cron_schedule == "0 6 * * *"
+    assert daily_refresh_schedule.execution_timezone == "UTC"
+    assert daily_refresh_schedule.job_name == "daily_refresh"
+    assert daily_refresh_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
