@@ -38,13 +38,13 @@ FIX: dict[str, list[str]] = {
         "Log in to https://creators.spotify.com in a browser, with the show's account.",
         "Open DevTools → Application → Cookies → podcasters.spotify.com and copy the value of "
         "the cookie anchorpw_s (the value only; it looks like s%3A…).",
-        "Put it in ANCHOR_PW_S in the project's .env file (or in the environment Dagster is "
-        "started with).",
+        "Put it in ANCHOR_PW_S in the project's .env file (in the folder you start Dagster "
+        "from), or in the environment Dagster is started with.",
     ],
     "op3": [
         "Create a new API token at https://op3.dev/api/keys (or ask the show's OP3 admin).",
-        "Put it in OP3_TOKEN in the project's .env file (or in the environment Dagster is "
-        "started with).",
+        "Put it in OP3_TOKEN in the project's .env file (in the folder you start Dagster from), "
+        "or in the environment Dagster is started with.",
     ],
 }
 FIX_AFTER = [
@@ -82,10 +82,11 @@ def expired_alert(api: str, show: str, *, first_partition: str | None, run_id: s
                   detected_by: str) -> Alert:
     name = API_NAMES.get(api, api)
     steps = fix_steps(api)
+    credential = {"anchor": "cookie (ANCHOR_PW_S)", "op3": "token (OP3_TOKEN)"}.get(api, "key")
     lines = [
         f"🚨 {name} credential expired — {show}",
-        f"{name} answers 401 (expired or invalid credential), so no new {name} data is coming "
-        "in. The pipeline stops calling it with this credential.",
+        f"Every call answers 401: the {credential} is expired or invalid, so no new data is "
+        "coming in from it. Runs stop calling the API as soon as they meet the 401.",
     ]
     if first_partition:
         lines.append(f"First failed partition: {first_partition}"

@@ -84,7 +84,11 @@ def credential_expiry_alert(context: dg.RunFailureSensorContext, anchor: AnchorR
 
 
 def probe_interval() -> int:
-    return max(60, int(os.environ.get(PROBE_INTERVAL_ENV) or DEFAULT_PROBE_INTERVAL))
+    value = os.environ.get(PROBE_INTERVAL_ENV) or str(DEFAULT_PROBE_INTERVAL)
+    if not value.isdigit() or int(value) < 60:
+        raise ConfigError(PROBE_INTERVAL_ENV, f"is {value!r}, not a whole number of seconds >= 60",
+                          "Set it to e.g. 3600 (hourly), or unset it")
+    return int(value)
 
 
 @dg.sensor(

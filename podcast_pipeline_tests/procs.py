@@ -97,12 +97,27 @@ class Materialize:
         return rc
 
     def kill(self) -> None:
-        """SIGKILL the whole process group: the CLI and its step worker processes."""
+        """SIGKILL the whole process group (the CLI and its step workers); wait until all died."""
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self.proc.wait(30)
+        deadline = time.monotonic() + 30
+        while _group_alive(self.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process of group ``pgid`` remains."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def partition_checksums(db: str, key: str) -> dict[date, tuple[int, str]]:

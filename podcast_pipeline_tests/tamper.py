@@ -73,6 +73,7 @@ class Tamper:
         self._rules = _Rules()
         self._lock = threading.Lock()
         self._exchanges: list[Exchange] = []
+        self.rewritten = 0  # answers a rule changed since the last clear()
         self._server: ThreadingHTTPServer | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -111,6 +112,7 @@ class Tamper:
         with self._lock:
             self._rules.items.clear()
             self._exchanges.clear()
+            self.rewritten = 0
 
     @property
     def exchanges(self) -> list[Exchange]:
@@ -132,6 +134,8 @@ class Tamper:
             rule = self._rules.find(path)
         if rule is not None and answer.status == 200:
             answer = rule(path, answer)
+            with self._lock:
+                self.rewritten += 1
         with self._lock:
             self._exchanges.append(Exchange(method, path, dict(headers), answer.status))
         return answer

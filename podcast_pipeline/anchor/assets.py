@@ -12,7 +12,7 @@ from podcast_pipeline.tables import ANCHOR_TABLES
 
 
 def published_episode_ids(client) -> list[int]:
-    """Episodes with a publish time; drafts answer 403 on their per-episode endpoints."""
+    """Episodes with a publish time: drafts have no analytics (and may answer 403 live)."""
     episodes = client.episodes()
     published = episodes[pd.notna(episodes["publish_on"])]
     return [int(e) for e in published["episode_id"]]

@@ -48,6 +48,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     f.add_argument("--malformed-kind", choices=("truncated", "html", "mixed"), default="mixed")
     f.add_argument("--fault-seed", type=int, default=0)
     f.add_argument("--apply-to", nargs="+", default=None, help="endpoint or api names faults apply to")
+    p.set_defaults(func=run)  # `podcast-pipeline emulator` dispatches on args.func
     return p
 
 
