@@ -29,6 +29,8 @@ from podcast_pipeline.timeutil import days, utc_now
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 # Run tag set by the first step that meets a 401; later steps of the run fail at once.
+# Value "<run id>:<api>[,<api>]": re-executions copy their parent's tags, and a run must
+# only trust its own verdict (the credential may have been replaced since).
 DEAD_CREDENTIAL_TAG = "podcast_pipeline/credentials_expired"
 EPISODE_CONCURRENCY = 4
 PREVIEW_ROWS = 5
@@ -130,7 +132,7 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
         with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id) as client:
             frame = _fetch(context, source, ep, client, start, end)
     except CredentialsExpired as exc:
-        context.instance.add_run_tags(context.run.run_id, {DEAD_CREDENTIAL_TAG: source.api})
+        _mark_credential_dead(context, source.api)
         raise _failure(exc, table, start, allow_retries=False, end=end) from None
     except ApiError as exc:
         # The session already fetched a malformed body 3 times; a step retry seconds later
@@ -247,10 +249,22 @@ def _check_snapshot_window(table: Table, start: date, end: date) -> None:
         )
 
 
+def _dead_apis(context: dg.AssetExecutionContext) -> set[str]:
+    """APIs that answered 401 earlier in this very run (not in a parent it was copied from)."""
+    run_id = context.run.run_id
+    run = context.instance.get_run_by_id(run_id)
+    owner, _, apis = (run.tags.get(DEAD_CREDENTIAL_TAG, "") if run else "").partition(":")
+    return set(apis.split(",")) - {""} if owner == run_id else set()
+
+
+def _mark_credential_dead(context: dg.AssetExecutionContext, api: str) -> None:
+    apis = ",".join(sorted(_dead_apis(context) | {api}))  # keep the other API's verdict
+    context.instance.add_run_tags(context.run.run_id,
+                                  {DEAD_CREDENTIAL_TAG: f"{context.run.run_id}:{apis}"})
+
+
 def _refuse_if_credential_dead(context: dg.AssetExecutionContext, api: str, table: Table) -> None:
-    run = context.instance.get_run_by_id(context.run.run_id)
-    dead = (run.tags.get(DEAD_CREDENTIAL_TAG, "") if run else "").split(",")
-    if api in dead:
+    if api in _dead_apis(context):
         exc = CredentialsExpired(api, table.name, status=None,
                                  reason="an earlier step of this run got 401; not calling again")
         raise _failure(exc, table, partition_window(context)[0], allow_retries=False)

@@ -112,11 +112,11 @@ def run_chaos(options: ChaosOptions = ChaosOptions(), out: TextIO = sys.stdout) 
           f"{f.malformed_rate:.0%} {f.malformed_kind} bodies, latency {f.latency_ms:g}+0..{f.jitter_ms:g} ms; "
           f"client retries {options.max_retries} (backoff {options.backoff_factor:g} s); up to "
           f"{options.max_reruns} re-runs of failed assets", file=out)
-    faulted = _pass(options, now, options.database, options.faults, options.max_reruns,
+    faulted = run_pass(options, now, options.database, options.faults, options.max_reruns,
                     instance_for_demo(), out)
     # The reference's materializations must not land in the user's instance as if they
     # were the chaos database's, so it always runs on a throwaway instance.
-    reference = _pass(options, now, options.reference, Faults(), options.max_reruns,
+    reference = run_pass(options, now, options.reference, Faults(), options.max_reruns,
                       dg.DagsterInstance.ephemeral(), out)
     report = ChaosReport(options, (now - timedelta(days=1)).date(), faulted, reference,
                          compare(options.database, options.reference))
@@ -131,7 +131,7 @@ def _fresh(path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _pass(options: ChaosOptions, now: datetime, database: str, faults: Faults, max_reruns: int,
+def run_pass(options: ChaosOptions, now: datetime, database: str, faults: Faults, max_reruns: int,
           instance: dg.DagsterInstance, out: TextIO) -> Pass:
     from podcast_pipeline.definitions import build_definitions
     from podcast_pipeline.demo import ENV_KEYS, execute, patched_env, run_requests_for

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,7 +58,7 @@ def instance_for_demo() -> dg.DagsterInstance:
     """The user's instance when DAGSTER_HOME is set (run history kept), else a throwaway one."""
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral(tempdir=tempfile.mkdtemp(prefix="podcast-demo-"))
+    return dg.DagsterInstance.ephemeral()  # its temporary folder is removed again, unlike mkdtemp
 
 
 def run_requests_for(days: int, now: datetime) -> list[dg.RunRequest]:

@@ -40,8 +40,9 @@ class _ApiResource(dg.ConfigurableResource):
         return env
 
 
-# Station ids learned per share key (a run id): a run bootstraps its station id once, not
-# once per step. Bounded so a long-lived process cannot grow it without end.
+# Station ids learned per share key (a run id): the steps of a run that share a process (the
+# in-process executor: demo, tests, single-run backfills) bootstrap it once, not once per
+# step; under the multiprocess executor each step still asks once. Bounded in size.
 _STATION_IDS: dict[tuple[str, str, str], int] = {}
 _STATION_IDS_MAX = 256
 

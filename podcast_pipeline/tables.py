@@ -113,8 +113,9 @@ ANCHOR_TABLES: tuple[Table, ...] = (
        "the snapshot day.", episode_level=True),
     _t("anchor", "episode_aggregated_performance", "snapshot",
        "episode_id BIGINT, metric VARCHAR, value DOUBLE",
-       "Per episode: share of listeners reaching 25/50/75/100 % and the average listen "
-       "seconds (null when Spotify has none), as of the snapshot day.", episode_level=True),
+       "Per episode, one row per metric: percentile25/50/75/100 are the percent (0-100, as "
+       "Spotify reports them) of listeners still listening at that point of the episode; "
+       "averageListenSeconds is seconds (null when Spotify has none). As of the snapshot day.", episode_level=True),
     _t("anchor", "episode_metadata", "snapshot",
        "episode_id BIGINT, web_episode_id VARCHAR, title VARCHAR, description VARCHAR,"
        "is_published BOOLEAN, is_deleted BOOLEAN, publish_on TIMESTAMPTZ, created_at TIMESTAMPTZ,"

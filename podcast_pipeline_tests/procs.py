@@ -109,8 +109,10 @@ class Materialize:
 
 
 def _group_alive(pgid: int) -> bool:
-    """Whether a live (not zombie) process of group ``pgid`` remains."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    """Whether a thread of a process of group ``pgid`` still runs. A killed process's leader
+    turns zombie while other threads finish a long write, and its file locks live until the
+    last thread is gone."""
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):

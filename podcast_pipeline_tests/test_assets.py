@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -230,9 +230,9 @@ def _hits(ds: Dataset, prefix: str, days: list[date]) -> list[tuple[str, str]]:
 
 
 def check_redirect_logs(run: Run, ds: Dataset, table: str) -> None:
-    got = query(run.db, f"SELECT strftime(time, '%Y-%m-%dT%H:%M:%S.%gZ'), uuid FROM {table} "
-                "ORDER BY 1, 2")
-    expected = _hits(ds, ds.url_prefix + "*", [run.day])
+    got = query(run.db, f"SELECT epoch_ms(time), uuid FROM {table} ORDER BY 1, 2")
+    expected = [(int(datetime.fromisoformat(t).timestamp() * 1000), uuid)
+                for t, uuid in _hits(ds, ds.url_prefix + "*", [run.day])]
     assert expected and got == expected
 
 

@@ -89,6 +89,7 @@ def test_sigkill_mid_write_leaves_whole_partitions_and_a_rerun_heals(tmp_path):
         crashed = Materialize(env, ["op3/downloads"], partition_range=WINDOW)
         kill_mid_write(crashed, db)
         assert crashed.proc.returncode == -signal.SIGKILL
+        assert f"{TABLE}: replaced" not in crashed.log  # killed before its write was done
 
         # The file opens, and the one transaction either happened or did not: every
         # partition (and the raw pages with them) is all old or all new, never a mix.

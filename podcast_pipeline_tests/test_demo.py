@@ -23,7 +23,7 @@ OURS = re.compile(r"^(ANCHOR_|OP3_|DUCKDB_PATH$|DAGSTER_HOME$|PODCAST_PIPELINE_)
 
 def run_demo(db: Path, home: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not OURS.match(k)}
-    env["HOME"] = str(home)
+    env["HOME"] = env["TMPDIR"] = str(home)  # anything temporary lands in tmp_path
     script = Path(sys.executable).with_name("podcast-pipeline")
     return subprocess.run([str(script), "demo", "--days", str(DAYS), "--database", str(db)],
                           cwd=home, env=env, capture_output=True, text=True, timeout=300)

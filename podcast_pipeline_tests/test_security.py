@@ -48,9 +48,11 @@ PROJECT = Path(__file__).resolve().parents[1]
 SEED = 11
 DAYS = 3
 # Both credentials die after 6 requests each: some steps of each API succeed (raw bodies
-# land in DuckDB), later ones meet 401s, and the alert goes out.
-FAULTS = Faults(error_rate=0.10, rate_limit_rate=0.05, jitter_ms=5.0, malformed_rate=0.05,
-                expire_after_requests=6, expire_apis=("anchor", "op3"), seed=5)
+# land in DuckDB), later ones meet 401s, and the alert goes out. The 12 live requests draw
+# the seed's first 12 fault numbers: one 429, one 5xx and two HTML pages (no jitter, which
+# would draw too and make the sequence depend on thread timing).
+FAULTS = Faults(error_rate=0.10, rate_limit_rate=0.05, malformed_rate=0.10,
+                expire_after_requests=6, expire_apis=("anchor", "op3"), seed=12)
 
 DRIVER = '''
 """The demo's own run requests and executor, then the sensors, as the daemon would run them."""
@@ -284,7 +286,8 @@ def test_no_secret_under_dagster_home(run: Run) -> None:
 def test_no_secret_in_any_duckdb_table_or_column(run: Run) -> None:
     hits, searched = duckdb_hits(run.db, run.secrets)
     assert hits == []
-    assert searched > 300  # every contract table plus raw.responses (path and body)
+    contract = sum(len(warehouse.table_columns(t)) for t in ALL_TABLES)
+    assert searched >= contract + len(warehouse.RAW_COLUMNS)  # raw paths and bodies included
 
 
 def test_no_secret_in_alert_payloads(run: Run) -> None:
@@ -296,7 +299,8 @@ def test_no_secret_in_alert_payloads(run: Run) -> None:
 def test_secrets_travel_only_in_the_cookie_or_authorization_header(run: Run) -> None:
     cookie, token = (s.value for s in run.secrets)
     exchanges = run.proxy.exchanges
-    assert len(exchanges) > 50
+    assert {ex.path.split("/")[1] for ex in exchanges} == {"pod", "api"}
+    assert {200, 401} <= {ex.status for ex in exchanges}  # retries and expiry included
     for ex in exchanges:
         headers = {k.lower(): v for k, v in ex.headers.items()}
         assert text_hits(ex.path, run.secrets) == [], ex.path

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import date
@@ -18,10 +20,12 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pytest
+from dagster._core.storage.tags import TAGS_TO_MAYBE_OMIT_ON_RETRY
 from dagster._serdes import serialize_value
 
 from podcast_pipeline import alerts
 from podcast_pipeline.anchor.assets import anchor_assets
+from podcast_pipeline.assets import DEAD_CREDENTIAL_TAG
 from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
 from podcast_pipeline.op3.assets import op3_assets
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
@@ -91,10 +95,20 @@ def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+def home(tmp_path: Path) -> Iterator[Path]:
+    """The instance's folder: in RAM where there is a tmpfs, as sqlite syncs every event."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        with tempfile.TemporaryDirectory(dir=shm, prefix="podcast-sensors-") as folder:
+            yield Path(folder)
+    else:
+        (tmp_path / "dagster_home").mkdir()
+        yield tmp_path / "dagster_home"
+
+
+@pytest.fixture
+def instance(home: Path) -> Iterator[dg.DagsterInstance]:
     """On disk (sqlite event log, run storage, compute logs) so every byte can be searched."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
     inst = dg.DagsterInstance.local_temp(tempdir=str(home))
     yield inst
     inst.dispose()
@@ -185,8 +199,9 @@ def assert_no_secret(emu: Emulator, instance: dg.DagsterInstance, run_ids: list[
 
 # ---------------------------------------------------------------- the run-failure sensor
 def test_anchor_expiry_mid_backfill_alerts_once_then_again_after_recovery(
-        emu: Emulator, webhook: Receiver, instance: dg.DagsterInstance, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+        emu: Emulator, webhook: Receiver, instance: dg.DagsterInstance, home: Path,
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        capfd: pytest.CaptureFixture[str]) -> None:
     caplog.set_level("DEBUG")
     emu.set_faults(Faults(expire_after_requests=EXPIRE_AFTER, expire_apis=("anchor",)))
 
@@ -247,7 +262,7 @@ def test_anchor_expiry_mid_backfill_alerts_once_then_again_after_recovery(
     out, err = capfd.readouterr()
     runs = [first.run_id, second.run_id, third.run_id, fourth.run_id]
     assert_no_secret(emu, instance, runs, [p["raw"] for p in webhook.posts] + [caplog.text, out, err],
-                     tmp_path / "dagster_home", tmp_path / "warehouse.duckdb")
+                     home, tmp_path / "warehouse.duckdb")
 
 
 def test_op3_expiry_alerts_naming_op3(emu: Emulator, webhook: Receiver,
@@ -280,6 +295,41 @@ def test_server_errors_are_not_reported_as_expiry(emu: Emulator, webhook: Receiv
     run_failure_sensor(instance, result.run_id, tmp_path)
     assert webhook.posts == []
     assert alerts.load_state(instance, "anchor").status == "unknown"
+
+
+def test_both_apis_die_in_one_run_one_call_and_one_alert_each(
+        emu: Emulator, webhook: Receiver, instance: dg.DagsterInstance, tmp_path: Path) -> None:
+    emu.expire("anchor")
+    emu.expire("op3")
+    keys = ["anchor/plays", "anchor/plays_by_app", "op3/downloads", "op3/redirect_logs"]
+    result = materialize(keys, instance, tmp_path, span=("2025-05-31", "2025-05-31"))
+    assert not result.success
+    assert sorted((r.api, r.status) for r in emu.requests) == [("anchor", 401), ("op3", 401)]
+    tag = instance.get_run_by_id(result.run_id).tags[DEAD_CREDENTIAL_TAG]
+    assert tag == f"{result.run_id}:anchor,op3"  # the second 401 kept the first verdict
+    run_failure_sensor(instance, result.run_id, tmp_path)
+    assert sorted(b["api"] for b in webhook.bodies()) == ["anchor", "op3"]
+
+
+def test_reexecution_after_a_fresh_cookie_calls_the_api_again(
+        emu: Emulator, instance: dg.DagsterInstance, tmp_path: Path) -> None:
+    # Re-execution (the UI's "Re-execute", the run-retries daemon) copies the failed run's
+    # tags by default (use_parent_run_tags), the dead-credential flag included. The new run
+    # must try the now fresh cookie, not fail fast on the old run's verdict.
+    emu.expire("anchor")
+    keys = ["anchor/plays", "anchor/plays_by_app"]
+    failed = materialize(keys, instance, tmp_path, span=("2025-05-31", "2025-05-31"))
+    assert not failed.success
+    parent_tags = instance.get_run_by_id(failed.run_id).tags
+    assert DEAD_CREDENTIAL_TAG in parent_tags
+    inherited = {k: v for k, v in parent_tags.items() if k not in TAGS_TO_MAYBE_OMIT_ON_RETRY}
+    emu.refresh("anchor")
+    emu.reset_stats()
+    again = dg.materialize([ASSETS[k] for k in keys], instance=instance,
+                           resources=resources(tmp_path), raise_on_error=False,
+                           tags={**inherited, "dagster/parent_run_id": failed.run_id})
+    assert again.success, failures(again)
+    assert anchor_requests(emu) and set(anchor_requests(emu)) == {200}
 
 
 # ---------------------------------------------------------------- the probe sensor
