@@ -113,11 +113,11 @@ def run_chaos(options: ChaosOptions = ChaosOptions(), out: TextIO = sys.stdout) 
           f"client retries {options.max_retries} (backoff {options.backoff_factor:g} s); up to "
           f"{options.max_reruns} re-runs of failed assets", file=out)
     faulted = run_pass(options, now, options.database, options.faults, options.max_reruns,
-                    instance_for_demo(), out)
+                       instance_for_demo(), out)
     # The reference's materializations must not land in the user's instance as if they
     # were the chaos database's, so it always runs on a throwaway instance.
     reference = run_pass(options, now, options.reference, Faults(), options.max_reruns,
-                      dg.DagsterInstance.ephemeral(), out)
+                         dg.DagsterInstance.ephemeral(), out)
     report = ChaosReport(options, (now - timedelta(days=1)).date(), faulted, reference,
                          compare(options.database, options.reference))
     print_report(report, out)
@@ -126,13 +126,20 @@ def run_chaos(options: ChaosOptions = ChaosOptions(), out: TextIO = sys.stdout) 
 
 def _fresh(path: str) -> None:
     """Both databases start empty, so that old rows cannot make them look equal or not."""
+    from podcast_pipeline.warehouse import database_path
+
+    if Path(path).resolve() == Path(database_path()).resolve():
+        raise SystemExit(f"refusing to recreate {path}: it is the pipeline's own database "
+                         "(DUCKDB_PATH); give the chaos run other files")
     for p in (Path(path), Path(path + ".wal")):
         p.unlink(missing_ok=True)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def run_pass(options: ChaosOptions, now: datetime, database: str, faults: Faults, max_reruns: int,
-          instance: dg.DagsterInstance, out: TextIO) -> Pass:
+def run_pass(options: ChaosOptions, now: datetime, database: str, faults: Faults,
+             max_reruns: int, instance: dg.DagsterInstance, out: TextIO) -> Pass:
+    """Every run request of ``options.days`` days; a failed run's failed assets are run
+    again, up to ``max_reruns`` times, with lineage tags pointing at the failed run."""
     from podcast_pipeline.definitions import build_definitions
     from podcast_pipeline.demo import ENV_KEYS, execute, patched_env, run_requests_for
 

@@ -1,6 +1,6 @@
 """Crash atomicity: SIGKILL a real run while DuckDB is writing a big partition window.
 
-An OP3 downloads window of 20 days (~55k rows plus ~25 MB of raw TSV pages) is first
+An OP3 downloads window of 20 days (~35k rows plus ~15 MB of raw TSV pages) is first
 written with one dataset ("old"); a ``dagster asset materialize`` process then replaces
 it with another ("new") and is killed — the CLI and its step worker, as a power cut
 would — at the moment the database file starts to grow while the writer holds the
@@ -29,7 +29,7 @@ from podcast_pipeline_tests.procs import (
 
 TODAY = date(2025, 6, 1)
 WINDOW = ("2025-05-12", "2025-05-31")
-OLD_PER_DAY, NEW_PER_DAY = 2500, 3000
+OLD_PER_DAY, NEW_PER_DAY = 1500, 2000
 TABLE = "op3.downloads"
 
 

@@ -23,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -42,17 +43,35 @@ from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
 from podcast_pipeline.op3.assets import op3_assets
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
 from podcast_pipeline.tables import ALL_TABLES, KEY_COLUMNS
-from podcast_pipeline_tests.tamper import Tamper
+from podcast_pipeline_tests.tamper import Answer, Rule, Tamper
 
 PROJECT = Path(__file__).resolve().parents[1]
 SEED = 11
 DAYS = 3
-# Both credentials die after 6 requests each: some steps of each API succeed (raw bodies
-# land in DuckDB), later ones meet 401s, and the alert goes out. The 12 live requests draw
-# the seed's first 12 fault numbers: one 429, one 5xx and two HTML pages (no jitter, which
-# would draw too and make the sequence depend on thread timing).
-FAULTS = Faults(error_rate=0.10, rate_limit_rate=0.05, malformed_rate=0.10,
-                expire_after_requests=6, expire_apis=("anchor", "op3"), seed=12)
+# The seed's first 20 fault draws hold two 429s, a 5xx, a truncated body and an HTML page;
+# every live request draws (no jitter, which would draw too and tie the sequence to thread
+# timing), and a run makes far more than 20 before the credentials die.
+FAULTS = Faults(error_rate=0.10, rate_limit_rate=0.05, malformed_rate=0.05, seed=22)
+# The cookie dies mid-way through the ranged run, the token during it: most assets of
+# both APIs write rows and raw bodies first, then 401s, failed runs and alerts follow.
+EXPIRE_AFTER = {"anchor": 60, "op3": 6}  # answers of 200 through the proxy
+
+
+def expire_after(emu: Emulator, limits: dict[str, int]) -> Rule:
+    """A pass-through proxy rule that expires an API's credential after its Nth good answer."""
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def rule(path: str, answer: Answer) -> Answer:
+        api = "anchor" if path.startswith("/pod/") else "op3"
+        with lock:
+            counts[api] += 1
+            if counts[api] == limits[api]:
+                emu.expire(api)
+        return answer
+
+    return rule
+
 
 DRIVER = '''
 """The demo's own run requests and executor, then the sensors, as the daemon would run them."""
@@ -243,6 +262,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     driver.write_text(DRIVER)
     webhook = Webhook()
     with Emulator(EmulatorConfig(seed=SEED), faults=FAULTS) as emu, Tamper(emu.url) as proxy:
+        proxy.rewrite(r"^/", expire_after(emu, EXPIRE_AFTER))
         env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_ENV)}
         env.update(proxy.env(emu.env))
         env.update({"DAYS": str(DAYS), "DUCKDB_PATH": str(tmp / "demo.duckdb"),
