@@ -322,7 +322,8 @@ def _metadata(table: Table, frame: pd.DataFrame, result: warehouse.WriteResult, 
     nulls = {c: int(frame[c].isna().sum()) for c, sql in table.columns
              if sql in ("BIGINT", "DOUBLE") and c in frame.columns}
     if any(nulls.values()):  # stored as NULL, never as 0: say so rather than let sums hide it
-        meta["null_numbers"] = ", ".join(f"{c}: {n} rows" for c, n in nulls.items() if n)
+        meta["null_numbers"] = ", ".join(f"{c}: {n} of {len(frame)} rows"
+                                         for c, n in nulls.items() if n)
     headline = _headline_per_day(table, frame)
     if table.headline:
         meta[table.headline] = dg.MetadataValue.int(

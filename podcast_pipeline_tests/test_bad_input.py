@@ -331,7 +331,7 @@ def test_nulls_where_numbers_are_expected_stay_null_and_are_reported(pipeline: P
     result = pipeline.materialize("anchor/plays")
 
     assert result.success
-    assert materialization(result)["null_numbers"] == "plays: 1 rows"
+    assert materialization(result)["null_numbers"] == "plays: 1 of 1 rows"
     assert pipeline.values("anchor/plays", "date, plays") == [(date(2025, 5, 30), None)]
 
 

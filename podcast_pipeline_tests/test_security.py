@@ -54,7 +54,7 @@ DAYS = 3
 FAULTS = Faults(error_rate=0.10, rate_limit_rate=0.05, malformed_rate=0.05, seed=22)
 # The cookie dies mid-way through the ranged run, the token during it: most assets of
 # both APIs write rows and raw bodies first, then 401s, failed runs and alerts follow.
-EXPIRE_AFTER = {"anchor": 60, "op3": 6}  # answers of 200 through the proxy
+EXPIRE_AFTER = {"anchor": 70, "op3": 6}  # answers of 200 through the proxy
 
 
 def expire_after(emu: Emulator, limits: dict[str, int]) -> Rule:

@@ -166,6 +166,16 @@ LOGIN_PAGE = b"""<!DOCTYPE html>
 
 
 def truncate(body: bytes) -> bytes:
-    """Cut a document roughly in half: what a dropped connection behind a proxy looks like."""
-    return body[: max(1, len(body) // 2)] if len(body) > 1 else b"{"
+    """Cut a document roughly in half: what a dropped connection behind a proxy looks like.
+
+    The cut never lands just after a newline: a TSV page cut there would be a valid, shorter
+    page, and this fault models a detectably broken body (a silent short page is a data bug
+    no client could see).
+    """
+    if len(body) <= 1:
+        return b"{"
+    cut = max(1, len(body) // 2)
+    while cut > 1 and body[cut - 1:cut] == b"\n":
+        cut -= 1
+    return body[:cut]
 
