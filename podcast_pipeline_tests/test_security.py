@@ -333,7 +333,10 @@ def test_secrets_travel_only_in_the_cookie_or_authorization_header(run: Run) -> 
         assert text_hits(json.dumps(others), run.secrets) == [], others
     with duckdb.connect(run.db, read_only=True) as con:
         paths = [p for (p,) in con.execute("SELECT path FROM raw.responses").fetchall()]
-    assert paths and not [p for p in paths if re.search(r"(?i)[?&](token|anchorpw_s)=", p)]
+    credential_param = re.compile(r"(?i)[?&](token|anchorpw_s|access_token|api_key)=")
+    assert paths and not [p for p in paths if credential_param.search(p)]
+    assert not [r.path_with_query for r in run.emu.requests
+                if credential_param.search(r.path_with_query)]  # the emulator's own log
 
 
 # ---------------------------------------------------------------------------- SQL from values
