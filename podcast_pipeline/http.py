@@ -176,10 +176,7 @@ class ApiSession:
         shown_path = redact(urlsplit(url).path + (f"?{query}" if query else ""))
         headers = {"Accept": accept} if accept else None
         try:
-            resp = self._session.get(
-                url, params=query or None, headers=headers,
-                timeout=(self.retry.connect_timeout, self.retry.read_timeout),
-            )
+            resp = self._send(endpoint, url, query, headers, shown_path)
         except requests.exceptions.RetryError as exc:  # retries exhausted on statuses
             self.stats.add(requests_=self.retry.total + 1, retries=self.retry.total)
             if "429" in str(exc) or "too many 429" in str(exc):
@@ -207,6 +204,32 @@ class ApiSession:
         )
         self._raise_for_status(resp, endpoint, shown_path)
         return resp, raw
+
+    def _send(self, endpoint: str, url: str, query: str, headers: dict[str, str] | None,
+              shown_path: str) -> requests.Response:
+        """One GET through the retrying adapter; a body cut off mid-transfer is fetched again.
+
+        urllib3's ``Retry`` ends when the headers arrive, so a connection that drops while
+        the body streams in (``ChunkedEncodingError``) needs its own small loop.
+        """
+        attempt = 0
+        while True:
+            try:
+                return self._session.get(
+                    url, params=query or None, headers=headers,
+                    timeout=(self.retry.connect_timeout, self.retry.read_timeout),
+                )
+            except (requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                if attempt >= self.retry.malformed_retries:
+                    raise MalformedResponse(
+                        self.api, endpoint, "the connection dropped before the whole response "
+                        f"arrived ({type(exc).__name__}), on every try", path=shown_path) from None
+                attempt += 1
+                self.stats.add(requests_=1, malformed=1)
+                log.warning("%s %s: response cut off mid-transfer; fetching again (%d/%d)",
+                            self.api, endpoint, attempt, self.retry.malformed_retries)
+                time.sleep(min(self.retry.backoff_factor * attempt, 5.0))
 
     def get_json(
         self,
