@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -323,3 +323,18 @@ def _error_text(resp: requests.Response) -> str | None:
         if isinstance(errors, list) and errors:
             return excerpt(json.dumps(errors), 200)
     return None
+
+
+class ClientBase:
+    """What both API clients share: one ``ApiSession``, closed on leaving a ``with`` block."""
+
+    session: ApiSession
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote
 
 import pandas as pd
@@ -25,7 +25,7 @@ from podcast_pipeline.anchor.parse import (
     validate_envelope,
 )
 from podcast_pipeline.errors import MalformedResponse
-from podcast_pipeline.http import ApiSession, CallStats, Recorder, RetryPolicy
+from podcast_pipeline.http import ApiSession, CallStats, ClientBase, Recorder, RetryPolicy
 from podcast_pipeline.settings import AnchorSettings
 from podcast_pipeline.timeutil import as_utc_date, as_utc_datetime, epoch, from_epoch, utc_now
 
@@ -72,7 +72,7 @@ def _validate_object(body: Any) -> str | None:
     return None if isinstance(body, dict) else f"expected a JSON object, got {type(body).__name__}"
 
 
-class AnchorClient:
+class AnchorClient(ClientBase):
     """Spotify for Creators analytics for one show (web station id + ``anchorpw_s`` cookie)."""
 
     api = "anchor"
@@ -91,15 +91,6 @@ class AnchorClient:
     @classmethod
     def from_env(cls, **kw: Any) -> AnchorClient:
         return cls(AnchorSettings.from_env(), **kw)
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ plumbing
     def _json(self, endpoint: str, path: str, params: Mapping[str, Any] | None = None,

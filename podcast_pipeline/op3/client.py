@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
-from typing import Any, Self
+from typing import Any
 
 import pandas as pd
 
@@ -22,6 +22,7 @@ from podcast_pipeline.errors import MalformedResponse
 from podcast_pipeline.http import (
     ApiSession,
     CallStats,
+    ClientBase,
     Recorder,
     RetryPolicy,
     excerpt,
@@ -56,7 +57,7 @@ def _has(key: str, kind: type) -> Any:
     return check
 
 
-class Op3Client:
+class Op3Client(ClientBase):
     """OP3 data of one show (bearer token + show uuid)."""
 
     api = "op3"
@@ -72,15 +73,6 @@ class Op3Client:
     @classmethod
     def from_env(cls, **kw: Any) -> Op3Client:
         return cls(Op3Settings.from_env(), **kw)
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ downloads
     def downloads(self, start: date | datetime, end: date | datetime, *, bots: str = "exclude",
