@@ -148,6 +148,9 @@ class ApiSession:
         self.recorder = recorder
         self.stats = stats or CallStats()
         self.dead: CredentialsExpired | None = None
+        # Paths a 301/308 moved for good (OP3 /redirect-logs → /hits): later pages go straight
+        # to the new path instead of costing a redirect each.
+        self._moved: dict[str, str] = {}
         self._session = requests.Session()
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self._session.headers.update(headers)
@@ -171,7 +174,7 @@ class ApiSession:
         if self.dead is not None:
             raise CredentialsExpired(self.api, endpoint, status=None, path=path,
                                      reason="an earlier call in this session got 401")
-        url = self.base_url + path
+        url = self.base_url + self._moved.get(path, path)
         query = urlencode(list(params.items()) if isinstance(params, Mapping) else (params or []))
         shown_path = redact(urlsplit(url).path + (f"?{query}" if query else ""))
         headers = {"Accept": accept} if accept else None
@@ -190,6 +193,7 @@ class ApiSession:
                            f"could not reach the API after retries ({type(exc).__name__}); "
                            "check the base URL and your network", path=shown_path) from None
 
+        self._remember_permanent_redirect(path, resp)
         if "charset" not in resp.headers.get("Content-Type", "").lower():
             # Both APIs send UTF-8, but OP3's TSV declares no charset: requests would decode
             # text/* as ISO-8859-1 ("Île-de-France" → "Ã\x8ele-de-France") and guess for JSON.
@@ -204,6 +208,14 @@ class ApiSession:
         )
         self._raise_for_status(resp, endpoint, shown_path)
         return resp, raw
+
+    def _remember_permanent_redirect(self, path: str, resp: requests.Response) -> None:
+        if not resp.history or resp.history[0].status_code not in (301, 308):
+            return
+        base, final = urlsplit(self.base_url), urlsplit(resp.url)
+        if (final.scheme, final.netloc) == (base.scheme, base.netloc) and \
+                final.path.startswith(base.path + "/"):
+            self._moved[path] = final.path[len(base.path):]
 
     def _send(self, endpoint: str, url: str, query: str, headers: dict[str, str] | None,
               shown_path: str) -> requests.Response:

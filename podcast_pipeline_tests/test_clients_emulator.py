@@ -448,16 +448,18 @@ def test_redirect_logs_both_ways(direct: bool) -> None:
         assert sorted(logs["uuid"]) == sorted(h[1] for h in hits)
         assert logs["time"].is_monotonic_increasing
         legacy = records(emu, "redirectLogs")
-        assert len(legacy) >= math.ceil(len(hits) / 150)
         if direct:
+            assert len(legacy) >= math.ceil(len(hits) / 150)
             assert {r.status for r in legacy} == {200} and not records(emu, "hits")
         else:
-            assert {r.status for r in legacy} == {308}
+            # The 308 is permanent: followed once, then every later page asks /hits itself.
+            assert [r.status for r in legacy] == [308]
             follow = records(emu, "hits")
-            assert len(follow) == len(legacy) and {r.status for r in follow} == {200}
+            assert len(follow) >= math.ceil(len(hits) / 150)
+            assert {r.status for r in follow} == {200}
             # The bearer token survived the redirect (same origin) and never hit the URL.
             assert all(r.headers.get("Authorization") == "Bearer ***" for r in follow)
-            assert [query(r) for r in follow] == [query(r) for r in legacy]
+            assert query(follow[0]) == query(legacy[0])
         assert_no_secret_reached_a_url(emu, p)
 
 
