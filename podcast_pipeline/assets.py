@@ -160,6 +160,8 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
     context.log.info(f"{table.qualified}: replaced {start}..{end} with {result.rows} rows "
                      f"({stats.requests} requests, {stats.retries} retries)")
 
+    if len(frame):  # what was written: rows the API sent for other days were left out
+        frame = frame[pd.to_datetime(frame["partition_date"]).dt.date.between(start, end)]
     metadata = _metadata(table, frame, result, stats, start, end, duplicates)
     _log_daily_headlines(context, table, frame, start, end)
     return dg.MaterializeResult(
@@ -303,8 +305,12 @@ def _headline_per_day(table: Table, frame: pd.DataFrame) -> pd.Series | None:
 
 def _metadata(table: Table, frame: pd.DataFrame, result: warehouse.WriteResult, stats: CallStats,
               start: date, end: date, duplicates: int) -> dict[str, Any]:
+    # Dagster copies a multi-day run's metadata onto every partition in it, so per-day
+    # numbers (row count, headline) are only stated for one-day windows; a window states
+    # its totals under their own names and the per-day values go to observations.
+    one_day = start == end
     meta: dict[str, Any] = {
-        "dagster/row_count": dg.MetadataValue.int(result.rows),
+        "dagster/row_count" if one_day else "rows_in_window": dg.MetadataValue.int(result.rows),
         "dagster/table_name": table.qualified,
         "dagster/column_schema": _column_schema(table),
         "window": f"{start}..{end}",
@@ -326,24 +332,25 @@ def _metadata(table: Table, frame: pd.DataFrame, result: warehouse.WriteResult, 
                                          for c, n in nulls.items() if n)
     headline = _headline_per_day(table, frame)
     if table.headline:
-        meta[table.headline] = dg.MetadataValue.int(
+        meta[table.headline if one_day else f"{table.headline}_in_window"] = dg.MetadataValue.int(
             int(headline.sum()) if headline is not None else 0)
     return meta
 
 
 def _log_daily_headlines(context: dg.AssetExecutionContext, table: Table, frame: pd.DataFrame,
                          start: date, end: date) -> None:
-    """One observation per day, so the UI can plot the headline across partitions."""
-    if start == end:
+    """One observation per day of a multi-day window: its row count and headline number, so
+    the UI can plot them across partitions."""
+    if start == end or not len(frame):
         return
+    rows = frame.groupby(pd.to_datetime(frame["partition_date"]).dt.date).size()
     headline = _headline_per_day(table, frame)
-    if headline is None:
-        return
-    for day, value in headline.items():
+    for day, count in rows.items():
+        metadata: dict[str, Any] = {"rows": dg.MetadataValue.int(int(count))}
+        if headline is not None and table.headline:
+            metadata[table.headline] = dg.MetadataValue.int(int(headline.get(day, 0)))
         context.log_event(dg.AssetObservation(
-            asset_key=context.asset_key, partition=str(day),
-            metadata={table.headline: dg.MetadataValue.int(int(value))},
-        ))
+            asset_key=context.asset_key, partition=str(day), metadata=metadata))
 
 
 def _preview(frame: pd.DataFrame, table: Table) -> str:
