@@ -1,4 +1,4 @@
-"""``podcast-pipeline``: emulator | demo | check-credentials."""
+"""``podcast-pipeline``: emulator | demo | chaos | check-credentials."""
 
 from __future__ import annotations
 
