@@ -10,6 +10,7 @@ import pytest
 from podcast_pipeline.errors import ConfigError
 from podcast_pipeline.partitions import START_DATE_ENV, daily_partitions
 from podcast_pipeline.schedules import (
+    CREDENTIAL_ENV,
     LOOKBACK_ENV,
     SNAPSHOT_KEYS,
     WINDOWED_KEYS,
@@ -42,6 +43,8 @@ def split(requests: list[dg.RunRequest]) -> tuple[dg.RunRequest, dg.RunRequest]:
 @pytest.fixture(autouse=True)
 def _no_user_settings(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv(LOOKBACK_ENV, raising=False)
+    for var in CREDENTIAL_ENV.values():  # both sources in use unless a test says otherwise
+        monkeypatch.setenv(var, "configured")
 
 
 def test_defaults_yesterday_for_snapshots_and_four_days_for_ranged():
@@ -101,3 +104,22 @@ def test_runs_daily_at_six_utc():
     assert daily_refresh_schedule.execution_timezone == "UTC"
     assert daily_refresh_schedule.job_name == "daily_refresh"
     assert daily_refresh_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_only_configured_sources_are_refreshed(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("ANCHOR_PW_S")
+    snapshots, windowed = split(tick(datetime(2026, 3, 10, 6, tzinfo=UTC)))
+    for request in (snapshots, windowed):
+        assert request.asset_selection and {k.path[0] for k in request.asset_selection} == {"op3"}
+
+
+def test_no_source_configured_skips_with_the_variables_named(monkeypatch: pytest.MonkeyPatch):
+    from podcast_pipeline.definitions import defs
+
+    for var in CREDENTIAL_ENV.values():
+        monkeypatch.delenv(var)
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, 6, tzinfo=UTC),
+                                        repository_def=defs.get_repository_def())
+    data = daily_refresh_schedule.evaluate_tick(context)
+    assert not data.run_requests
+    assert "ANCHOR_PW_S" in data.skip_message and "OP3_TOKEN" in data.skip_message
