@@ -6,7 +6,6 @@ to N days) through Dagster's own execution, then prints a summary read back with
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -169,7 +168,3 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
         print(f"run {o.run_id[:8]} {o.partitions}: {status}", file=out)
     summarize(database, out)
     return outcomes
-
-
-def main_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
