@@ -163,7 +163,7 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
     if len(frame):  # what was written: rows the API sent for other days were left out
         frame = frame[pd.to_datetime(frame["partition_date"]).dt.date.between(start, end)]
     metadata = _metadata(table, frame, result, stats, start, end, duplicates)
-    _log_daily_headlines(context, table, frame, start, end)
+    _log_daily_headlines(context, table, frame, result, start, end)
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[dg.AssetCheckResult(
@@ -338,14 +338,13 @@ def _metadata(table: Table, frame: pd.DataFrame, result: warehouse.WriteResult, 
 
 
 def _log_daily_headlines(context: dg.AssetExecutionContext, table: Table, frame: pd.DataFrame,
-                         start: date, end: date) -> None:
+                         result: warehouse.WriteResult, start: date, end: date) -> None:
     """One observation per day of a multi-day window: its row count and headline number, so
     the UI can plot them across partitions."""
     if start == end or not len(frame):
         return
-    rows = frame.groupby(pd.to_datetime(frame["partition_date"]).dt.date).size()
     headline = _headline_per_day(table, frame)
-    for day, count in rows.items():
+    for day, count in sorted(result.rows_per_day.items()):
         metadata: dict[str, Any] = {"rows": dg.MetadataValue.int(int(count))}
         if headline is not None and table.headline:
             metadata[table.headline] = dg.MetadataValue.int(int(headline.get(day, 0)))
