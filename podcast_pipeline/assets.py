@@ -22,7 +22,7 @@ from podcast_pipeline import warehouse
 from podcast_pipeline.errors import ApiError, ConfigError, CredentialsExpired, MalformedResponse
 from podcast_pipeline.http import CallStats, RawResponse
 from podcast_pipeline.partitions import START_DATE_ENV, daily_partitions, start_date
-from podcast_pipeline.tables import Table
+from podcast_pipeline.tables import COLUMN_DOCS, Table
 from podcast_pipeline.timeutil import days, utc_now
 
 # backfill_policy is "beta" in Dagster 1.13 but is the documented way to get single-run backfills.
@@ -65,7 +65,8 @@ def build_assets(source: Source, endpoints: Sequence[Endpoint]) -> list[dg.Asset
 
 def _column_schema(table: Table) -> dg.TableSchema:
     return dg.TableSchema(columns=[
-        dg.TableColumn(name, type_) for name, type_ in warehouse.table_columns(table)
+        dg.TableColumn(name, type_, description=COLUMN_DOCS.get(name))
+        for name, type_ in warehouse.table_columns(table)
     ])
 
 

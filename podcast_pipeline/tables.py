@@ -29,6 +29,23 @@ KEY_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+# What the columns that recur across tables mean, shown in the Dagster UI's column schema.
+COLUMN_DOCS: dict[str, str] = {
+    "show_id": "The show: Anchor web station id or OP3 show uuid.",
+    "partition_date": "The UTC day (Dagster partition) this row belongs to.",
+    "fetched_at": "When the pipeline fetched it (UTC).",
+    "as_of": "When the snapshot was taken (UTC); the API only knows current values.",
+    "date": "The UTC day the API counted this in.",
+    "time": "When it happened (UTC).",
+    "plays": "Plays (Spotify's 'streams & downloads').",
+    "fraction": "Share between 0 and 1 (the API's 'percent' as a fraction).",
+    "episode_id": "Anchor: numeric episode id; OP3: SHA-256 of the feed item's guid.",
+    "downloads": "Downloads counted by OP3.",
+    "audience_id": "OP3's per-day listener hash: count distinct within one UTC day only.",
+    "hashed_ip_address": "Listener IP hashed with a key that rotates daily.",
+}
+
+
 @dataclass(frozen=True)
 class Table:
     schema: str  # "anchor" | "op3"
