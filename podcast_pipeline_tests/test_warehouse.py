@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import duckdb
@@ -111,32 +113,32 @@ def _hold_open(path: str, seconds: float, ready) -> None:
     con.close()
 
 
-def test_writer_waits_for_another_process_then_proceeds(tmp_path):
+@contextmanager
+def held_by_another_process(tmp_path, seconds: float) -> Iterator[str]:
+    """A database file another real process keeps open for ``seconds``."""
     db = str(tmp_path / "w.duckdb")
     write(db, plays_frame({}), date(2026, 11, 1), date(2026, 11, 1))
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()
-    holder = ctx.Process(target=_hold_open, args=(db, 3.0, ready))
+    holder = ctx.Process(target=_hold_open, args=(db, seconds, ready))
     holder.start()
     ready.wait(30)
+    try:
+        yield db
+    finally:
+        holder.join()
+
+
+def test_writer_waits_for_another_process_then_proceeds(tmp_path):
     waits: list[str] = []
-    with warehouse.connect(db, timeout=60, on_wait=waits.append) as con:
-        con.execute("SELECT 1")
-    holder.join()
+    with held_by_another_process(tmp_path, 3.0) as db:
+        with warehouse.connect(db, timeout=60, on_wait=waits.append) as con:
+            con.execute("SELECT 1")
     assert waits and "held by another process" in waits[0]
 
 
 def test_writer_gives_up_with_a_clear_message(tmp_path):
-    db = str(tmp_path / "w.duckdb")
-    write(db, plays_frame({}), date(2026, 11, 1), date(2026, 11, 1))
-    ctx = multiprocessing.get_context("spawn")
-    ready = ctx.Event()
-    holder = ctx.Process(target=_hold_open, args=(db, 6.0, ready))
-    holder.start()
-    ready.wait(30)
-    try:
+    with held_by_another_process(tmp_path, 6.0) as db:
         with pytest.raises(warehouse.WarehouseBusy, match="Close the other program"):
             with warehouse.connect(db, timeout=1.5):
                 pass
-    finally:
-        holder.join()
