@@ -23,7 +23,7 @@ from typing import Literal, Protocol
 import requests
 
 from podcast_pipeline.errors import API_NAMES
-from podcast_pipeline.redact import redact, register_secret
+from podcast_pipeline.redact import redact, register_secret, register_url
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,21 @@ class Channel(Protocol):
 class WebhookChannel:
     """POSTs ``Alert.payload()`` as JSON; any 2xx counts as delivered."""
 
-    url: str
+    url: str = field(repr=False)
     name: str = "webhook"
 
+    def __post_init__(self) -> None:
+        # For Zapier / n8n / Slack-style hooks the URL is the credential: a delivery error
+        # (which quotes the URL or its path) must not print it.
+        register_url(self.url)
+
     def send(self, alert: Alert) -> None:
-        resp = requests.post(self.url, json=alert.payload(), timeout=10)
-        resp.raise_for_status()
+        # The answer's body is never read: nothing in it matters, and nothing bounds it.
+        resp = requests.post(self.url, json=alert.payload(), timeout=(5, 10),
+                             allow_redirects=False, stream=True)
+        resp.close()
+        if not 200 <= resp.status_code < 300:
+            raise RuntimeError(f"the webhook answered HTTP {resp.status_code}")
 
 
 @dataclass
@@ -135,6 +144,9 @@ class SlackChannel:
     channel: str
     name: str = "slack"
     base_url: str | None = None  # Slack's own API unless set (a proxy, or a test receiver)
+
+    def __post_init__(self) -> None:
+        register_secret(self.token)  # a delivery error must not print it
 
     def send(self, alert: Alert) -> None:
         from dagster_slack import SlackResource
@@ -151,7 +163,6 @@ def configured_channels(environ: dict[str, str] | None = None) -> list[Channel]:
     if env.get(WEBHOOK_ENV):
         channels.append(WebhookChannel(env[WEBHOOK_ENV]))
     if env.get(SLACK_TOKEN_ENV) and env.get(SLACK_CHANNEL_ENV):
-        register_secret(env[SLACK_TOKEN_ENV])  # a delivery error must not print it
         channels.append(SlackChannel(env[SLACK_TOKEN_ENV], env[SLACK_CHANNEL_ENV]))
     return channels
 

@@ -18,9 +18,9 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from podcast_pipeline import warehouse
+from podcast_pipeline import completeness, warehouse
 from podcast_pipeline.errors import ApiError, ConfigError, CredentialsExpired, MalformedResponse
-from podcast_pipeline.http import CallStats, RawResponse
+from podcast_pipeline.http import CallStats, CredentialVerdict, Limits, RawResponse
 from podcast_pipeline.partitions import START_DATE_ENV, daily_partitions, start_date
 from podcast_pipeline.tables import COLUMN_DOCS, Table
 from podcast_pipeline.timeutil import days, utc_now
@@ -130,7 +130,11 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
     context.log.info(f"{table.qualified}: fetching {start}..{end} ({table.kind})")
     try:
         # share_key: the steps of one run bootstrap the Anchor station id once, not each.
-        with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id) as client:
+        # The run's 401 verdict, checked before every request of every step and thread.
+        verdict = CredentialVerdict(load=lambda api: api in _dead_apis(context),
+                                    publish=lambda api: _mark_credential_dead(context, api))
+        with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id,
+                                 verdict=verdict) as client:
             frame = _fetch(context, source, ep, client, start, end)
     except CredentialsExpired as exc:
         _mark_credential_dead(context, source.api)
@@ -153,16 +157,17 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
         with context.resources.warehouse.writer(on_wait=context.log.info) as con:
             result = warehouse.replace_window(con, table, show_id, start, end, frame, raw,
                                               fetched_at)
-    except warehouse.WarehouseBusy as exc:
+    except ApiError as exc:  # completeness refused the answer: the same one would come back
+        raise _failure(exc, table, start, allow_retries=False, end=end) from None
+    except (warehouse.WarehouseBusy, warehouse.WarehouseWriteError) as exc:
         # We already waited the configured time; a step retry would only hold the run longer.
+        kind = "warehouse_busy" if isinstance(exc, warehouse.WarehouseBusy) else "write_failed"
         raise dg.Failure(description=str(exc), allow_retries=False,
-                         metadata={"error_kind": "warehouse_busy", "asset": table.qualified,
+                         metadata={"error_kind": kind, "asset": table.qualified,
                                    "first_partition": str(start)}) from None
     context.log.info(f"{table.qualified}: replaced {start}..{end} with {result.rows} rows "
                      f"({stats.requests} requests, {stats.retries} retries)")
 
-    if len(frame):  # what was written: rows the API sent for other days were left out
-        frame = frame[pd.to_datetime(frame["partition_date"]).dt.date.between(start, end)]
     metadata = _metadata(table, frame, result, stats, start, end, duplicates)
     _log_daily_headlines(context, table, frame, result, start, end)
     return dg.MaterializeResult(
@@ -281,6 +286,8 @@ def _check_local_config(context: dg.AssetExecutionContext, start: date) -> None:
                           f"Set {START_DATE_ENV} to {start} or earlier and reload the code "
                           f"location, or materialize partitions from {first} on")
     warehouse.check_writable(context.resources.warehouse.database)
+    Limits.from_env()  # the bounds on answers and the shrink guard are settings too
+    completeness.max_shrink()
 
 
 def _failure(exc: ApiError, table: Table, first_partition: date, *,
@@ -322,8 +329,6 @@ def _metadata(table: Table, frame: pd.DataFrame, result: warehouse.WriteResult, 
     }
     if duplicates:
         meta["duplicates_dropped"] = dg.MetadataValue.int(duplicates)
-    if result.dropped_outside_window:
-        meta["rows_outside_window_dropped"] = dg.MetadataValue.int(result.dropped_outside_window)
     if result.rows == 0:
         meta["note"] = "The API returned no rows: the window was replaced with nothing."
     nulls = {c: int(frame[c].isna().sum()) for c, sql in table.columns

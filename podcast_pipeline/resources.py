@@ -20,7 +20,7 @@ from dagster_duckdb import DuckDBResource
 
 from podcast_pipeline import warehouse
 from podcast_pipeline.anchor.client import AnchorClient
-from podcast_pipeline.http import CallStats, Recorder, RetryPolicy
+from podcast_pipeline.http import CallStats, CredentialVerdict, Limits, Recorder, RetryPolicy
 from podcast_pipeline.op3.client import Op3Client
 from podcast_pipeline.settings import AnchorSettings, Op3Settings
 
@@ -32,7 +32,7 @@ class _ApiResource(dg.ConfigurableResource):
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(total=self.max_retries, backoff_factor=self.backoff_factor,
-                           read_timeout=self.timeout_seconds)
+                           read_timeout=self.timeout_seconds, limits=Limits.from_env())
 
     def _environ(self, overrides: dict[str, str | None]) -> dict[str, str]:
         env = dict(os.environ)
@@ -90,10 +90,12 @@ class AnchorResource(_ApiResource):
         }))
 
     def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
-               share_key: str | None = None) -> AnchorClient:
+               share_key: str | None = None,
+               verdict: CredentialVerdict | None = None) -> AnchorClient:
         """``share_key`` (the run id): clients under one key share the station id. Without
         one (the credential probe) every client makes its own authenticated call."""
-        kw: dict[str, Any] = {"retry": self.retry_policy(), "recorder": recorder, "stats": stats}
+        kw: dict[str, Any] = {"retry": self.retry_policy(), "recorder": recorder, "stats": stats,
+                              "verdict": verdict}
         if share_key is None:
             return AnchorClient(self.settings(), **kw)
         return _SharingAnchorClient(self.settings(), share_key, **kw)
@@ -114,9 +116,11 @@ class Op3Resource(_ApiResource):
         }))
 
     def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
-               share_key: str | None = None) -> Op3Client:
+               share_key: str | None = None,
+               verdict: CredentialVerdict | None = None) -> Op3Client:
         """``share_key`` is accepted for symmetry with Anchor; OP3 needs no bootstrap."""
-        return Op3Client(self.settings(), retry=self.retry_policy(), recorder=recorder, stats=stats)
+        return Op3Client(self.settings(), retry=self.retry_policy(), recorder=recorder,
+                         stats=stats, verdict=verdict)
 
 
 class WarehouseResource(DuckDBResource):

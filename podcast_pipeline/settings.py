@@ -10,53 +10,17 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from podcast_pipeline.errors import FIX_STEPS, ConfigError
-from podcast_pipeline.http import is_loopback_url
+from podcast_pipeline import validate
+from podcast_pipeline.errors import ConfigError
 from podcast_pipeline.redact import register_secret
 
 ANCHOR_DEFAULT_BASE_URL = "https://podcasters.spotify.com/pod/api/proxy/v3"
 OP3_DEFAULT_BASE_URL = "https://op3.dev/api/1"
-EMULATOR_PREFIX = "emulator-"
 
 _WEBSTATION_ID = re.compile(r"^[0-9a-f]{6,12}$")
 _SHOW_UUID = re.compile(r"^[0-9a-f]{32}$")
-_BAD_SECRET_CHARS = re.compile(r"[\s;,\"']")
-
-
-def _base_url(var: str, value: str) -> str:
-    value = value.strip().rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(var, f"is not an http(s) URL ({value!r})",
-                          f"Set {var} to a URL like the default, or unset it")
-    if parts.scheme != "https" and not is_loopback_url(value):
-        # The cookie/token would travel in cleartext.
-        raise ConfigError(var, "uses http:// for a non-local host",
-                          f"Use https:// in {var} (plain http is only allowed for localhost)")
-    return value
-
-
-def _secret(var: str, value: str) -> None:
-    if not value:
-        raise ConfigError(var, "is not set", f"To fix: {FIX_STEPS[_api_of(var)]}")
-    if _BAD_SECRET_CHARS.search(value):
-        raise ConfigError(var, "contains spaces, quotes, ';' or ','",
-                          f"Paste only the value itself into {var}, without quotes")
-
-
-def _api_of(var: str) -> str:
-    return "anchor" if var.startswith("ANCHOR") else "op3"
-
-
-def _emulator_guard(var: str, secret: str, base_var: str, base_url: str) -> None:
-    if unquote(secret).removeprefix("s:").startswith(EMULATOR_PREFIX) and not is_loopback_url(
-            base_url):
-        raise ConfigError(var, "holds an emulator credential but "
-                          f"{base_var} points at {urlsplit(base_url).hostname}",
-                          "emulator credentials can only be used with the local emulator; "
-                          f"set a real credential or point {base_var} at the emulator")
 
 
 def _get(environ: Mapping[str, str], var: str) -> str:
@@ -72,7 +36,7 @@ class AnchorSettings:
     base_url: str = ANCHOR_DEFAULT_BASE_URL
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "base_url", _base_url("ANCHOR_BASE_URL", self.base_url))
+        object.__setattr__(self, "base_url", validate.base_url("ANCHOR_BASE_URL", self.base_url))
         if not self.webstation_id:
             raise ConfigError("ANCHOR_WEBSTATION_ID", "is not set",
                               "Set it to the short hex id from your podcast's URL, e.g. fb37d7a4")
@@ -81,11 +45,11 @@ class AnchorSettings:
                               f"({self.webstation_id!r})",
                               "Use the 6-12 lowercase hex characters from your podcast's URL, "
                               "e.g. fb37d7a4")
-        _secret("ANCHOR_PW_S", self.cookie)
+        validate.secret("ANCHOR_PW_S", self.cookie)
         if self.cookie.lower().startswith("anchorpw_s="):
             raise ConfigError("ANCHOR_PW_S", "includes the cookie name",
                               "Put only the value after 'anchorpw_s=' into ANCHOR_PW_S")
-        _emulator_guard("ANCHOR_PW_S", self.cookie, "ANCHOR_BASE_URL", self.base_url)
+        validate.emulator_guard("ANCHOR_PW_S", self.cookie, "ANCHOR_BASE_URL", self.base_url)
         register_secret(self.cookie)
 
     @classmethod
@@ -107,9 +71,9 @@ class Op3Settings:
     url_prefix: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "base_url", _base_url("OP3_BASE_URL", self.base_url))
-        _secret("OP3_TOKEN", self.token)
-        _emulator_guard("OP3_TOKEN", self.token, "OP3_BASE_URL", self.base_url)
+        object.__setattr__(self, "base_url", validate.base_url("OP3_BASE_URL", self.base_url))
+        validate.secret("OP3_TOKEN", self.token)
+        validate.emulator_guard("OP3_TOKEN", self.token, "OP3_BASE_URL", self.base_url)
         if not self.show_uuid:
             raise ConfigError("OP3_SHOW_UUID", "is not set",
                               "Set it to your show's uuid from https://op3.dev/show/<uuid>")

@@ -34,7 +34,8 @@ COLUMN_DOCS: dict[str, str] = {
     "show_id": "The show: Anchor web station id or OP3 show uuid.",
     "partition_date": "The UTC day (Dagster partition) this row belongs to.",
     "fetched_at": "When the pipeline fetched it (UTC).",
-    "as_of": "When the snapshot was taken (UTC); the API only knows current values.",
+    "as_of": "When the snapshot was taken (UTC): the API's own 'asof' where it sends one "
+             "(OP3's queries), else when it was fetched.",
     "date": "The UTC day the API counted this in.",
     "time": "When it happened (UTC).",
     "plays": "Plays (Spotify's 'streams & downloads').",
@@ -44,6 +45,13 @@ COLUMN_DOCS: dict[str, str] = {
     "audience_id": "OP3's per-day listener hash: count distinct within one UTC day only.",
     "hashed_ip_address": "Listener IP hashed with a key that rotates daily.",
 }
+
+
+# The value contract beyond the type (enforced by completeness.py): BIGINT and DOUBLE
+# columns hold counts, ids, durations or shares, so they are never negative, except the
+# columns named here; fraction columns lie in [0, 1]; every number is finite.
+SIGNED_COLUMNS = frozenset({"hour_offset"})  # minus the creator's UTC offset, in hours
+FRACTION_COLUMNS = frozenset({"fraction"})
 
 
 @dataclass(frozen=True)
@@ -163,7 +171,7 @@ OP3_TABLES: tuple[Table, ...] = (
        "episode_id VARCHAR, episode_title VARCHAR, pubdate TIMESTAMPTZ, item_guid VARCHAR",
        "The show as OP3 knows it, one row per episode, as of the snapshot day."),
     _t("op3", "recent_episodes_with_transcripts", "snapshot",
-       "asof TIMESTAMPTZ, pubdate TIMESTAMPTZ, podcast_guid VARCHAR, episode_item_guid VARCHAR,"
+       "pubdate TIMESTAMPTZ, podcast_guid VARCHAR, episode_item_guid VARCHAR,"
        "has_transcripts BOOLEAN, date DATE, downloads BIGINT",
        "OP3-wide list of recent episodes that ship transcripts, with their daily downloads."),
     _t("op3", "top_apps_for_show", "snapshot",
@@ -174,7 +182,7 @@ OP3_TABLES: tuple[Table, ...] = (
        "app VARCHAR, fraction DOUBLE, min_date DATE, max_date DATE, device_name VARCHAR",
        "OP3-wide share of downloads per app over the last 30 days (fractions)."),
     _t("op3", "show_download_counts", "snapshot",
-       "show_uuid VARCHAR, asof DATE, days VARCHAR, monthly_downloads BIGINT,"
+       "show_uuid VARCHAR, days VARCHAR, monthly_downloads BIGINT,"
        "weekly_downloads BIGINT[], weekly_avg_downloads BIGINT, num_weeks BIGINT",
        "The show's downloads over the last 30 days and per week, as OP3 computes them daily.",
        headline="monthly_downloads"),

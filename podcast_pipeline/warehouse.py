@@ -17,15 +17,17 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from podcast_pipeline import completeness, validate
 from podcast_pipeline.errors import ConfigError, PodcastPipelineError
 from podcast_pipeline.http import RawResponse
+from podcast_pipeline.redact import contains_secret, redact
 from podcast_pipeline.tables import ALL_TABLES, Table
 
 log = logging.getLogger(__name__)
@@ -47,11 +49,21 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("status", "INTEGER"),
     ("fetched_at", "TIMESTAMPTZ"),
     ("body", "VARCHAR"),
+    # The days this body is the stored truth for. Windows of different writes overlap; a
+    # later write trims the older bodies' coverage (splitting it when it lands inside),
+    # so every stored day is covered by exactly one write's bodies and re-parsing the
+    # bodies of each day's coverage gives back the tables exactly.
+    ("covers_start", "DATE"),
+    ("covers_end", "DATE"),
 )
 
 
 class WarehouseBusy(PodcastPipelineError):
     """The database stayed locked by another process for longer than we wait."""
+
+
+class WarehouseWriteError(PodcastPipelineError):
+    """DuckDB could not write (disk full, file too large, I/O error); nothing was written."""
 
 
 def database_path() -> str:
@@ -93,22 +105,19 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = ALL_
         con.execute(ddl(table))
     raw_cols = ", ".join(f"{n} {t}" for n, t in RAW_COLUMNS)
     con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_TABLE} ({raw_cols})")
+    have = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'raw' AND table_name = 'responses'").fetchall()}
+    if "covers_start" not in have:  # a database from before coverage was kept
+        con.execute(f"ALTER TABLE {RAW_TABLE} ADD COLUMN covers_start DATE")
+        con.execute(f"ALTER TABLE {RAW_TABLE} ADD COLUMN covers_end DATE")
+        con.execute(f"UPDATE {RAW_TABLE} SET covers_start = window_start, "
+                    "covers_end = window_end")
 
 
 def check_writable(path: str) -> None:
-    """Fail early, naming the setting, when the database file cannot be created."""
-    if Path(path).expanduser().is_dir():
-        raise ConfigError("DUCKDB_PATH", f"({path}) is a folder, not a database file",
-                          "Set DUCKDB_PATH to a file path such as data/podcast.duckdb.")
-    parent = Path(path).expanduser().resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError("DUCKDB_PATH", f"points into {parent}, which cannot be created ({exc})",
-                          "Set DUCKDB_PATH to a file in a writable folder.") from None
-    if not os.access(parent, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
-        raise ConfigError("DUCKDB_PATH", f"({path}) is not writable",
-                          "Set DUCKDB_PATH to a file in a writable folder.")
+    """Fail early, naming the setting, when ``path`` cannot hold the warehouse."""
+    validate.duckdb_path("DUCKDB_PATH", path)
 
 
 @contextmanager
@@ -178,8 +187,9 @@ class WriteResult:
     table: str
     rows: int
     window: tuple[date, date]
-    dropped_outside_window: int
     rows_per_day: dict[date, int]
+    rows_before: int  # what the window held before
+    emptied_days: tuple[date, ...] = ()  # stored days the API explicitly answered as empty
 
 
 def replace_window(
@@ -194,33 +204,44 @@ def replace_window(
 ) -> WriteResult:
     """Atomically replace ``[start, end]`` of ``table`` for ``show_id`` with ``frame``.
 
-    ``frame`` holds the endpoint's contract columns plus ``partition_date`` (and
-    ``as_of`` for snapshots). Rows whose ``partition_date`` falls outside the window
-    are dropped (and counted) so that a write can never touch another partition.
+    ``frame`` holds the endpoint's contract columns plus ``partition_date`` (and, for
+    snapshots, ``as_of`` where the API said when). Whether the answer may replace the
+    window at all is :mod:`podcast_pipeline.completeness`'s rule: rows outside the window
+    or outside the value contract, or a replace that would silently empty or shrink
+    stored days, raise and leave everything as it was.
     """
     columns = [name for name, _ in table_columns(table)]
     data = frame.copy()
     data["show_id"] = show_id
     data["fetched_at"] = fetched_at
-    if table.kind == "snapshot" and "as_of" not in data:
-        data["as_of"] = fetched_at
+    if table.kind == "snapshot":
+        data["as_of"] = data["as_of"].fillna(fetched_at) if "as_of" in data else fetched_at
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise PodcastPipelineError(f"{table.qualified}: rows lack columns {missing}")
-    in_window = pd.to_datetime(data["partition_date"]).dt.date.between(start, end)
-    dropped = int((~in_window).sum())
-    data = data.loc[in_window, columns]
+    completeness.check_answer(table, data, start, end)
+    limit = completeness.max_shrink()
+    data = _scrub_secrets(data[columns])
     per_day = data.groupby(pd.to_datetime(data["partition_date"]).dt.date).size().to_dict()
 
     raw_frame = pd.DataFrame(
-        [(table.qualified, r.api, r.endpoint, show_id, start, end, i, r.path, r.status, r.fetched_at, r.body)
+        [(table.qualified, r.api, r.endpoint, show_id, start, end, i, r.path, r.status,
+          r.fetched_at, redact(r.body), *_covers(r, start, end))
          for i, r in enumerate(raw)],
         columns=[n for n, _ in RAW_COLUMNS],
     )
     col_list = ", ".join(f'"{c}"' for c in columns)
     select_list = ", ".join(f'CAST("{c}" AS {t})' for c, t in table_columns(table))
+    raw_names = ", ".join(n for n, _ in RAW_COLUMNS)
+    raw_select = ", ".join(f"CAST({n} AS {t})" for n, t in RAW_COLUMNS)
+    key = [table.qualified, show_id]
     con.execute("BEGIN TRANSACTION")
     try:
+        before = dict(con.execute(
+            f"SELECT partition_date, count(*) FROM {table.qualified} "
+            "WHERE show_id = ? AND partition_date BETWEEN ? AND ? GROUP BY 1",
+            [show_id, start, end]).fetchall())
+        emptied = completeness.check_replace(table, before, per_day, start, end, limit)
         con.register("incoming_rows", data)
         con.register("incoming_raw", raw_frame)
         con.execute(
@@ -228,21 +249,64 @@ def replace_window(
             [show_id, start, end],
         )
         con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} FROM incoming_rows")
-        con.execute(
-            f"DELETE FROM {RAW_TABLE} WHERE asset = ? AND show_id = ? "
-            "AND window_start >= ? AND window_end <= ?",
-            [table.qualified, show_id, start, end],
-        )
-        raw_cols = ", ".join(f"CAST({n} AS {t})" for n, t in RAW_COLUMNS)
-        con.execute(f"INSERT INTO {RAW_TABLE} SELECT {raw_cols} FROM incoming_raw")
+        # Older bodies stop covering the window's days: split those that span past both
+        # ends, trim those reaching into it, drop those inside it.
+        con.execute(f"INSERT INTO {RAW_TABLE} SELECT * REPLACE (CAST(? AS DATE) AS covers_start) "
+                    f"FROM {RAW_TABLE} WHERE asset = ? AND show_id = ? "
+                    "AND covers_start < ? AND covers_end > ?", [end + timedelta(1), *key, start, end])
+        con.execute(f"UPDATE {RAW_TABLE} SET covers_end = ? WHERE asset = ? AND show_id = ? "
+                    "AND covers_start < ? AND covers_end >= ?",
+                    [start - timedelta(1), *key, start, start])
+        con.execute(f"UPDATE {RAW_TABLE} SET covers_start = ? WHERE asset = ? AND show_id = ? "
+                    "AND covers_start BETWEEN ? AND ? AND covers_end > ?",
+                    [end + timedelta(1), *key, start, end, end])
+        con.execute(f"DELETE FROM {RAW_TABLE} WHERE asset = ? AND show_id = ? "
+                    "AND covers_start >= ? AND covers_end <= ?", [*key, start, end])
+        con.execute(f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} FROM incoming_raw")
         con.execute("COMMIT")
+    except duckdb.Error as exc:
+        _rollback(con)
+        raise WarehouseWriteError(
+            f"writing {table.qualified} {start}..{end} failed ({type(exc).__name__}: "
+            f"{str(exc)[:300]}). The transaction was rolled back: those partitions keep "
+            "what they had. Free disk space or fix the file, then re-run them.") from None
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
     finally:
-        con.unregister("incoming_rows")
-        con.unregister("incoming_raw")
-    return WriteResult(table.qualified, len(data), (start, end), dropped, per_day)
+        for view in ("incoming_rows", "incoming_raw"):
+            try:
+                con.unregister(view)
+            except duckdb.Error:
+                pass
+    return WriteResult(table.qualified, len(data), (start, end), per_day,
+                       sum(before.values()), tuple(emptied))
+
+
+def _covers(r: RawResponse, start: date, end: date) -> tuple[date, date]:
+    lo, hi = r.covers or (start, end)
+    return max(lo, start), min(hi, end)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if a transaction is still open: a failed COMMIT has already ended it, and
+    the "no transaction is active" that a second ROLLBACK raises would hide the real error."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+def _scrub_secrets(data: pd.DataFrame) -> pd.DataFrame:
+    """Mask any registered secret an API echoed into a text cell (also when it came
+    JSON-escaped, which the raw body's masking cannot see)."""
+    for col in data.columns:
+        s = data[col]
+        if s.dtype == object or pd.api.types.is_string_dtype(s):
+            texts = s.dropna()
+            if len(texts) and contains_secret("\n".join(map(str, texts))):
+                data[col] = s.map(lambda v: redact(v) if isinstance(v, str) else v)
+    return data
 
 
 def checksum(con: duckdb.DuckDBPyConnection, table: Table) -> tuple[int, str]:

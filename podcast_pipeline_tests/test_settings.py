@@ -40,7 +40,7 @@ def test_op3_from_env_defaults() -> None:
     ("ANCHOR_WEBSTATION_ID", "FB37D7A4", "not a short hex id"),
     ("ANCHOR_PW_S", None, "is not set"),
     ("ANCHOR_PW_S", "  ", "is not set"),
-    ("ANCHOR_PW_S", "abc; other=1", "contains"),
+    ("ANCHOR_PW_S", "abc; other=1", "position 4 of 12: U\\+003B"),
     ("ANCHOR_PW_S", "anchorpw_s=s%3Aabc", "cookie name"),
     ("ANCHOR_BASE_URL", "podcasters.spotify.com/pod", "not an http"),
     ("ANCHOR_BASE_URL", "http://podcasters.spotify.com/pod/api/proxy/v3", "http://"),
@@ -59,7 +59,7 @@ def test_anchor_bad_values(var: str, value: str | None, match: str) -> None:
 @pytest.mark.parametrize(("var", "value", "match"), [
     ("OP3_TOKEN", None, "is not set"),
     ("OP3_TOKEN", "", "is not set"),
-    ("OP3_TOKEN", "two words", "contains"),
+    ("OP3_TOKEN", "two words", "position 4 of 9: U\\+0020 \\(SPACE\\)"),
     ("OP3_SHOW_UUID", None, "is not set"),
     ("OP3_SHOW_UUID", "a18389b8-a52d-4112-a782-b32f40f73df6", "32 lowercase hex"),
     ("OP3_SHOW_UUID", "xyz", "32 lowercase hex"),
