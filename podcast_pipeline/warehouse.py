@@ -107,7 +107,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = ALL_
     con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_TABLE} ({raw_cols})")
     have = {r[0] for r in con.execute(
         "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = 'raw' AND table_name = 'responses'").fetchall()}
+        "WHERE table_schema = ? AND table_name = ?", RAW_TABLE.split(".")).fetchall()}
     if "covers_start" not in have:  # a database from before coverage was kept
         con.execute(f"ALTER TABLE {RAW_TABLE} ADD COLUMN covers_start DATE")
         con.execute(f"ALTER TABLE {RAW_TABLE} ADD COLUMN covers_end DATE")

@@ -254,7 +254,12 @@ class AnchorClient(ClientBase):
             if not isinstance(c, dict) or "count" not in c or "date" not in c:
                 raise MalformedResponse("anchor", "impressions",
                                         f"dailyImpressions.counts[{n}] lacks date/count")
-            rows.append({**c, "date": _impressions_date(c["date"]), "impressions": c["count"]})
+            day = _impressions_date(c["date"])
+            if covers and day == covers[1] + timedelta(days=1):
+                # endTime is the next UTC midnight; a server that reads it inclusively
+                # answers for that day too. It was not asked for: leave it out.
+                continue
+            rows.append({**c, "date": day, "impressions": c["count"]})
         df, extras = snake_keys(rows, {"date": "date", "impressions": "impressions"},
                                 skip=("count",))
         return conform(df, table("anchor", "impressions"), "impressions", extras)

@@ -98,15 +98,18 @@ class Op3Client(ClientBase):
             params = base + ([("continuationToken", token)] if token else [])
             frame, nxt = self.session.fetch("downloads", path, params, parse=_tsv_page,
                                             accept="text/tab-separated-values", covers=covers)
-            if len(frame):
-                times = frame["time"]
-                if not (times.min() >= last_time[0] and s <= times.min()[:10]
-                        and times.max()[:10] < e):
-                    raise MalformedResponse("op3", "downloads", f"a page holds rows from "
-                                            f"{times.min()} to {times.max()}: not after the page "
-                                            f"before ({last_time[0] or 'none'}) and inside "
-                                            f"{s}..{e} (end exclusive)")
-                last_time[0] = times.max()
+            if len(frame):  # OP3 sends downloads in time order: pages must move forward
+                first, last = frame["time"].min(), frame["time"].max()
+                if first < last_time[0]:
+                    raise MalformedResponse("op3", "downloads", f"a page starts at {first}, "
+                                            f"before the page ahead of it ended "
+                                            f"({last_time[0]}): the pages are not moving "
+                                            "forward; stopping instead of looping")
+                if not s <= first[:10] <= last[:10] < e:
+                    raise MalformedResponse("op3", "downloads", f"a page holds downloads from "
+                                            f"{first} to {last}, outside the requested {s} "
+                                            f"up to (not including) {e}")
+                last_time[0] = last
             return frame, nxt
 
         most = self.session.limits.max_rows_per_day
