@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from podcast_pipeline.errors import MalformedResponse
+from podcast_pipeline.redact import scrub_frame
 from podcast_pipeline.tables import TABLES_BY_KEY, Table
 
 
@@ -58,7 +59,9 @@ def conform(df: pd.DataFrame, tbl: Table, endpoint: str,
             if s.dtype == object and s.map(lambda v: isinstance(v, dict | list)).any():
                 s = s.map(lambda v: json.dumps(v) if isinstance(v, dict | list) else v)
             out[col] = s
-    return pd.DataFrame(out, index=index).reset_index(drop=True)
+    # Every client frame passes here: a secret an API echoed never reaches metadata,
+    # previews or the warehouse.
+    return scrub_frame(pd.DataFrame(out, index=index).reset_index(drop=True))
 
 
 def _is_null(v: Any) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import re
 import threading
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 MASK = "***"
@@ -101,3 +102,16 @@ def contains_secret(text: str) -> bool:
     with _lock:
         forms = _ordered
     return bool(text) and any(f in text for f in forms)
+
+
+def scrub_frame(frame: Any) -> Any:
+    """Mask registered secrets in a DataFrame's text cells (an API that echoed one, also
+    JSON-escaped, which masking the raw body cannot see). Returns the frame, changed in
+    place only where a secret was found."""
+    for col in frame.columns:
+        s = frame[col]
+        if s.dtype == object or str(s.dtype) in ("str", "string"):
+            texts = s.dropna()
+            if len(texts) and contains_secret("\n".join(map(str, texts))):
+                frame[col] = s.map(lambda v: redact(v) if isinstance(v, str) else v)
+    return frame

@@ -27,7 +27,7 @@ from filelock import FileLock, Timeout
 from podcast_pipeline import completeness, validate
 from podcast_pipeline.errors import ConfigError, PodcastPipelineError
 from podcast_pipeline.http import RawResponse
-from podcast_pipeline.redact import contains_secret, redact
+from podcast_pipeline.redact import redact, scrub_frame
 from podcast_pipeline.tables import ALL_TABLES, Table
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def replace_window(
         raise PodcastPipelineError(f"{table.qualified}: rows lack columns {missing}")
     completeness.check_answer(table, data, start, end)
     limit = completeness.max_shrink()
-    data = _scrub_secrets(data[columns])
+    data = scrub_frame(data[columns])  # the storage gate, whoever built the frame
     per_day = data.groupby(pd.to_datetime(data["partition_date"]).dt.date).size().to_dict()
 
     raw_frame = pd.DataFrame(
@@ -295,18 +295,6 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ROLLBACK")
     except duckdb.Error:
         pass
-
-
-def _scrub_secrets(data: pd.DataFrame) -> pd.DataFrame:
-    """Mask any registered secret an API echoed into a text cell (also when it came
-    JSON-escaped, which the raw body's masking cannot see)."""
-    for col in data.columns:
-        s = data[col]
-        if s.dtype == object or pd.api.types.is_string_dtype(s):
-            texts = s.dropna()
-            if len(texts) and contains_secret("\n".join(map(str, texts))):
-                data[col] = s.map(lambda v: redact(v) if isinstance(v, str) else v)
-    return data
 
 
 def checksum(con: duckdb.DuckDBPyConnection, table: Table) -> tuple[int, str]:

@@ -73,6 +73,37 @@ def expire_after(emu: Emulator, limits: dict[str, int]) -> Rule:
     return rule
 
 
+def echo_secrets(emu: Emulator, then: Rule) -> Rule:
+    """A hostile API that echoes the credential it was sent: raw, URL-encoded, base64 at
+    every alignment and base64url in every JSON answer, and JSON-escaped as an episode's
+    title, which is stored in a table (where masking the raw body cannot see it)."""
+    cookie, token = emu.env["ANCHOR_PW_S"], emu.env["OP3_TOKEN"]
+
+    def rule(path: str, answer: Answer) -> Answer:
+        answer = then(path, answer)
+        if "json" not in (answer.header("Content-Type") or "") or answer.status != 200:
+            return answer
+        body = answer.json()
+        if not isinstance(body, dict):
+            return answer
+        secret = cookie if path.startswith("/pod/") else token
+        sent = f"anchorpw_s={cookie}" if path.startswith("/pod/") else f"Bearer {token}"
+        forms = [secret, unquote(secret), quote(secret, safe="")]
+        forms += [base64.b64encode((p + sent).encode()).decode() for p in ("", "x", "xy")]
+        forms += [base64.urlsafe_b64encode((p + unquote(sent)).encode()).decode()
+                  for p in ("", "x", "xy")]
+        body["echo"] = forms
+        items = body.get("items")
+        if isinstance(items, list) and items and isinstance(items[0], dict):
+            items[0]["title"] = "SECRET-ECHO"  # an episode title, stored in anchor.episodes
+            escaped = "".join(f"\\u{ord(c):04x}" for c in unquote(cookie))
+            text = json.dumps(body).replace("SECRET-ECHO", escaped)
+            return Answer(answer.status, answer.headers, text.encode())
+        return answer.with_json(body)
+
+    return rule
+
+
 DRIVER = '''
 """The demo's own run requests and executor, then the sensors, as the daemon would run them."""
 import json, logging, os, sys
@@ -262,7 +293,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     driver.write_text(DRIVER)
     webhook = Webhook()
     with Emulator(EmulatorConfig(seed=SEED), faults=FAULTS) as emu, Tamper(emu.url) as proxy:
-        proxy.rewrite(r"^/", expire_after(emu, EXPIRE_AFTER))
+        proxy.rewrite(r"^/", echo_secrets(emu, expire_after(emu, EXPIRE_AFTER)))
         env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_ENV)}
         env.update(proxy.env(emu.env))
         env.update({"DAYS": str(DAYS), "DUCKDB_PATH": str(tmp / "demo.duckdb"),
@@ -288,7 +319,12 @@ def test_the_run_exercised_faults_expiry_and_alerts(run: Run) -> None:
     assert {a["api"] for a in alerts if a["kind"] == "credentials_expired"} == {"anchor", "op3"}
     with duckdb.connect(run.db, read_only=True) as con:
         apis = {a for (a,) in con.execute("SELECT DISTINCT api FROM raw.responses").fetchall()}
+        (echoes,) = con.execute("SELECT count(*) FROM raw.responses WHERE contains(body, ?)",
+                                ['"echo": ["***"']).fetchone()
+        (titles,) = con.execute("SELECT count(*) FROM anchor.episodes WHERE title = ?",
+                                ["***"]).fetchone()
     assert apis == {"anchor", "op3"}
+    assert echoes > 10 and titles > 0  # the API echoed the credentials; all stored masked
     logs = [p for p in run.home.rglob("*") if p.suffix in (".out", ".err")]
     assert logs and list(run.home.rglob("history/runs/*.db"))
 
