@@ -556,8 +556,10 @@ class ApiSession:
                         continue
                     try:
                         body = self._read_body(resp, endpoint, shown_path, watch)
-                    finally:
-                        resp.close()
+                    except BaseException:
+                        resp.close()  # a half-read connection cannot be reused
+                        raise
+                    resp.raw.release_conn()  # read to the end: back to the pool (keep-alive)
                     return Reply(resp.status_code, resp.headers, body, url, tuple(redirects))
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
                 if watch.fired:

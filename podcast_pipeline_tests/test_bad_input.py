@@ -466,6 +466,28 @@ def test_a_small_shrink_is_accepted(pipeline: Pipeline) -> None:
     assert result.success and len(pipeline.stored("op3/downloads")[0]) == len(before) - 2
 
 
+def test_request_counts_in_metadata_are_exact(pipeline: Pipeline) -> None:
+    """A 503, then a body cut off, then the answer: 3 requests, 1 retry, 1 re-fetch."""
+    pipeline.seed("anchor/plays")
+    pipeline.proxy.clear()
+    answers = iter(["503", "cut"])
+
+    def flaky(path: str, answer: Answer) -> Answer:
+        step = next(answers, "ok")
+        if step == "503":
+            return Answer(503, [("Content-Type", "application/json")], b'{"error":"busy"}')
+        return Answer(answer.status, answer.headers, answer.body[:20]) if step == "cut" else answer
+    pipeline.proxy.rewrite(PLAYS, flaky)
+
+    result = pipeline.materialize("anchor/plays")
+
+    assert result.success
+    meta = materialization(result)
+    sent = pipeline.proxy.exchanges  # everything the run sent, the station-id bootstrap too
+    assert (meta["requests"], meta["retries"], meta["malformed_refetches"]) == (len(sent), 1, 1)
+    assert [e.status for e in sent if "/plays?" in e.path] == [503, 200, 200]
+
+
 def test_exact_duplicate_rows_are_dropped_and_counted(pipeline: Pipeline) -> None:
     pipeline.seed("anchor/plays")
     before = pipeline.values("anchor/plays", "partition_date, date, plays")
