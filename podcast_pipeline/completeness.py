@@ -6,8 +6,8 @@ A window is replaced only by an answer the client can prove complete and well-fo
    empty body, an HTML page, a TSV without its header, JSON without its rows list,
    duplicate keys, a value that is not of its column's type). So an answer with no
    rows that reaches this module is one the API explicitly sent as empty.
-2. **For this window.** Every row of a ranged table is dated inside the window; a row
-   dated elsewhere means the answer is not the one asked for.
+2. **For this window and show.** Every row of a ranged table is dated inside the window,
+   and every OP3 row names this show; anything else is not the answer asked for.
 3. **Inside the value contract** of :mod:`podcast_pipeline.tables`: numbers are finite,
    never negative (except ``SIGNED_COLUMNS``), fractions lie in [0, 1].
 4. **No silent loss.** A stored day is emptied only when the API said it is empty (the
@@ -41,10 +41,19 @@ def max_shrink(environ: Mapping[str, str] = os.environ) -> float:
     return validate.fraction(SHRINK_ENV, environ.get(SHRINK_ENV), DEFAULT_MAX_SHRINK)
 
 
-def check_answer(table: Table, frame: pd.DataFrame, start: date, end: date) -> None:
+def check_answer(table: Table, frame: pd.DataFrame, start: date, end: date,
+                 show_id: str | None = None) -> None:
     """Rules 2 and 3 on the rows about to be written (``partition_date`` set)."""
     if not len(frame):
         return
+    if show_id is not None and table.schema == "op3" and "show_uuid" in frame.columns:
+        other = frame["show_uuid"].notna() & (frame["show_uuid"] != show_id)
+        if other.any():
+            raise MalformedResponse(
+                table.schema, table.name,
+                f"{int(other.sum())} of {len(frame)} rows belong to show "
+                f"{frame['show_uuid'][other].iloc[0]}, not to {show_id}; the answer is not "
+                "for this show, so it replaces nothing")
     days = pd.to_datetime(frame["partition_date"]).dt.date
     outside = ~days.between(start, end) | days.isna()
     if outside.any():

@@ -71,7 +71,7 @@ def _is_null(v: Any) -> bool:
 _NUMBER_TEXT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
-def _number(v: Any) -> Any:
+def number(v: Any) -> Any:
     """A JSON number or a number written as text ("59", as Spotify sends some); None for
     blanks. Booleans, "NaN", "Infinity" and numbers too big for a double are refused."""
     if _is_null(v) or v == "":
@@ -98,9 +98,9 @@ def _finite(x: float, shown: Any) -> float:
 
 def _cast(s: pd.Series, sql: str) -> pd.Series:
     if sql == "BIGINT":
-        return pd.to_numeric(s.map(_number).astype(object)).astype("Int64")
+        return pd.to_numeric(s.map(number).astype(object)).astype("Int64")
     if sql == "DOUBLE":
-        return pd.to_numeric(s.map(_number).astype(object)).astype("float64")
+        return pd.to_numeric(s.map(number).astype(object)).astype("float64")
     if sql == "VARCHAR":
         return s.map(lambda v: None if _is_null(v) else str(v)).astype("str")
     if sql == "BOOLEAN":

@@ -94,7 +94,7 @@ class Limits:
     """What an answer may cost at most. Each has a setting; the defaults suit a large show."""
 
     deadline: float = 300.0  # seconds per request: connect, headers, redirects, whole body
-    max_body_bytes: int = 64 * 2**20  # per body, counted after decompression
+    max_body_bytes: int = 32 * 2**20  # per body, after decompression (a 20,000-row TSV: ~9 MB)
     max_json_depth: int = 64  # nesting of objects/arrays (both APIs use fewer than 8)
     max_retry_wait: float = 60.0  # seconds: a longer Retry-After is cut to this
     max_rows_per_day: int = 100_000  # downloads / hits a day: bounds how many pages a window has
@@ -399,8 +399,8 @@ class ApiSession:
         self.recorder = recorder
         self.stats = stats or CallStats()
         self.verdict = verdict or CredentialVerdict()
-        # Sent only to the base URL's origin (scheme, host, port), like a browser keeps a
-        # host's cookie: a redirect elsewhere never carries it.
+        # Sent only to the base URL's host, like a browser keeps a host's cookie: a
+        # redirect to another host (or from https down to http) never carries it.
         self._credential = dict(credential or {})
         self._origin = _origin(self.base_url)
         # Paths a 301/308 moved for good (OP3 /redirect-logs → /hits): later pages go straight
@@ -519,7 +519,7 @@ class ApiSession:
                                path=shown_path) from None
             if reply is not None:
                 self._remember_permanent_redirect(path, reply)
-                if reply.status < 300:
+                if reply.status == 200:
                     return reply, retries
                 if reply.status not in RETRY_STATUSES:
                     self._raise_for_status(reply, endpoint, shown_path)
@@ -541,7 +541,7 @@ class ApiSession:
         with _Watch(self.limits.deadline) as watch:
             try:
                 for _ in range(MAX_REDIRECTS + 1):
-                    headers = dict(self._credential) if _origin(url) == self._origin else {}
+                    headers = dict(self._credential) if self._same_host(url) else {}
                     if accept:
                         headers["Accept"] = accept
                     self.stats.add(requests_=1)
@@ -569,8 +569,16 @@ class ApiSession:
                        f"{redact(urlsplit(url).path)}); check {BASE_URL_VARS[self.api]}",
                        path=shown_path)
 
+    def _same_host(self, url: str) -> bool:
+        scheme, host, _ = _origin(url)
+        return host == self._origin[1] and not (scheme == "http" and self._origin[0] == "https")
+
     def _redirect_target(self, url: str, location: str, endpoint: str, shown_path: str) -> str:
         target = urljoin(url, location)
+        if "@" in urlsplit(target).netloc:  # requests would turn it into an Authorization
+            raise ApiError(self.api, endpoint, "redirected to a URL with a user name or "
+                           f"password in it, which is not followed; check "
+                           f"{BASE_URL_VARS[self.api]}", path=shown_path)
         scheme = urlsplit(target).scheme
         if scheme not in ("http", "https") or (
                 scheme == "http" and urlsplit(url).scheme == "https"
@@ -652,7 +660,7 @@ class ApiSession:
         if status == 401 and reply.redirects:
             # Not the credential's fault: it is only sent to the API's own origin.
             target = urlsplit(reply.url)
-            same = _origin(reply.url) == self._origin
+            same = self._same_host(reply.url)
             raise UnauthorizedAfterRedirect(
                 self.api, endpoint,
                 f"answered 401 after a redirect to {target.hostname}{redact(target.path)} "
@@ -673,6 +681,9 @@ class ApiSession:
         if 300 <= status < 400:
             raise ApiError(self.api, endpoint, "a redirect without a Location header",
                            status=status, path=path)
+        if status < 300:  # 204 No Content, 206 Partial Content…: never the whole answer
+            raise MalformedResponse(self.api, endpoint, f"HTTP {status} instead of 200: not a "
+                                    "complete answer to a GET", status=status, path=path)
         raise ApiError(self.api, endpoint, reason or "request failed", status=status, path=path,
                        excerpt=None if reason else excerpt(reply.loose_text()))
 

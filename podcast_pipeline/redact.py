@@ -4,7 +4,8 @@ Clients and alert channels register the secrets they hold; anything that turns a
 response, path, exception or cell into text passes it through :func:`redact`. Secrets
 only ever travel in a Cookie or Authorization header, so this should rarely find
 anything, but an API may echo what it was sent: every form a body could carry it in
-is masked (as given, URL-encoded or decoded, and base64 / base64url at any offset).
+is masked (as given, URL-encoded or decoded, base64 / base64url at any offset, hex, and
+JSON with every character escaped).
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ def _forms_of(value: str) -> set[str]:
              quote(unquote(value), safe="")}
     forms = set(texts)
     for text in texts:
-        forms |= _base64_forms(text.encode())
+        raw = text.encode()
+        forms |= _base64_forms(raw)
+        forms |= {raw.hex(), raw.hex().upper()}
+        escaped = "".join(f"\\u{ord(c):04x}" for c in text)  # JSON with every char escaped
+        forms |= {escaped, escaped.upper().replace("\\U", "\\u")}
     return {f for f in forms if len(f) >= MIN_LENGTH}
 
 

@@ -179,6 +179,7 @@ def duckdb_path(var: str, path: str) -> None:
         raise ConfigError(var, f"({path}) cannot be read ({exc.strerror})",
                           f"Check the file's permissions, or point {var} elsewhere.") from None
     if head[8:12] == DUCKDB_MAGIC:
+        _opens(var, path, file)
         return
     if not head:
         what = "an empty file"
@@ -190,3 +191,28 @@ def duckdb_path(var: str, path: str) -> None:
                       f"Point {var} at your DuckDB file or at a path that does not exist yet "
                       "(the pipeline creates it); move this file away if it is in the way. "
                       "Nothing was fetched")
+
+
+def held_elsewhere(duckdb_error: str) -> bool:
+    """Whether DuckDB refused a file because another connection holds it (not because the
+    file is bad: "block" in a corruption message must not read as "lock")."""
+    text = duckdb_error.lower()
+    return any(k in text for k in ("could not set lock", "conflicting lock",
+                                   "different configuration"))
+
+
+def _opens(var: str, path: str, file: Path) -> None:
+    """A DuckDB file this DuckDB can open (not corrupt, not from an incompatible version).
+    A file another process holds open is fine here: the writer waits for it."""
+    import duckdb
+
+    try:
+        duckdb.connect(str(file), read_only=True).close()
+    except duckdb.Error as exc:
+        text = str(exc)
+        if held_elsewhere(text):
+            return
+        raise ConfigError(var, f"({path}) is a DuckDB file this DuckDB {duckdb.__version__} "
+                          f"cannot open ({text[:200]})",
+                          f"Restore it from a backup or point {var} at another file; nothing "
+                          "was fetched") from None

@@ -163,9 +163,11 @@ def connect(path: str, *, timeout: float = 120.0, on_wait=None) -> Iterator[duck
         try:
             con = duckdb.connect(str(Path(path).expanduser()))
             break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise
+        except duckdb.Error as exc:
+            if not validate.held_elsewhere(str(exc)):
+                raise WarehouseWriteError(f"could not open {path} for writing "
+                                          f"({type(exc).__name__}: {str(exc)[:300]}); nothing "
+                                          "was written") from None
             if time.monotonic() >= deadline:
                 raise WarehouseBusy(
                     f"could not open {path} for writing for {timeout:.0f} s: {exc}. Close the "
@@ -219,7 +221,7 @@ def replace_window(
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise PodcastPipelineError(f"{table.qualified}: rows lack columns {missing}")
-    completeness.check_answer(table, data, start, end)
+    completeness.check_answer(table, data, start, end, show_id)
     limit = completeness.max_shrink()
     data = scrub_frame(data[columns])  # the storage gate, whoever built the frame
     per_day = data.groupby(pd.to_datetime(data["partition_date"]).dt.date).size().to_dict()

@@ -296,6 +296,18 @@ REJECTED = [
     Rejected("downloads-shrink-by-more-than-half", "op3/downloads", "downloads",
              "would shrink from", path=DOWNLOADS, rule=tsv_rule(lambda lines: lines[:6] + [""]),
              kind="refused_replace"),
+    Rejected("answer-for-another-station", "anchor/plays", "plays",
+             "the answer is for stationId 1234, not", path=PLAYS,
+             rule=json_rule(lambda b: b.__setitem__("stationId", 1234))),
+    Rejected("op3-rows-of-another-show", "op3/downloads", "downloads",
+             "rows belong to show 0123456789abcdef0123456789abcdef, not to", path=DOWNLOADS,
+             rule=tsv_rule(lambda lines: [lines[0]] + [
+                 "\t".join(f if i != 3 else "0123456789abcdef0123456789abcdef"
+                           for i, f in enumerate(line.split("\t"))) if line else line
+                 for line in lines[1:]])),
+    Rejected("partial-content-206", "anchor/plays", "plays",
+             "HTTP 206 instead of 200: not a complete answer to a GET", path=PLAYS,
+             rule=lambda path, answer: Answer(206, answer.headers, answer.body)),
     # -- values outside their column's contract
     Rejected("negative-count", "anchor/plays", "plays",
              "column 'plays' holds -3 on 2025-05-30: a count, id, duration or share cannot be "

@@ -125,6 +125,13 @@ def test_values_outside_the_contract_are_refused(db: str, column: str, value: fl
         write(db, frame, day(1), day(1))
 
 
+def test_op3_rows_of_another_show_are_refused() -> None:
+    frame = pd.DataFrame({"show_uuid": ["show1", "other"], "date": [day(1)] * 2,
+                          "partition_date": [day(1)] * 2})
+    with pytest.raises(MalformedResponse, match="1 of 2 rows belong to show other, not to show1"):
+        completeness.check_answer(DOWNLOADS, frame, day(1), day(1), "show1")
+
+
 def test_a_signed_column_may_be_negative() -> None:
     meta = TABLES_BY_KEY["anchor.episode_metadata"]
     frame = pd.DataFrame({"episode_id": [1], "hour_offset": [-5], "total_duration": [60],
@@ -207,6 +214,7 @@ FULL_DISK = textwrap.dedent('''
     table = TABLES_BY_KEY["op3.downloads"]
     n = 20000
     frame = pd.DataFrame({c: ["x" * 40] * n for c, t in table.columns if t == "VARCHAR"})
+    frame["show_uuid"] = "show1"
     frame["time"] = pd.Timestamp("2026-11-01T12:00:00Z")
     frame["date"] = date(2026, 11, 1)
     frame["partition_date"] = date(2026, 11, 1)
@@ -222,6 +230,7 @@ FULL_DISK = textwrap.dedent('''
 
 def test_a_full_disk_during_commit_is_reported_as_itself_and_writes_nothing(db: str) -> None:
     frame = pd.DataFrame({c: ["old"] for c, t in DOWNLOADS.columns if t == "VARCHAR"})
+    frame["show_uuid"] = "show1"
     frame["time"] = pd.Timestamp("2026-11-01T01:00:00Z")
     frame["date"] = frame["partition_date"] = date(2026, 11, 1)
     write(db, frame, day(1), day(1), [], table=DOWNLOADS)

@@ -82,7 +82,8 @@ def test_emulator_credentials_only_on_loopback() -> None:
 def test_duckdb_path_must_be_a_duckdb_file_or_absent(tmp_path: Path) -> None:
     validate.duckdb_path("DUCKDB_PATH", str(tmp_path / "new" / "podcast.duckdb"))  # absent
     real = tmp_path / "real.duckdb"
-    duckdb.connect(str(real)).close()
+    with duckdb.connect(str(real)) as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
     validate.duckdb_path("DUCKDB_PATH", str(real))
     cases = {"text.duckdb": "a file of another kind", "empty.duckdb": "an empty file",
              "lite.duckdb": "an SQLite database", "short.duckdb": "a file of another kind"}
@@ -97,6 +98,13 @@ def test_duckdb_path_must_be_a_duckdb_file_or_absent(tmp_path: Path) -> None:
         assert "Nothing was fetched" in str(info.value)
     with pytest.raises(ConfigError, match="is empty"):
         validate.duckdb_path("DUCKDB_PATH", " ")
+    corrupt = bytearray(real.read_bytes())
+    corrupt[12:20] = b"\xff" * 8  # the header's checksum no longer matches
+    (tmp_path / "corrupt.duckdb").write_bytes(bytes(corrupt))
+    with pytest.raises(ConfigError, match="cannot open .*Corrupt database file"):
+        validate.duckdb_path("DUCKDB_PATH", str(tmp_path / "corrupt.duckdb"))
+    with duckdb.connect(str(real)):  # held read-write in this process: still fine
+        validate.duckdb_path("DUCKDB_PATH", str(real))
 
 
 @pytest.mark.parametrize(("var", "raw"), [(DEADLINE_ENV, "0"), (DEADLINE_ENV, "-5"),

@@ -100,10 +100,23 @@ class AnchorClient(ClientBase):
 
     # ------------------------------------------------------------------ plumbing
     def _json(self, endpoint: str, path: str, params: Mapping[str, Any] | None = None,
-              validate: Any = validate_envelope, covers: tuple[date, date] | None = None) -> Any:
+              validate: Any = validate_envelope, covers: tuple[date, date] | None = None,
+              owner: tuple[str, int] | None = None) -> Any:
+        """``owner`` (``("stationId", S)`` or ``("episodeId", E)``): the envelope, when it
+        names one, must name what was asked for; an answer about another show or episode
+        must not replace this one's rows."""
         # Without isMumsCompatible, accounts with shared access get 403.
         query = {**(params or {}), "isMumsCompatible": "true"}
-        return self.session.get_json(endpoint, path, query, validate=validate, covers=covers)
+
+        def check(body: Any) -> str | None:
+            problem = validate(body)
+            if problem is None and owner is not None and isinstance(body, dict):
+                key, want = owner
+                got = body.get(key)
+                if got is not None and str(got) != str(want):
+                    return f"the answer is for {key} {str(got)[:20]}, not {want}"
+            return problem
+        return self.session.get_json(endpoint, path, query, validate=check, covers=covers)
 
     def station_id(self) -> int:
         """The numeric station id, bootstrapped once from the legacy episodePage form."""
@@ -119,8 +132,9 @@ class AnchorClient(ClientBase):
 
     def _station(self, endpoint: str, suffix: str, params: Mapping[str, Any] | None = None,
                  lead: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        body = self._json(endpoint, f"/analytics/station/{self.station_id()}{suffix}", params,
-                          covers=_covers(params))
+        sid = self.station_id()
+        body = self._json(endpoint, f"/analytics/station/{sid}{suffix}", params,
+                          covers=_covers(params), owner=("stationId", sid))
         return parse_analytics(body, endpoint, lead)
 
     @staticmethod
@@ -246,8 +260,9 @@ class AnchorClient(ClientBase):
         encoded = base64.b64encode(json.dumps(query, separators=(",", ":")).encode()).decode()
         # Whole UTC days (the asset's case) are what the answer is complete for.
         covers = (start, end) if type(start) is date and type(end) is date else None
-        body = self._json("impressions", f"/analytics/station/{self.station_id()}",
-                          {"query": encoded}, validate=_validate_impressions, covers=covers)
+        sid = self.station_id()
+        body = self._json("impressions", f"/analytics/station/{sid}", {"query": encoded},
+                          validate=_validate_impressions, covers=covers, owner=("stationId", sid))
         counts = _daily_impressions(body) or []
         rows = []
         for n, c in enumerate(counts):
@@ -269,17 +284,19 @@ class AnchorClient(ClientBase):
                       end: date | datetime) -> pd.DataFrame:
         params = self._range_params(start, end, interval=True)
         body = self._json("episode_plays", f"/analytics/episode/{int(episode_id)}/plays",
-                          params, covers=_covers(params))
+                          params, covers=_covers(params), owner=("episodeId", int(episode_id)))
         return parse_analytics(body, "episode_plays", {"episode_id": int(episode_id)})
 
     def episode_performance(self, episode_id: int) -> pd.DataFrame:
         body = self._json("episode_performance",
-                          f"/analytics/episode/{int(episode_id)}/performance")
+                          f"/analytics/episode/{int(episode_id)}/performance",
+                          owner=("episodeId", int(episode_id)))
         return parse_analytics(body, "episode_performance", {"episode_id": int(episode_id)})
 
     def episode_aggregated_performance(self, episode_id: int) -> pd.DataFrame:
         body = self._json("episode_aggregated_performance",
-                          f"/analytics/episode/{int(episode_id)}/aggregatedPerformance")
+                          f"/analytics/episode/{int(episode_id)}/aggregatedPerformance",
+                          owner=("episodeId", int(episode_id)))
         return parse_analytics(body, "episode_aggregated_performance",
                                {"episode_id": int(episode_id)})
 

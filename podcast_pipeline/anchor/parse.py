@@ -144,11 +144,16 @@ def _refuse_conflicting_buckets(df: pd.DataFrame, endpoint: str) -> None:
 def _bucket_date(value: Any, endpoint: str) -> date | None:
     if value is None:
         return None
-    try:
+    # Whole epoch seconds only: int() would also take True, "  12 " or 1748563200.7.
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value.isdigit():
         seconds = int(value)
-    except (TypeError, ValueError):
-        raise MalformedResponse("anchor", endpoint, f"time bucket {value!r} is not epoch "
-                                "seconds") from None
+    elif isinstance(value, float) and value.is_integer():
+        seconds = int(value)
+    else:
+        raise MalformedResponse("anchor", endpoint, f"time bucket {str(value)[:40]!r} is not "
+                                "epoch seconds")
     if seconds % DAY:
         # A bucket off UTC midnight means the day attribution is ambiguous: refuse it.
         raise MalformedResponse("anchor", endpoint, f"time bucket {seconds} is not a UTC "

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from podcast_pipeline.contract import conform, snake, snake_keys, table
+from podcast_pipeline.contract import conform, number, snake, snake_keys, table
 from podcast_pipeline.errors import MalformedResponse
 from podcast_pipeline.http import (
     MAX_ROWS_PER_DAY_ENV,
@@ -248,10 +248,10 @@ class Op3Client(ClientBase):
         body = self.session.get_json("top_apps", "/queries/top-apps", params,
                                      validate=_has("appShares", dict))
         shares = body["appShares"]
-        try:
-            fractions = [float(v) / 100 for v in shares.values()]
-        except (TypeError, ValueError):
-            raise MalformedResponse("op3", "top_apps", "a share is not a number") from None
+        try:  # number(): no booleans, NaN or infinities posing as a share
+            fractions = [None if number(v) is None else number(v) / 100 for v in shares.values()]
+        except ValueError as exc:
+            raise MalformedResponse("op3", "top_apps", f"a share is not a number: {exc}") from None
         n = len(shares)
         df = pd.DataFrame({"app": list(shares), "fraction": fractions,
                            "min_date": [body.get("minDate")] * n,
