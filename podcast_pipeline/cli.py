@@ -97,8 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from podcast_pipeline.errors import ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:  # a malformed setting: its one line, not a traceback
+        print(f"podcast-pipeline: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

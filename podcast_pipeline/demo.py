@@ -62,11 +62,12 @@ def instance_for_demo() -> dg.DagsterInstance:
 
 def run_requests_for(days: int, now: datetime) -> list[dg.RunRequest]:
     """The schedule's own run requests for ``now``, with the look-back set to cover ``days``."""
-    from podcast_pipeline.schedules import daily_refresh_schedule
+    from podcast_pipeline.schedules import build_daily_refresh_schedule
+    from podcast_pipeline.settings import Settings
 
-    with patched_env({"PODCAST_PIPELINE_LOOKBACK_DAYS": str(max(days - 1, 0))}):
-        context = dg.build_schedule_context(scheduled_execution_time=now)
-        return list(daily_refresh_schedule(context))
+    settings = Settings.load().model_copy(update={"lookback_days": max(days - 1, 0)})
+    context = dg.build_schedule_context(scheduled_execution_time=now)
+    return list(build_daily_refresh_schedule(settings)(context))
 
 
 def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterInstance,

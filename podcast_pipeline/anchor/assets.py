@@ -5,6 +5,7 @@ The shared machinery (windows, warehouse writes, metadata) is in ``podcast_pipel
 
 from __future__ import annotations
 
+import dagster as dg
 import pandas as pd
 
 from podcast_pipeline.assets import Endpoint, Source, build_assets
@@ -55,5 +56,13 @@ UNSTORED = {
     "episode_metadata": frozenset({"web_station_id", "episode_image", "share_link_embed_path"}),
 }
 
-anchor_assets = build_assets(SOURCE, [Endpoint(t, FETCH[t.name], UNSTORED.get(t.name, frozenset()))
-                                      for t in ANCHOR_TABLES])
+ENDPOINTS = [Endpoint(t, FETCH[t.name], UNSTORED.get(t.name, frozenset())) for t in ANCHOR_TABLES]
+
+
+def build_anchor_assets(partitions_def: dg.DailyPartitionsDefinition | None = None,
+                        ) -> list[dg.AssetsDefinition]:
+    return build_assets(SOURCE, ENDPOINTS, partitions_def)
+
+
+# With the default start date, for tests and notebooks; the definitions build theirs.
+anchor_assets = build_anchor_assets()
