@@ -80,8 +80,9 @@ def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterIn
     tags = {**request.tags, **(extra_tags or {})}
     selection = list(assets if assets is not None else request.asset_selection or [])
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    if resources:
-        run_config["resources"] = {k: {"config": v} for k, v in resources.items()}
+    if resources:  # run config replaces a resource's config whole: start from the code's
+        run_config["resources"] = {k: {"config": {**_code_config(defs, k), **v}}
+                                   for k, v in resources.items()}
     result = job.execute_in_process(
         instance=instance,
         partition_key=request.partition_key,
@@ -101,12 +102,19 @@ def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterIn
         if event.is_step_up_for_retry:
             outcome.step_retries += 1
         elif event.is_step_materialization and event.step_key not in counted:
-            counted.add(event.step_key)  # a range step repeats its metadata per partition
+            counted.add(event.step_key)  # a range step repeats its run's metadata per partition
             meta = event.materialization.metadata
-            outcome.requests += _int(meta.get("requests"))
+            # A window's total; "requests" of one partition counts what covered that day.
+            outcome.requests += _int(meta.get("window_requests", meta.get("requests")))
             outcome.retries += _int(meta.get("retries"))
             outcome.malformed_refetches += _int(meta.get("malformed_refetches"))
     return outcome
+
+
+def _code_config(defs: dg.Definitions, key: str) -> dict[str, Any]:
+    """The config the definitions built a resource with (an EnvVar as ``{"env": NAME}``)."""
+    schema = defs.resources[key].get_resource_definition().config_schema
+    return dict(schema.as_field().default_value)
 
 
 def _int(value: Any) -> int:

@@ -11,8 +11,9 @@ times are TIMESTAMPTZ in UTC; days are DATE.
   land in that day's partition (one request may cover many days).
 - ``per_day``: the API answers one aggregate per window (percent breakdowns), so
   each day is one request.
-- ``snapshot``: the API only knows current values; a partition stores the snapshot
-  taken on that day (``as_of``), and only recent partitions can be materialized.
+- ``snapshot``: the API only knows current values; the asset is unpartitioned and each
+  run stores its snapshot under the UTC day it was taken (``partition_date`` is the date
+  of ``as_of``), so the table keeps one snapshot per day.
 """
 
 from __future__ import annotations

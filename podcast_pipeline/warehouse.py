@@ -223,6 +223,20 @@ def replace_window(
     return WriteResult(table.qualified, len(data), (start, end), dropped, per_day)
 
 
+def latest_episode_ids(con: duckdb.DuckDBPyConnection, listing: Table,
+                       show_id: str) -> tuple[date | None, list[int]]:
+    """(day of the latest snapshot of ``listing`` for the show, its published episode ids);
+    ``(None, [])`` when it was never stored. Drafts (no publish time) have no analytics."""
+    (day,) = con.execute(f"SELECT max(partition_date) FROM {listing.qualified} WHERE show_id = ?",
+                         [show_id]).fetchone()
+    if day is None:
+        return None, []
+    rows = con.execute(f"SELECT DISTINCT episode_id FROM {listing.qualified} WHERE show_id = ? "
+                       "AND partition_date = ? AND publish_on IS NOT NULL ORDER BY 1",
+                       [show_id, day]).fetchall()
+    return day, [int(eid) for (eid,) in rows]
+
+
 def checksum(con: duckdb.DuckDBPyConnection, table: Table) -> tuple[int, str]:
     """(row count, order-independent hash of every row without volatile columns)."""
     cols = [c for c, _ in table_columns(table) if c not in VOLATILE_COLUMNS]

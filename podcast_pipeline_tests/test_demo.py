@@ -43,13 +43,15 @@ def test_demo_twice_gives_identical_tables_and_prints_the_summary(tmp_path: Path
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
     assert checksums(db) == once  # same rows, no duplicates (fetched_at/as_of aside)
 
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
     days = [yesterday - timedelta(days=k) for k in reversed(range(DAYS))]
     with duckdb.connect(str(db), read_only=True) as con:
         for table in ALL_TABLES:
             partitions = [d for (d,) in con.execute(
                 f"SELECT DISTINCT partition_date FROM {table.qualified} ORDER BY 1").fetchall()]
-            assert partitions == (days if table.kind != "snapshot" else [yesterday]), table
+            # Snapshots are stored under the UTC day they were taken (today), once a day.
+            assert partitions == (days if table.kind != "snapshot" else [today]), table
         counts = {t.qualified: con.execute(f"SELECT count(*) FROM {t.qualified}").fetchone()[0]
                   for t in ALL_TABLES}
 
