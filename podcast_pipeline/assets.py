@@ -107,6 +107,9 @@ def _build_asset(source: Source, ep: Endpoint,
         # Also on snapshots, so that the CLI accepts them in a --partition-range selection.
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=deps,
+        # One pool per API: dagster.yaml's `concurrency: pools` bounds how many steps call
+        # it at once, across every run of the instance.
+        pool=source.api,
         kinds=set(source.kinds),
         tags={"podcast_pipeline/fetch": table.kind},
         metadata={"dagster/table_name": table.qualified,

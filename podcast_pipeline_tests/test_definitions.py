@@ -42,6 +42,7 @@ DESCRIBE = textwrap.dedent("""
             "partitions": pd_ and [type(pd_).__name__, pd_.timezone, pd_.start.date().isoformat()],
             "single_run": ad.backfill_policy.max_partitions_per_run is None,
             "deps": sorted(k.to_user_string() for k in ad.asset_deps[spec.key]),
+            "pools": sorted(defs.resolve_asset_graph().get(spec.key).pools or []),
         }
     schedule = defs.resolve_schedule_def("daily_refresh_schedule")
     print(json.dumps({
@@ -75,6 +76,7 @@ def test_definitions_load_with_no_env_vars_at_all(tmp_path: Path):
         assert asset["single_run"], name  # on snapshots too: the CLI's --partition-range needs it
         # Lineage: the per-episode assets hang below the episode list they read their ids from.
         assert asset["deps"] == (["anchor/episodes"] if table.episode_level else []), name
+        assert asset["pools"] == [table.schema], name  # dagster.yaml limits each API's pool
     assert "daily_refresh" in out["jobs"]
     assert out["schedule"] == ["0 6 * * *", "UTC", "daily_refresh"]
     assert out["sensors"] == ["credential_expiry_alert", "credential_probe"]
