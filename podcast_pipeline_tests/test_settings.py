@@ -190,3 +190,26 @@ def test_resources_show_every_value_and_only_the_names_of_secrets(
     # Unset secrets stay None: an EnvVar of an unset variable would fail every step of a run.
     monkeypatch.delenv("ANCHOR_PW_S")
     assert AnchorResource.from_settings(Settings.load()).cookie is None
+
+
+def test_the_ui_config_of_the_definitions_shows_values_and_names_secrets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the UI's Resources tab lists: the resources' configured values, as Dagster holds them."""
+    from podcast_pipeline.definitions import build_definitions
+
+    env = {**ANCHOR, **OP3, "OP3_URL_PREFIX": "https://op3.dev/e/example.com/*",
+           "DUCKDB_PATH": "data/x.duckdb"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    defs = build_definitions()
+    shown = {key: res.get_resource_definition().config_schema.as_field().default_value
+             for key, res in defs.resources.items()}
+    assert shown["anchor"]["webstation_id"] == "fb37d7a4"
+    assert shown["anchor"]["base_url"] == ANCHOR_DEFAULT_BASE_URL
+    assert shown["anchor"]["cookie"] == {"env": "ANCHOR_PW_S"}
+    assert shown["op3"]["show_uuid"] == OP3["OP3_SHOW_UUID"]
+    assert shown["op3"]["url_prefix"] == env["OP3_URL_PREFIX"]
+    assert shown["op3"]["token"] == {"env": "OP3_TOKEN"}
+    assert shown["warehouse"]["database"] == "data/x.duckdb"
+    assert {"max_retries", "backoff_factor", "timeout_seconds"} <= set(shown["anchor"])
+    assert "real-cookie" not in str(shown) and "tok-abcdef" not in str(shown)
