@@ -12,7 +12,6 @@ import sys
 import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -23,8 +22,8 @@ from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
 from podcast_pipeline.emulator.common import b58decode
 from podcast_pipeline.emulator.data import day_epoch
 from podcast_pipeline.emulator.faults import FaultEngine
+from podcast_pipeline_tests.recorded import anchor_body, op3_body, op3_swagger
 
-REF = Path("/work/shared/reference")
 TODAY = date(2025, 6, 1)
 YESTERDAY = TODAY - timedelta(days=1)
 
@@ -153,11 +152,11 @@ def shape_errors(recorded: Any, emulated: Any, *, subset: bool = False,
 
 
 def recorded_anchor(name: str) -> Any:
-    return json.loads((REF / "anchor/recorded" / name).read_text())["data"]
+    return anchor_body(name.removesuffix(".json"))
 
 
 def recorded_op3(name: str) -> Any:
-    return json.loads((REF / "op3/recorded" / name).read_text())
+    return op3_body(name.removesuffix(".json"))
 
 
 # ---- shapes vs recorded responses ------------------------------------------------------
@@ -239,7 +238,7 @@ def test_op3_shapes_match_recorded_responses(emulator: Emulator) -> None:
 
 def _swagger(version: str) -> dict[str, Any]:
     """The swagger document with its known defects patched so a validator accepts it."""
-    doc = json.loads((REF / f"op3/swagger-v{version}.json").read_text())
+    doc = op3_swagger(version)
     valid = {"string", "integer", "number", "boolean", "array", "object", "null"}
 
     def fix(node: Any) -> None:
