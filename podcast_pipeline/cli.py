@@ -19,10 +19,10 @@ def _summary(args: argparse.Namespace) -> int:
 
     import duckdb
 
+    from podcast_pipeline.settings import Settings
     from podcast_pipeline.summary import print_summary
-    from podcast_pipeline.warehouse import database_path
 
-    database = args.database or database_path()
+    database = args.database or Settings.load().duckdb_path
     if not Path(database).is_file():
         print(f"summary: no database at {database}: run the demo or materialize assets first, "
               "or name one with --database PATH", file=sys.stderr)
