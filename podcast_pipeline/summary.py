@@ -37,28 +37,40 @@ class Summary:
     op3_countries: list[tuple[str, int]] = field(default_factory=list)  # downloads
 
 
-def _latest(table: str) -> str:
-    """Rows of each show's latest snapshot in ``table``."""
-    return (f"(SELECT * FROM {table} WHERE (show_id, partition_date) IN "
-            f"(SELECT show_id, max(partition_date) FROM {table} GROUP BY show_id))")
-
-
-def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
-    row = con.execute(sql, params or []).fetchone()
+# Every SQL text here is a literal (values go in as ``?``): test_security checks that. A
+# snapshot table's "latest" rows are each show's newest partition, via QUALIFY.
+def _first(row: tuple[Any, ...] | None) -> Any:
     return row[0] if row else None
 
 
 def read_summary(con: duckdb.DuckDBPyConnection) -> Summary:
     s = Summary()
     s.show_titles = [t for (t,) in con.execute(
-        f"SELECT DISTINCT show_title FROM {_latest('op3.show')} WHERE show_title IS NOT NULL "
-        "ORDER BY 1").fetchall()]
-    s.as_of = _one(con, "SELECT max(partition_date) FROM anchor.total_plays")
-    s.lifetime_plays = _one(con, f"SELECT sum(plays) FROM {_latest('anchor.total_plays')}")
-    s.unique_listeners = _one(
-        con, f"SELECT sum(unique_listeners) FROM {_latest('anchor.unique_listeners')}")
-    s.op3_downloads_30d = _one(
-        con, f"SELECT sum(monthly_downloads) FROM {_latest('op3.show_download_counts')}")
+        """
+        SELECT DISTINCT show_title FROM (
+            SELECT show_title FROM op3.show
+            QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id))
+        WHERE show_title IS NOT NULL ORDER BY 1
+        """).fetchall()]
+    s.as_of = _first(con.execute("SELECT max(partition_date) FROM anchor.total_plays").fetchone())
+    s.lifetime_plays = _first(con.execute(
+        """
+        SELECT sum(plays) FROM (
+            SELECT plays FROM anchor.total_plays
+            QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id))
+        """).fetchone())
+    s.unique_listeners = _first(con.execute(
+        """
+        SELECT sum(unique_listeners) FROM (
+            SELECT unique_listeners FROM anchor.unique_listeners
+            QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id))
+        """).fetchone())
+    s.op3_downloads_30d = _first(con.execute(
+        """
+        SELECT sum(monthly_downloads) FROM (
+            SELECT monthly_downloads FROM op3.show_download_counts
+            QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id))
+        """).fetchone())
 
     s.last_days = [(d, p, n) for d, p, n in con.execute(
         """
@@ -73,19 +85,23 @@ def read_summary(con: duckdb.DuckDBPyConnection) -> Summary:
     first_day, last_day = s.last_days[0][0], s.last_days[-1][0]
 
     s.top_episodes = [(title, int(plays), int(recent)) for title, plays, recent in con.execute(
-        f"""
+        """
         SELECT coalesce(t.episode_title, '(untitled, id ' || t.episode_id || ')'), t.plays,
                coalesce((SELECT sum(e.plays) FROM anchor.episode_plays e
                          WHERE e.show_id = t.show_id AND e.episode_id = t.episode_id
                            AND e.date BETWEEN ? AND ?), 0)
-        FROM {_latest('anchor.total_plays_by_episode')} t
+        FROM (SELECT * FROM anchor.total_plays_by_episode
+              QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id)) t
         ORDER BY t.plays DESC, t.episode_id LIMIT ?
         """, [first_day, last_day, TOP]).fetchall()]
 
     start = last_day - timedelta(days=WINDOW_DAYS - 1)
-    s.window = (max(start, _one(con, """
+    earliest = _first(con.execute(
+        """
         SELECT min(date) FROM (SELECT date FROM anchor.plays UNION ALL SELECT date FROM op3.downloads)
-        WHERE date >= ?""", [start]) or start), last_day)
+        WHERE date >= ?
+        """, [start]).fetchone())
+    s.window = (max(start, earliest or start), last_day)
     # A day's app shares weigh by that day's plays; days without a breakdown count for neither.
     s.spotify_apps = con.execute(
         """
@@ -104,8 +120,10 @@ def read_summary(con: duckdb.DuckDBPyConnection) -> Summary:
         GROUP BY agent_name ORDER BY n DESC, agent_name LIMIT ?
         """, [*s.window, TOP]).fetchall()
     s.spotify_countries = con.execute(
-        f"""
-        SELECT geo, sum(fraction) AS share FROM {_latest('anchor.plays_by_geo')}
+        """
+        SELECT geo, sum(fraction) AS share FROM (
+            SELECT geo, fraction FROM anchor.plays_by_geo
+            QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id))
         GROUP BY geo ORDER BY share DESC, geo LIMIT ?
         """, [TOP]).fetchall()
     s.op3_countries = con.execute(
