@@ -5,7 +5,7 @@ webhook (``PODCAST_PIPELINE_ALERT_WEBHOOK_URL``) and Slack through ``dagster-sla
 (``SLACK_BOT_TOKEN`` + ``SLACK_CHANNEL``).
 
 One alert per expiry: each API's credential state lives in the Dagster instance's
-key-value store, shared by the run-failure sensor and the probe sensor (and so by every
+key-value store, common to the run-failure sensor and the probe sensor (and so to every
 code location and daemon process of the instance). A new expiry alert goes out only when
 the credential was seen working after the previous one: an asset of that API
 materialized later, or the probe said "recovered".

@@ -40,7 +40,7 @@ def emu() -> Iterator[Emulator]:
 
 
 def test_parallel_runs_and_steps_queue_on_the_file_lock(emu, tmp_path):
-    db, reference = str(tmp_path / "shared.duckdb"), str(tmp_path / "reference.duckdb")
+    db, reference = str(tmp_path / "common.duckdb"), str(tmp_path / "reference.duckdb")
     env = pipeline_env(emu, db, dagster_home(tmp_path))
     days = ["2025-05-29", "2025-05-30"]
     # Hold the writers' lock until every step of every run has fetched and is waiting: this

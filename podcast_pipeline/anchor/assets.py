@@ -1,6 +1,6 @@
 """One asset per Spotify for Creators endpoint: the client call each one makes.
 
-The shared machinery (windows, warehouse writes, metadata) is in ``podcast_pipeline.assets``.
+The common machinery (windows, warehouse writes, metadata) is in ``podcast_pipeline.assets``.
 """
 
 from __future__ import annotations
