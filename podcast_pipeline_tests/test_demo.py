@@ -118,7 +118,7 @@ def test_summary_numbers_are_the_shows(demo: tuple[Path, str, str, str]) -> None
         assert match, label
         return num(match[1])
 
-    assert f"as of {yesterday} (UTC)" in out
+    assert f"as of {yesterday + timedelta(days=1)} (UTC)" in out  # snapshots: the day taken
     assert headline("Lifetime plays (Spotify)") == ds.total_plays()
     assert headline("Lifetime unique listeners (Spotify)") == ds.unique_listeners()
     last30 = [yesterday - timedelta(days=k) for k in range(30)]
