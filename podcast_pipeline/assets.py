@@ -1,8 +1,9 @@
 """The one asset factory: partition window → client calls → DataFrame → warehouse.
 
 Each source module (``anchor/assets.py``, ``op3/assets.py``) lists its endpoints as
-``Endpoint(table, fetch)``; everything they share — partition windows, the snapshot
-rule, the 401 fail-fast, schema-drift checks, metadata — lives here once.
+``Endpoint(table, fetch)``; everything they share — partition windows, snapshot days,
+the episode list, the 401 fail-fast, schema-drift checks, per-partition metadata — lives
+here once.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ def asset_key(table: Table) -> dg.AssetKey:
     return dg.AssetKey([table.schema, table.name])
 
 
+SNAPSHOT_DAY_DOC = ("The UTC day the snapshot was taken (the date of as_of): one snapshot per "
+                    "day, the day's last run wins.")
+
+
 def _column_schema(table: Table) -> dg.TableSchema:
     docs = dict(COLUMN_DOCS)
     if table.kind == "snapshot":
@@ -83,10 +88,6 @@ def _column_schema(table: Table) -> dg.TableSchema:
         dg.TableColumn(name, type_, description=docs.get(name))
         for name, type_ in warehouse.table_columns(table)
     ])
-
-
-SNAPSHOT_DAY_DOC = ("The UTC day the snapshot was taken (the date of as_of): one snapshot per "
-                    "day, the day's last run wins.")
 
 
 def _build_asset(source: Source, ep: Endpoint,
