@@ -22,23 +22,16 @@ names the endpoint, the column and the day. :func:`warehouse.replace_window` cal
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from datetime import date
 
 import pandas as pd
 
-from podcast_pipeline import validate
 from podcast_pipeline.errors import MalformedResponse, RefusedReplace
 from podcast_pipeline.tables import FRACTION_COLUMNS, SIGNED_COLUMNS, Table
 
-SHRINK_ENV = "PODCAST_PIPELINE_MAX_SHRINK_FRACTION"
+SHRINK_ENV = "PODCAST_PIPELINE_MAX_SHRINK_FRACTION"  # a field of settings.Settings
 DEFAULT_MAX_SHRINK = 0.5
-
-
-def max_shrink(environ: Mapping[str, str] = os.environ) -> float:
-    """The largest share of a day's stored rows an answer may drop (1: any drop)."""
-    return validate.fraction(SHRINK_ENV, environ.get(SHRINK_ENV), DEFAULT_MAX_SHRINK)
 
 
 def check_answer(table: Table, frame: pd.DataFrame, start: date, end: date,

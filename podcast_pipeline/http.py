@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import re
 import socket
@@ -91,7 +90,8 @@ Recorder = Callable[[RawResponse], None]
 
 @dataclass(frozen=True)
 class Limits:
-    """What an answer may cost at most. Each has a setting; the defaults suit a large show."""
+    """What an answer may cost at most. Each is a setting (``settings.Settings``, the
+    variables below name them in errors); the defaults suit a large show."""
 
     deadline: float = 300.0  # seconds per request: connect, headers, redirects, whole body
     max_body_bytes: int = 32 * 2**20  # per body, after decompression (a 20,000-row TSV: ~9 MB)
@@ -99,24 +99,6 @@ class Limits:
     max_retry_wait: float = 60.0  # seconds: a longer Retry-After is cut to this
     max_rows_per_day: int = 100_000  # downloads / hits a day: bounds how many pages a window has
     max_episodes: int = 25_000  # episodes of one show: bounds the episode list's pages
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Limits:
-        d = cls()
-        num = validate.positive_number
-        return cls(
-            deadline=num(DEADLINE_ENV, environ.get(DEADLINE_ENV), d.deadline),
-            max_body_bytes=int(num(MAX_BODY_ENV, environ.get(MAX_BODY_ENV),
-                                   d.max_body_bytes / 2**20) * 2**20),
-            max_json_depth=int(num(MAX_JSON_DEPTH_ENV, environ.get(MAX_JSON_DEPTH_ENV),
-                                   d.max_json_depth)),
-            max_retry_wait=num(MAX_RETRY_WAIT_ENV, environ.get(MAX_RETRY_WAIT_ENV),
-                               d.max_retry_wait),
-            max_rows_per_day=int(num(MAX_ROWS_PER_DAY_ENV, environ.get(MAX_ROWS_PER_DAY_ENV),
-                                     d.max_rows_per_day)),
-            max_episodes=int(num(MAX_EPISODES_ENV, environ.get(MAX_EPISODES_ENV),
-                                 d.max_episodes)),
-        )
 
 
 @dataclass

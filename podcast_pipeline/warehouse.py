@@ -11,7 +11,6 @@ from a registered DataFrame.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -25,14 +24,13 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from podcast_pipeline import completeness, validate
-from podcast_pipeline.errors import ConfigError, PodcastPipelineError
+from podcast_pipeline.errors import PodcastPipelineError
 from podcast_pipeline.http import RawResponse
 from podcast_pipeline.redact import redact, scrub_frame
 from podcast_pipeline.tables import ALL_TABLES, Table
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DB_PATH = "data/podcast.duckdb"
 # Columns that change on every fetch and so are left out of content checksums.
 VOLATILE_COLUMNS = frozenset({"fetched_at", "as_of"})
 
@@ -64,27 +62,6 @@ class WarehouseBusy(PodcastPipelineError):
 
 class WarehouseWriteError(PodcastPipelineError):
     """DuckDB could not write (disk full, file too large, I/O error); nothing was written."""
-
-
-def database_path() -> str:
-    return os.environ.get("DUCKDB_PATH") or DEFAULT_DB_PATH
-
-
-LOCK_TIMEOUT_ENV = "PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS"
-DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
-
-
-def lock_timeout() -> float:
-    """How long a write waits for the database (other writers, a user's shell) before failing."""
-    raw = os.environ.get(LOCK_TIMEOUT_ENV) or str(DEFAULT_LOCK_TIMEOUT_SECONDS)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise ConfigError(LOCK_TIMEOUT_ENV, f"is {raw!r}, not a positive number of seconds",
-                          f"Set it to e.g. {DEFAULT_LOCK_TIMEOUT_SECONDS:.0f}, or unset it.")
-    return value
 
 
 def table_columns(table: Table) -> tuple[tuple[str, str], ...]:
@@ -203,6 +180,8 @@ def replace_window(
     frame: pd.DataFrame,
     raw: Sequence[RawResponse],
     fetched_at: datetime,
+    *,
+    max_shrink: float = completeness.DEFAULT_MAX_SHRINK,
 ) -> WriteResult:
     """Atomically replace ``[start, end]`` of ``table`` for ``show_id`` with ``frame``.
 
@@ -210,7 +189,8 @@ def replace_window(
     snapshots, ``as_of`` where the API said when). Whether the answer may replace the
     window at all is :mod:`podcast_pipeline.completeness`'s rule: rows outside the window
     or outside the value contract, or a replace that would silently empty or shrink
-    stored days, raise and leave everything as it was.
+    stored days, raise and leave everything as it was. ``max_shrink``: the largest share
+    of a stored day's rows the answer may drop (``PODCAST_PIPELINE_MAX_SHRINK_FRACTION``).
     """
     columns = [name for name, _ in table_columns(table)]
     data = frame.copy()
@@ -222,7 +202,6 @@ def replace_window(
     if missing:
         raise PodcastPipelineError(f"{table.qualified}: rows lack columns {missing}")
     completeness.check_answer(table, data, start, end, show_id)
-    limit = completeness.max_shrink()
     data = scrub_frame(data[columns])  # the storage gate, whoever built the frame
     per_day = data.groupby(pd.to_datetime(data["partition_date"]).dt.date).size().to_dict()
 
@@ -243,7 +222,7 @@ def replace_window(
             f"SELECT partition_date, count(*) FROM {table.qualified} "
             "WHERE show_id = ? AND partition_date BETWEEN ? AND ? GROUP BY 1",
             [show_id, start, end]).fetchall())
-        emptied = completeness.check_replace(table, before, per_day, start, end, limit)
+        emptied = completeness.check_replace(table, before, per_day, start, end, max_shrink)
         con.register("incoming_rows", data)
         con.register("incoming_raw", raw_frame)
         con.execute(
@@ -297,6 +276,20 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ROLLBACK")
     except duckdb.Error:
         pass
+
+
+def latest_episode_ids(con: duckdb.DuckDBPyConnection, listing: Table,
+                       show_id: str) -> tuple[date | None, list[int]]:
+    """(day of the latest snapshot of ``listing`` for the show, its published episode ids);
+    ``(None, [])`` when it was never stored. Drafts (no publish time) have no analytics."""
+    (day,) = con.execute(f"SELECT max(partition_date) FROM {listing.qualified} WHERE show_id = ?",
+                         [show_id]).fetchone()
+    if day is None:
+        return None, []
+    rows = con.execute(f"SELECT DISTINCT episode_id FROM {listing.qualified} WHERE show_id = ? "
+                       "AND partition_date = ? AND publish_on IS NOT NULL ORDER BY 1",
+                       [show_id, day]).fetchall()
+    return day, [int(eid) for (eid,) in rows]
 
 
 def checksum(con: duckdb.DuckDBPyConnection, table: Table) -> tuple[int, str]:

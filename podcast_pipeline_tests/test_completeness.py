@@ -47,11 +47,12 @@ def body(tag: str, covers: tuple[date, date] | None = None) -> RawResponse:
 
 
 def write(db: str, frame: pd.DataFrame, start: date, end: date, raw: list[RawResponse] | None = None,
-          table=PLAYS) -> warehouse.WriteResult:
+          table=PLAYS, max_shrink: float = completeness.DEFAULT_MAX_SHRINK) -> warehouse.WriteResult:
     with warehouse.connect(db) as con:
         warehouse.ensure_schema(con)
         return warehouse.replace_window(con, table, "show1", start, end, frame,
-                                        raw if raw is not None else [body("w")], NOW)
+                                        raw if raw is not None else [body("w")], NOW,
+                                        max_shrink=max_shrink)
 
 
 def rows(db: str, table=PLAYS) -> list[tuple]:
@@ -99,18 +100,16 @@ def test_per_day_answers_are_each_their_own_envelope(db: str) -> None:
 
 @pytest.mark.parametrize(("limit", "new_rows", "ok"), [
     (0.5, 6, True), (0.5, 5, True), (0.5, 4, False), (0.0, 9, False), (1.0, 1, True)])
-def test_the_shrink_guard(db: str, monkeypatch: pytest.MonkeyPatch, limit: float, new_rows: int,
-                          ok: bool) -> None:
-    monkeypatch.setenv(completeness.SHRINK_ENV, str(limit))
+def test_the_shrink_guard(db: str, limit: float, new_rows: int, ok: bool) -> None:
     frame = pd.DataFrame({"gender": [f"g{i}" for i in range(10)], "fraction": [0.1] * 10,
                           "partition_date": [day(1)] * 10})
     write(db, frame, day(1), day(1), table=GENDER)
     if ok:
-        write(db, frame.head(new_rows), day(1), day(1), table=GENDER)
+        write(db, frame.head(new_rows), day(1), day(1), table=GENDER, max_shrink=limit)
         assert len(rows(db, GENDER)) == new_rows
     else:
         with pytest.raises(RefusedReplace, match=f"from 10 to {new_rows} rows"):
-            write(db, frame.head(new_rows), day(1), day(1), table=GENDER)
+            write(db, frame.head(new_rows), day(1), day(1), table=GENDER, max_shrink=limit)
         assert len(rows(db, GENDER)) == 10
 
 

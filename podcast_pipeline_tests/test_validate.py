@@ -12,6 +12,7 @@ import pytest
 from podcast_pipeline import completeness, validate
 from podcast_pipeline.errors import ConfigError
 from podcast_pipeline.http import DEADLINE_ENV, MAX_BODY_ENV, MAX_JSON_DEPTH_ENV, Limits
+from podcast_pipeline.settings import Settings
 
 COOKIE = "s%3Aabcdef.Signature%2Bpart"
 
@@ -112,18 +113,19 @@ def test_duckdb_path_must_be_a_duckdb_file_or_absent(tmp_path: Path) -> None:
                                           (MAX_BODY_ENV, "nan")])
 def test_limits_from_the_environment_are_checked(var: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=f"^{var} is '{raw}', not a positive number"):
-        Limits.from_env({var: raw})
+        Settings.from_env({var: raw})
 
 
 def test_limits_from_the_environment() -> None:
-    limits = Limits.from_env({DEADLINE_ENV: "30", MAX_BODY_ENV: "1.5", MAX_JSON_DEPTH_ENV: "10"})
+    limits = Settings.from_env({DEADLINE_ENV: "30", MAX_BODY_ENV: "1.5",
+                                MAX_JSON_DEPTH_ENV: "10"}).limits()
     assert (limits.deadline, limits.max_body_bytes, limits.max_json_depth) == (
         30.0, int(1.5 * 2**20), 10)
-    assert Limits.from_env({}) == Limits()
+    assert Settings.from_env({}).limits() == Limits()
 
 
 @pytest.mark.parametrize("raw", ["-0.1", "1.5", "half"])
 def test_the_shrink_guard_is_a_fraction(raw: str) -> None:
     with pytest.raises(ConfigError, match="not a fraction between 0 and 1"):
-        completeness.max_shrink({completeness.SHRINK_ENV: raw})
-    assert completeness.max_shrink({}) == completeness.DEFAULT_MAX_SHRINK
+        Settings.from_env({completeness.SHRINK_ENV: raw})
+    assert Settings.from_env({}).max_shrink_fraction == completeness.DEFAULT_MAX_SHRINK

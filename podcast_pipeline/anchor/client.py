@@ -105,7 +105,7 @@ class AnchorClient(ClientBase):
         """``owner`` (``("stationId", S)`` or ``("episodeId", E)``): the envelope, when it
         names one, must name what was asked for; an answer about another show or episode
         must not replace this one's rows."""
-        # Without isMumsCompatible, accounts with shared access get 403.
+        # Without isMumsCompatible, accounts with delegated access get 403.
         query = {**(params or {}), "isMumsCompatible": "true"}
 
         def check(body: Any) -> str | None:
