@@ -36,8 +36,9 @@ COLUMN_DOCS: dict[str, str] = {
     "show_id": "The show: Anchor web station id or OP3 show uuid.",
     "partition_date": "The UTC day (Dagster partition) this row belongs to.",
     "fetched_at": "When the pipeline fetched it (UTC).",
-    "as_of": "When the snapshot was taken (UTC): the API's own 'asof' where it sends one "
-             "(OP3's queries), else when it was fetched.",
+    "as_of": "When the snapshot was taken (UTC); the API only knows current values.",
+    "computed_at": "When OP3 computed these numbers (its 'asof'; UTC), which can be before "
+                   "the snapshot was taken (as_of).",
     "date": "The UTC day the API counted this in.",
     "time": "When it happened (UTC).",
     "plays": "Plays (Spotify's 'streams & downloads').",
@@ -173,7 +174,7 @@ OP3_TABLES: tuple[Table, ...] = (
        "episode_id VARCHAR, episode_title VARCHAR, pubdate TIMESTAMPTZ, item_guid VARCHAR",
        "The show as OP3 knows it, one row per episode, as of the snapshot day."),
     _t("op3", "recent_episodes_with_transcripts", "snapshot",
-       "pubdate TIMESTAMPTZ, podcast_guid VARCHAR, episode_item_guid VARCHAR,"
+       "computed_at TIMESTAMPTZ, pubdate TIMESTAMPTZ, podcast_guid VARCHAR, episode_item_guid VARCHAR,"
        "has_transcripts BOOLEAN, date DATE, downloads BIGINT",
        "OP3-wide list of recent episodes that ship transcripts, with their daily downloads."),
     _t("op3", "top_apps_for_show", "snapshot",
@@ -184,7 +185,7 @@ OP3_TABLES: tuple[Table, ...] = (
        "app VARCHAR, fraction DOUBLE, min_date DATE, max_date DATE, device_name VARCHAR",
        "OP3-wide share of downloads per app over the last 30 days (fractions)."),
     _t("op3", "show_download_counts", "snapshot",
-       "show_uuid VARCHAR, days VARCHAR, monthly_downloads BIGINT,"
+       "show_uuid VARCHAR, computed_at TIMESTAMPTZ, days VARCHAR, monthly_downloads BIGINT,"
        "weekly_downloads BIGINT[], weekly_avg_downloads BIGINT, num_weeks BIGINT",
        "The show's downloads over the last 30 days and per week, as OP3 computes them daily.",
        headline="monthly_downloads"),

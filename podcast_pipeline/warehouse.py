@@ -75,19 +75,31 @@ def ddl(table: Table) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table.qualified} ({cols})"
 
 
+def add_column(qualified: str, column: str, type_: str) -> str:
+    """SQL adding a contract column (identifiers from tables.py / RAW_COLUMNS only)."""
+    return f'ALTER TABLE {qualified} ADD COLUMN "{column}" {type_}'
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = ALL_TABLES) -> None:
+    """Create what is missing; a database from an earlier version gains the columns added
+    to the contract since (nullable; a column the contract dropped stays, unused)."""
     for schema in sorted({t.schema for t in tables} | {"raw"}):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table in tables:
         con.execute(ddl(table))
     raw_cols = ", ".join(f"{n} {t}" for n, t in RAW_COLUMNS)
     con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_TABLE} ({raw_cols})")
-    have = {r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ?", RAW_TABLE.split(".")).fetchall()}
-    if "covers_start" not in have:  # a database from before coverage was kept
-        con.execute(f"ALTER TABLE {RAW_TABLE} ADD COLUMN covers_start DATE")
-        con.execute(f"ALTER TABLE {RAW_TABLE} ADD COLUMN covers_end DATE")
+    have: dict[str, set[str]] = {}
+    for schema, name, column in con.execute(
+            "SELECT table_schema, table_name, column_name FROM information_schema.columns"
+    ).fetchall():
+        have.setdefault(f"{schema}.{name}", set()).add(column)
+    wanted = [(t.qualified, table_columns(t)) for t in tables] + [(RAW_TABLE, RAW_COLUMNS)]
+    for qualified, columns in wanted:
+        for column, type_ in columns:
+            if column not in have.get(qualified, set()):
+                con.execute(add_column(qualified, column, type_))
+    if "covers_start" not in have.get(RAW_TABLE, set()):  # bodies from before coverage
         con.execute(f"UPDATE {RAW_TABLE} SET covers_start = window_start, "
                     "covers_end = window_end")
 

@@ -186,6 +186,25 @@ def test_a_database_from_before_coverage_is_upgraded(db: str) -> None:
     assert coverage(db) == [("/old", day(1), day(2)), ("/plays?new", day(3), day(3))]
 
 
+def test_a_table_from_before_a_contract_column_gains_it(db: str) -> None:
+    with duckdb.connect(db) as con:  # show_download_counts as it was, with OP3's "asof"
+        con.execute("CREATE SCHEMA op3")
+        con.execute("CREATE TABLE op3.show_download_counts (show_id VARCHAR, partition_date "
+                    "DATE, fetched_at TIMESTAMPTZ, as_of TIMESTAMPTZ, show_uuid VARCHAR, \"asof\" "
+                    "DATE, days VARCHAR, monthly_downloads BIGINT, weekly_downloads BIGINT[], "
+                    "weekly_avg_downloads BIGINT, num_weeks BIGINT)")
+    table = TABLES_BY_KEY["op3.show_download_counts"]
+    frame = pd.DataFrame({"show_uuid": ["show1"], "computed_at": [pd.Timestamp(
+        "2026-10-31T00:00:00Z")], "days": ["1" * 30], "monthly_downloads": [5],
+        "weekly_downloads": [[1, 4]], "weekly_avg_downloads": [2], "num_weeks": [2],
+        "partition_date": [day(1)]})
+    write(db, frame, day(1), day(1), table=table)
+    with duckdb.connect(db, read_only=True) as con:
+        assert con.execute("SELECT computed_at, monthly_downloads, \"asof\" FROM "
+                           "op3.show_download_counts").fetchall() == [
+            (pd.Timestamp("2026-10-31T00:00:00Z").to_pydatetime(), 5, None)]
+
+
 # ---------------------------------------------------------------------- secrets in cells
 def test_a_secret_echoed_into_a_cell_is_masked_before_storage(db: str) -> None:
     """Also when it arrived JSON-escaped, which masking the raw body cannot see."""

@@ -219,12 +219,11 @@ def test_recent_episodes_with_transcripts(server: FakeServer, client: Op3Client,
     server.routes[f"{API}/queries/recent-episodes-with-transcripts"] = ok(
         body if wrapped else body["rt"])
     df = client.recent_episodes_with_transcripts()
-    # OP3's own "asof" is the snapshot's as_of, the one name every snapshot table uses.
-    assert list(df.columns) == contract("recent_episodes_with_transcripts") + ["as_of"]
+    assert list(df.columns) == contract("recent_episodes_with_transcripts")
     assert len(df) == 5
     assert df["downloads"].tolist() == [14, 15889, 7, 14, 9]
     assert df["date"].iloc[0] == date(2024, 5, 19)
-    assert df["as_of"].iloc[0] == pd.Timestamp("2024-05-20T00:00:00Z")
+    assert df["computed_at"].iloc[0] == pd.Timestamp("2024-05-20T00:00:00Z")  # OP3's "asof"
     assert df["has_transcripts"].all()
     assert server.requests[0].params["limit"] == "100"
 
@@ -261,11 +260,11 @@ def test_show_download_counts(server: FakeServer, client: Op3Client) -> None:
     server.routes[f"{API}/queries/show-download-counts"] = ok(
         op3_body("queries_show-download-counts"))
     df = client.show_download_counts([SHOW, "f" * 32])
-    assert list(df.columns) == contract("show_download_counts") + ["as_of"]
+    assert list(df.columns) == contract("show_download_counts")
     row = df.iloc[0]
     assert row["weekly_downloads"] == [411, 640, 628, 471]
     assert row["monthly_downloads"] == 2183 and row["num_weeks"] == 4
-    assert row["as_of"] == pd.Timestamp("2024-05-19T00:00:00Z") and row["days"] == "1" * 30
+    assert row["computed_at"] == pd.Timestamp("2024-05-19T00:00:00Z") and row["days"] == "1" * 30
     assert server.requests[0].query == [("showUuid", SHOW), ("showUuid", "f" * 32)]
 
 

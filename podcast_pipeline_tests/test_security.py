@@ -382,7 +382,7 @@ def test_secrets_travel_only_in_the_cookie_or_authorization_header(run: Run) -> 
 SQL_NAMES = {"schema", "RAW_TABLE", "raw_cols", "raw_names", "raw_select", "col_list", "select_list",
              "row"}
 SQL_ATTRIBUTES = {"qualified"}
-SQL_BUILDERS = {"ddl"}
+SQL_BUILDERS = {"ddl", "add_column"}
 SQL_METHODS = {"execute", "executemany", "sql", "query"}
 
 

@@ -222,14 +222,14 @@ class Op3Client(ClientBase):
             if not isinstance(ep, dict):
                 raise MalformedResponse("op3", "recent_episodes_with_transcripts",
                                         "an episode is not an object")
-            base = {snake(k): v for k, v in ep.items() if k != "dailyDownloads"}
+            base = {"computed_at": inner.get("asof"),
+                    **{snake(k): v for k, v in ep.items() if k != "dailyDownloads"}}
             # An episode without downloads yet still gets a row (null date), not dropped.
             for day, n in (daily or {}).items() or [(None, None)]:
                 records.append({**base, "date": day, "downloads": n})
-        df = conform(pd.DataFrame(records, dtype=object),
-                     table("op3", "recent_episodes_with_transcripts"),
-                     "recent_episodes_with_transcripts")
-        return _with_as_of(df, inner.get("asof"), "recent_episodes_with_transcripts")
+        return conform(pd.DataFrame(records, dtype=object),
+                       table("op3", "recent_episodes_with_transcripts"),
+                       "recent_episodes_with_transcripts")
 
     def top_apps_for_show(self, show_uuid: str | None = None) -> pd.DataFrame:
         """Downloads per app over the current and previous two months, ranked 1.. as sent."""
@@ -271,10 +271,11 @@ class Op3Client(ClientBase):
             if not isinstance(counts, dict):
                 raise MalformedResponse("op3", "show_download_counts",
                                         f"counts of {uuid} are not an object")
-            records.append({"show_uuid": uuid, **{snake(k): v for k, v in counts.items()}})
-        df = conform(pd.DataFrame(records, dtype=object), table("op3", "show_download_counts"),
-                     "show_download_counts")
-        return _with_as_of(df, body.get("asof"), "show_download_counts")
+            # OP3's "asof" is when it computed the counts; as_of stays the snapshot's time.
+            records.append({"show_uuid": uuid, "computed_at": body.get("asof"),
+                            **{snake(k): v for k, v in counts.items()}})
+        return conform(pd.DataFrame(records, dtype=object), table("op3", "show_download_counts"),
+                       "show_download_counts")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -283,19 +284,6 @@ def _validate_recent(body: Any) -> str | None:
     if not isinstance(inner, dict) or not isinstance(inner.get("episodes"), list):
         return "the body has no 'episodes' list (wrapped in 'rt' or not)"
     return None
-
-
-def _with_as_of(df: pd.DataFrame, asof: Any, endpoint: str) -> pd.DataFrame:
-    """OP3's own ``asof`` (when it computed the numbers) is the snapshot's ``as_of``."""
-    if asof is None:
-        return df
-    try:
-        when = pd.Timestamp(asof)
-    except (TypeError, ValueError):
-        raise MalformedResponse("op3", endpoint, f"'asof' {str(asof)[:40]!r} is not a date "
-                                "or time") from None
-    df["as_of"] = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
-    return df
 
 
 def _tsv_page(reply: Reply) -> tuple[pd.DataFrame, str | None]:
