@@ -14,7 +14,7 @@ import sys
 from datetime import date, datetime
 from typing import Any
 
-from .data import EmulatorConfig
+from .data import BREAKDOWNS, EmulatorConfig
 from .faults import APIS, Faults
 from .server import Emulator
 
@@ -35,6 +35,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--today", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: UTC today)")
     p.add_argument("--redirect-logs-direct", action="store_true",
                    help="serve /redirect-logs itself (documented v0.0.3) instead of a 308 to /hits")
+    p.add_argument("--broken-fraction", choices=BREAKDOWNS, default=None,
+                   help="bad data on purpose: this Anchor breakdown sums to 1.25 on the last "
+                        "data day, so the fractions_sum_to_one check fails and blocks the models")
     f = p.add_argument_group("faults")
     f.add_argument("--latency-ms", type=float, default=0.0)
     f.add_argument("--jitter-ms", type=float, default=0.0)
@@ -84,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     config = EmulatorConfig(seed=args.seed, episodes=args.episodes, days=args.days,
                             downloads_per_day=args.downloads_per_day, today=args.today,
-                            drafts=args.drafts, redirect_logs_direct=args.redirect_logs_direct)
+                            drafts=args.drafts, redirect_logs_direct=args.redirect_logs_direct,
+                            broken_fraction=args.broken_fraction)
     emu = Emulator(config, faults=faults_from_args(args), host=args.host, port=args.port)
     emu.start()
     for name, value in emu.env.items():
