@@ -6,6 +6,8 @@ import os
 
 import dagster as dg
 
+from podcast_pipeline.analytics.assets import analytics_assets, analytics_automation, analytics_job
+from podcast_pipeline.analytics.checks import raw_table_checks
 from podcast_pipeline.anchor.assets import anchor_assets
 from podcast_pipeline.op3.assets import op3_assets
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
@@ -21,10 +23,11 @@ def _secret(name: str) -> dg.EnvVar | None:
 
 def build_definitions() -> dg.Definitions:
     return dg.Definitions(
-        assets=[*anchor_assets, *op3_assets],
-        jobs=[daily_refresh_job],
+        assets=[*anchor_assets, *op3_assets, *analytics_assets],
+        asset_checks=raw_table_checks,
+        jobs=[daily_refresh_job, analytics_job],
         schedules=[daily_refresh_schedule],
-        sensors=[credential_expiry_alert, credential_probe],
+        sensors=[credential_expiry_alert, credential_probe, analytics_automation],
         resources={
             "anchor": AnchorResource(cookie=_secret("ANCHOR_PW_S")),
             "op3": Op3Resource(token=_secret("OP3_TOKEN")),

@@ -108,6 +108,17 @@ def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterIn
     return outcome
 
 
+def execute_analytics(defs: dg.Definitions, instance: dg.DagsterInstance,
+                      log_level: str = "INFO") -> RunOutcome:
+    """The analytics models and the report, in process (in dagster dev the automation
+    sensor starts these by itself once their inputs changed)."""
+    result = defs.resolve_job_def("analytics").execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
+    failed = [e.step_key for e in result.all_events if e.is_step_failure and e.step_key]
+    return RunOutcome(result.run_id, result.success, failed, "analytics")
+
+
 def _int(value: Any) -> int:
     return int(getattr(value, "value", value) or 0)
 
@@ -140,7 +151,8 @@ def summarize(db_path: str, out: TextIO = sys.stdout) -> None:
 
 
 def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: Faults | None = None,
-             out: TextIO = sys.stdout, quiet: bool = False) -> list[RunOutcome]:
+             out: TextIO = sys.stdout, quiet: bool = False,
+             broken_fraction: str | None = None) -> list[RunOutcome]:
     """Materialize every asset for the last ``days`` days against the emulator into ``database``."""
     from podcast_pipeline.definitions import build_definitions
 
@@ -148,7 +160,7 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
         raise SystemExit("--days must be at least 1")
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
-    config = EmulatorConfig(seed=seed)
+    config = EmulatorConfig(seed=seed, broken_fraction=broken_fraction)
     with Emulator(config, faults=faults or Faults()) as emu:
         env = {k: v for k, v in emu.env.items() if k in ENV_KEYS}
         env["DUCKDB_PATH"] = database
@@ -163,8 +175,16 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
                 print(f"\n▶ run for {request.partition_key or 'range'}: {names}", file=out)
                 outcomes.append(execute(defs, request, instance,
                                         log_level="WARNING" if quiet else "INFO"))
+            print("\n▶ run: analytics models and report", file=out)
+            outcomes.append(execute_analytics(defs, instance, "WARNING" if quiet else "INFO"))
     for o in outcomes:
         status = "ok" if o.success else f"FAILED steps: {', '.join(o.failed_steps)}"
         print(f"run {o.run_id[:8]} {o.partitions}: {status}", file=out)
     summarize(database, out)
+    from podcast_pipeline.analytics.report import HTML_NAME, report_dir
+
+    report = report_dir(database) / HTML_NAME
+    if report.exists():
+        print(f"\nReport: {report.resolve()} (open it in a browser; CSV files beside it)",
+              file=out)
     return outcomes
