@@ -21,12 +21,26 @@ from podcast_pipeline.analytics.models import MODELS, Model
 GROUP = "analytics"
 PREVIEW_ROWS = 5
 
-# eager() would wait for every daily partition since the start date to exist (any missing
-# upstream partition blocks it), which never happens for a whole-history model.
+# A blocking check of an input whose latest run failed holds a model back. (Not Dagster's
+# all_deps_blocking_checks_passed(): that also waits for checks that never ran, e.g. every
+# Anchor check for a user who only has OP3.)
+BLOCKING_CHECK_FAILED = dg.AutomationCondition.any_checks_match(
+    dg.AutomationCondition.check_failed(), blocking_only=True)
+
+# eager() would also wait for every daily partition since the start date to exist (any
+# missing upstream partition blocks it), which never happens for a whole-history model.
 MODEL_CONDITION = (
     dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
-    & dg.AutomationCondition.all_deps_blocking_checks_passed()
-).with_label("when an input changed and its blocking checks passed")
+    & ~dg.AutomationCondition.any_deps_match(BLOCKING_CHECK_FAILED)
+).with_label("when an input changed and none of its blocking checks failed")
+
+# The report reads every model: it also waits while any model is held back, instead of
+# reporting over a stale table.
+REPORT_CONDITION = (
+    MODEL_CONDITION
+    & ~dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.any_deps_match(BLOCKING_CHECK_FAILED))
+).with_label("after the models, when no model is held back by a failed blocking check")
 
 
 def key_of(qualified: str) -> dg.AssetKey:
@@ -55,8 +69,8 @@ def refuse_if_blocked(context: dg.AssetExecutionContext, upstream: list[dg.Asset
     for check_key in checks.blocking_check_keys(upstream):
         record = context.instance.get_latest_asset_check_evaluation_record(check_key)
         evaluation = record.event.asset_check_evaluation if record and record.event else None
-        if (evaluation is not None and not evaluation.passed
-                and evaluation.severity == dg.AssetCheckSeverity.ERROR):
+        # Any failed result counts, warnings too, as in the automation condition.
+        if evaluation is not None and not evaluation.passed:
             summary = evaluation.metadata.get("summary")
             failed.append(f"{check_key.asset_key.to_user_string()} {check_key.name}"
                           + (f" ({summary.value})" if summary is not None else ""))
@@ -151,7 +165,7 @@ ALL_RAW_DEPS = list(dict.fromkeys(k for m in MODELS for k in raw_deps(m)))
                 "curves, and every model as a CSV file beside it.",
     deps=[key_of(m.qualified) for m in MODELS],
     kinds={"html"},
-    automation_condition=MODEL_CONDITION,
+    automation_condition=REPORT_CONDITION,
     required_resource_keys={"warehouse"},
 )
 def report_asset(context) -> dg.MaterializeResult:  # annotation omitted: checked at runtime
