@@ -357,8 +357,13 @@ def write_report(con: duckdb.DuckDBPyConnection, out_dir: Path) -> Written:
     written = Written(html=(out_dir / HTML_NAME).resolve(), summary=summary, charts=charts)
     for model in models.MODELS:
         path = (out_dir / f"{model.name}.csv").resolve()
-        _atomic_write(path, con.execute(f"SELECT * FROM {model.qualified}").df()
-                      .to_csv(index=False))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        literal = str(tmp).replace("'", "''")
+        try:
+            con.execute(f"COPY (SELECT * FROM {model.qualified}) TO '{literal}' (HEADER, DELIMITER ',')")
+            os.replace(tmp, path)  # a reader never sees half a file
+        finally:
+            tmp.unlink(missing_ok=True)
         written.csv[model.name] = path
     _atomic_write(written.html, doc)
     return written
