@@ -28,6 +28,7 @@ class DemoRun:
     outcomes: list[RunOutcome]
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # "asset:check" -> result
     materializations: dict[str, dict[str, Any]] = field(default_factory=dict)  # latest metadata
+    failures: dict[str, str] = field(default_factory=dict)  # step key -> the error's message
 
 
 def _collect(run: DemoRun) -> None:
@@ -42,6 +43,10 @@ def _collect(run: DemoRun) -> None:
                 run.checks[f"{key.asset_key.to_user_string()}:{key.name}"] = {
                     "passed": ev.passed, "severity": ev.severity,
                     "metadata": {k: getattr(v, "value", v) for k, v in ev.metadata.items()}}
+        for outcome in run.outcomes:
+            for entry in instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+                error = entry.dagster_event.step_failure_data.error
+                run.failures[entry.step_key] = error.message if error else ""
         for spec in defs.resolve_all_asset_specs():
             if spec.group_name != "analytics":
                 continue
