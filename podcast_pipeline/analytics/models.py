@@ -188,6 +188,7 @@ EPISODE_RETENTION = Model(
     _cols(_SHOW_LINE + """
 spotify_episode_id BIGINT: Anchor episode id.
 title VARCHAR: Episode title.
+release_date DATE: UTC release day.
 sample_second BIGINT: Seconds into the episode.
 listeners BIGINT: Listeners still playing at that second.
 percent_of_start DOUBLE: listeners / listeners at second 0 x 100.

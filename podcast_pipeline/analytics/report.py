@@ -26,6 +26,7 @@ from podcast_pipeline.analytics import models
 REPORT_DIR_ENV = "PODCAST_PIPELINE_REPORT_DIR"
 HTML_NAME = "report.html"
 TOP_EPISODES = 10
+MIX_VALUES = 12  # the biggest values per audience chart (shares are of the whole, not of these)
 DIMENSIONS = ("app", "device", "country", "age", "gender")
 SPOTIFY, OP3, ALL_PLATFORMS = "#1DB954", "#5D55FF", "#F28C28"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
@@ -79,7 +80,7 @@ TOP_SQL = f"""
     FROM analytics.episode_leaderboard WHERE show_id = ?
     ORDER BY spotify_rank NULLS LAST, op3_rank NULLS LAST, title LIMIT {TOP_EPISODES}"""
 # Shares over every day the model holds (Spotify's countries: its all-time snapshot).
-MIX_SQL = """
+MIX_SQL = f"""
     WITH d AS (
         SELECT value, sum(spotify_count) AS spotify, sum(op3_count) AS op3
         FROM analytics.audience_mix
@@ -92,9 +93,10 @@ MIX_SQL = """
     v AS (SELECT value, sum(spotify) AS spotify, sum(op3) AS op3 FROM d GROUP BY value)
     SELECT value, 100 * spotify / sum(spotify) OVER () AS spotify_percent,
            100 * op3 / sum(op3) OVER () AS op3_percent
-    FROM v ORDER BY coalesce(spotify_percent, 0) + coalesce(op3_percent, 0) DESC, value"""
+    FROM v ORDER BY coalesce(spotify_percent, 0) + coalesce(op3_percent, 0) DESC, value
+    LIMIT {MIX_VALUES}"""
 RETENTION_SQL = """
-    SELECT spotify_episode_id, any_value(title) AS title,
+    SELECT spotify_episode_id, any_value(title) AS title, any_value(release_date) AS release_date,
            list(sample_second / 60.0 ORDER BY sample_second) AS minutes,
            list(percent_of_start ORDER BY sample_second) AS percent
     FROM analytics.episode_retention WHERE show_id = ? AND percent_of_start IS NOT NULL
@@ -129,9 +131,15 @@ def fmt(value: Any, decimals: int = 0) -> str:
     return str(value)
 
 
-def _table(table_id: str, headers: list[str], rows: list[list[str]], note: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+def _table(table_id: str, headers: list[str], rows: list[list[str]], note: str = "",
+           text_column: int = 0) -> str:
+    """Numbers right-aligned; ``text_column`` (the episode) left-aligned and allowed to wrap."""
+    def cell(tag: str, i: int, value: str) -> str:
+        cls = " class='text'" if i == text_column else ""
+        return f"<{tag}{cls}>{html.escape(value)}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>"
                    for r in rows)
     caption = f"<p class='note'>{html.escape(note)}</p>" if note else ""
     return (f"<table id='{table_id}' class='data'><thead><tr>{head}</tr></thead>"
@@ -239,13 +247,14 @@ def _top(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> No
           fmt(r["still_listening_at_50pct"]), fmt(r["still_listening_at_100pct"])]
          for r in rows],
         "Spotify plays are lifetime totals; OP3 downloads count the days stored in the "
-        "warehouse."))
+        "warehouse.", text_column=1))
 
 
 def _mix(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
     page.add("<h2>Audience mix</h2><p class='note'>Share of Spotify plays and of OP3 downloads "
-             "over the days the warehouse holds; Spotify reports countries for all time only "
-             "(as country names, OP3 as ISO codes).</p><div class='grid'>")
+             f"over the days the warehouse holds (the {MIX_VALUES} biggest per chart). Spotify "
+             "reports countries for all time only, as names (OP3: ISO codes); the two name "
+             "devices differently.</p><div class='grid'>")
     for dim in DIMENSIONS:
         rows = _rows(con, MIX_SQL, [show, dim, show, dim])
         if not rows:
@@ -274,7 +283,7 @@ def _retention(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str)
     fig = go.Figure()
     for r in rows:
         fig.add_scatter(x=r["minutes"], y=r["percent"], mode="lines",
-                        name=episode_label(r["title"], r["spotify_episode_id"]))
+                        name=episode_label(r["title"], r["release_date"]))
     fig.update_layout(xaxis_title="minutes into the episode",
                       yaxis_title="% of listeners who started", legend={"orientation": "v"})
     page.chart(fig, f"retention-{sid}", height=460)
@@ -288,8 +297,9 @@ h1{margin:0 0 4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom
 section.show{background:#fff;border-radius:12px;padding:8px 24px 24px;margin:24px 0;
 box-shadow:0 1px 3px rgba(0,0,0,.08)}
 table.data{border-collapse:collapse;font-size:14px;margin-top:8px;width:100%}
-table.data th,table.data td{border-bottom:1px solid #eee;padding:4px 8px;text-align:right}
-table.data th:first-child,table.data td:first-child{text-align:left}
+table.data th,table.data td{border-bottom:1px solid #eee;padding:4px 8px;text-align:right;
+white-space:nowrap}
+table.data .text{text-align:left;white-space:normal}
 .note,.empty{color:#666;font-size:13px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:12px}
 """

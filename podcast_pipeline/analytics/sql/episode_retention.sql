@@ -11,6 +11,7 @@ starters AS (
 SELECT coalesce(e.show_id, s.show_id, p.show_id) AS show_id,
        p.episode_id AS spotify_episode_id,
        e.title,
+       e.release_date,
        p.sample_second,
        p.listeners,
        100.0 * p.listeners / nullif(st.n, 0) AS percent_of_start
