@@ -57,7 +57,7 @@ DAILY_SQL = """
            spotify_plays_avg_7d, op3_downloads_avg_7d
     FROM analytics.daily_listening WHERE show_id = ? ORDER BY day"""
 TOTALS_SQL = """
-    SELECT ? AS days, max(day) AS last_day,
+    SELECT count(*) AS days, max(day) AS last_day,
            sum(spotify_plays) AS spotify_plays, sum(op3_downloads) AS op3_downloads
     FROM analytics.daily_listening
     WHERE show_id = ? AND day > (SELECT max(day) FROM analytics.daily_listening
@@ -188,11 +188,12 @@ def _daily(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> 
                     name="OP3, 7-day average", mode="lines", line_color=OP3)
     fig.update_layout(barmode="group", yaxis_title="per UTC day")
     page.chart(fig, f"daily-{sid}")
-    totals = [_rows(con, TOTALS_SQL, [n, show, show, n])[0] for n in (7, 28)]
-    page.add(_table(f"totals-{sid}", ["Last days", "Up to", "Spotify plays", "OP3 downloads"],
+    totals = [_rows(con, TOTALS_SQL, [show, show, n])[0] for n in (7, 28)]
+    page.add(_table(f"totals-{sid}", ["Days", "Up to", "Spotify plays", "OP3 downloads"],
                     [[str(t["days"]), fmt(t["last_day"]), fmt(t["spotify_plays"]),
                       fmt(t["op3_downloads"])] for t in totals],
-                    "Sums over the last 7 and 28 days the warehouse holds; — = no data."))
+                    "Sums over the last 7 and 28 days the warehouse holds (fewer where it holds "
+                    "fewer); — = no data."))
 
 
 def _launch(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
@@ -299,7 +300,8 @@ box-shadow:0 1px 3px rgba(0,0,0,.08)}
 table.data{border-collapse:collapse;font-size:14px;margin-top:8px;width:100%}
 table.data th,table.data td{border-bottom:1px solid #eee;padding:4px 8px;text-align:right;
 white-space:nowrap}
-table.data .text{text-align:left;white-space:normal}
+table.data th{white-space:normal;vertical-align:bottom}
+table.data .text{text-align:left;white-space:normal;min-width:14em}
 .note,.empty{color:#666;font-size:13px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:12px}
 """
@@ -326,10 +328,10 @@ def render(con: duckdb.DuckDBPyConnection) -> tuple[str, int, str]:
         _mix(page, con, show, sid)
         _retention(page, con, show, sid)
         page.add("</section>")
-        week = _rows(con, TOTALS_SQL, [7, show, show, 7])[0]
+        week = _rows(con, TOTALS_SQL, [show, show, 7])[0]
         top = _rows(con, TOP_SQL, [show])
         summary.append(
-            f"**{s['title']}**: last 7 days up to {fmt(week['last_day'])}: "
+            f"**{s['title']}**: last {week['days']} days up to {fmt(week['last_day'])}: "
             f"{fmt(week['spotify_plays'])} Spotify plays, {fmt(week['op3_downloads'])} OP3 "
             "downloads" + (f"; top episode {episode_label(top[0]['title'], top[0]['release_date'])}"
                            f" ({fmt(top[0]['spotify_plays'])} Spotify plays)" if top else ""))
