@@ -1,4 +1,4 @@
-"""``podcast-pipeline``: emulator | demo | report | chaos | check-credentials."""
+"""``podcast-pipeline``: emulator | demo | summary | report | chaos | check-credentials."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 def _demo(args: argparse.Namespace) -> int:
     from podcast_pipeline.demo import run_demo
 
-    outcomes = run_demo(days=args.days, database=args.database, seed=args.seed, quiet=args.quiet,
-                        broken_fraction=args.broken_fraction)
+    outcomes = run_demo(days=args.days, database=args.database, seed=args.seed,
+                        verbose=args.verbose, broken_fraction=args.broken_fraction)
     return 0 if all(o.success for o in outcomes) else 1
 
 
@@ -25,6 +25,28 @@ def _report(args: argparse.Namespace) -> int:
     print(f"Report: {written.html}")
     print(f"CSV files: {written.html.parent}/{{{','.join(written.csv)}}}.csv")
     print(written.summary.replace("**", ""))
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import duckdb
+
+    from podcast_pipeline.settings import Settings
+    from podcast_pipeline.summary import print_summary
+
+    database = args.database or Settings.load().duckdb_path
+    if not Path(database).is_file():
+        print(f"summary: no database at {database}: run the demo or materialize assets first, "
+              "or name one with --database PATH", file=sys.stderr)
+        return 2
+    try:
+        print_summary(database)
+    except duckdb.IOException as err:  # a run is writing right now: it holds the file briefly
+        print(f"summary: cannot open {database} read-only ({err}); a run may be writing it, "
+              "try again in a few seconds", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -102,17 +124,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--database", default="data/demo.duckdb",
                       help="DuckDB file to write (default data/demo.duckdb)")
     demo.add_argument("--seed", type=int, default=7, help="emulator data seed (default 7)")
-    demo.add_argument("--quiet", action="store_true", help="only warnings and the summary")
+    demo.add_argument("--verbose", action="store_true",
+                      help="show Dagster's own INFO log too (off: one line per asset)")
     demo.add_argument("--broken-fraction", choices=BREAKDOWNS, default=None,
                       help="bad data on purpose: this Anchor breakdown sums to 1.25 on the last "
                            "day, so its blocking check fails and the models over it are not rebuilt")
     demo.set_defaults(func=_demo)
+    summary = sub.add_parser("summary", help="lifetime plays and listeners, the last 7 days, top "
+                             "episodes, apps and countries, read from the DuckDB file")
+    summary.add_argument("--database", default=None, metavar="PATH",
+                         help="DuckDB file to read (default DUCKDB_PATH, else "
+                              "data/podcast.duckdb); the demo's is data/demo.duckdb")
+    summary.set_defaults(func=_summary)
     report = sub.add_parser("report", help="write the HTML report and one CSV file per "
                             "analytics model; print where they are")
     report.add_argument("--database", default=None,
-                        help="DuckDB file (default $DUCKDB_PATH, else data/podcast.duckdb)")
+                        help="DuckDB file (default DUCKDB_PATH, else data/podcast.duckdb)")
     report.add_argument("--out", default=None, help="folder to write into (default "
-                        "$PODCAST_PIPELINE_REPORT_DIR, else <database>-report beside the database)")
+                        "PODCAST_PIPELINE_REPORT_DIR, else <database>-report beside the database)")
     report.add_argument("--build-models", action="store_true",
                         help="rebuild the analytics models from the raw tables first (writes to "
                              "the database; the pipeline must not be writing it)")
@@ -126,8 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from podcast_pipeline.errors import ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:  # a malformed setting: its one line, not a traceback
+        print(f"podcast-pipeline: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

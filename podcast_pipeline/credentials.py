@@ -25,7 +25,7 @@ from podcast_pipeline.errors import (
 from podcast_pipeline.http import RetryPolicy
 from podcast_pipeline.op3.client import Op3Client
 from podcast_pipeline.redact import redact
-from podcast_pipeline.settings import AnchorSettings, Op3Settings
+from podcast_pipeline.settings import AnchorSettings, Op3Settings, Settings
 
 Status = Literal["ok", "expired", "rejected", "not_configured", "unreachable"]
 APIS = ("anchor", "op3")
@@ -35,7 +35,7 @@ SECRET_VAR = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
 PROBE_RETRY = RetryPolicy(total=2, backoff_factor=0.5, backoff_max=2.0, malformed_retries=0,
                           connect_timeout=5.0, read_timeout=15.0)
 
-Settings = AnchorSettings | Op3Settings
+ApiSettings = AnchorSettings | Op3Settings
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,13 @@ class Verdict:
         return redact(f"{self.api}: {label} — {self.detail}")
 
 
-def show_label(settings: Settings) -> str:
+def show_label(settings: ApiSettings) -> str:
     if isinstance(settings, AnchorSettings):
         return f"web station {settings.webstation_id}"
     return f"show {settings.show_uuid}"
 
 
-def _call(settings: Settings, retry: RetryPolicy) -> None:
+def _call(settings: ApiSettings, retry: RetryPolicy) -> None:
     """The cheapest authenticated request each API has."""
     if isinstance(settings, AnchorSettings):
         with AnchorClient(settings, retry=retry) as anchor:
@@ -70,7 +70,7 @@ def _call(settings: Settings, retry: RetryPolicy) -> None:
             op3.show(episodes=False)  # /shows/{uuid}?episodes=exclude
 
 
-def check(api: str, load_settings: Callable[[], Settings],
+def check(api: str, load_settings: Callable[[], ApiSettings],
           retry: RetryPolicy = PROBE_RETRY) -> Verdict:
     """Load ``api``'s settings and make one authenticated call; classify the outcome."""
     name = API_NAMES[api]
@@ -106,6 +106,5 @@ def environment_with_dotenv(directory: str | Path = ".") -> dict[str, str]:
 def check_env(environ: Mapping[str, str] | None = None,
               retry: RetryPolicy = PROBE_RETRY) -> list[Verdict]:
     """Both APIs, configured from ``environ`` (default: the process environment)."""
-    env = os.environ if environ is None else environ
-    return [check("anchor", lambda: AnchorSettings.from_env(env), retry),
-            check("op3", lambda: Op3Settings.from_env(env), retry)]
+    settings = Settings.from_env(environ)
+    return [check("anchor", settings.anchor, retry), check("op3", settings.op3, retry)]

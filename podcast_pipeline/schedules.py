@@ -1,84 +1,69 @@
-"""The daily refresh: yesterday for everything, plus a look-back for restated days."""
+"""The daily refresh: today's snapshots, and yesterday plus a look-back for restated days."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import dagster as dg
 
 from podcast_pipeline.errors import ConfigError
-from podcast_pipeline.partitions import daily_partitions
+from podcast_pipeline.settings import CREDENTIAL_ENV, CRON_ENV, LOOKBACK_ENV, Settings
 from podcast_pipeline.tables import ALL_TABLES
 
-LOOKBACK_ENV = "PODCAST_PIPELINE_LOOKBACK_DAYS"
-CRON_ENV = "PODCAST_PIPELINE_SCHEDULE_CRON"
-DEFAULT_LOOKBACK_DAYS = 3
-DEFAULT_CRON = "0 6 * * *"  # 06:00 UTC: yesterday is complete on both services by then
+__all__ = ["CREDENTIAL_ENV", "LOOKBACK_ENV", "build_daily_refresh_schedule", "daily_refresh_job"]
 
+ALL_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES]
 SNAPSHOT_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.kind == "snapshot"]
 WINDOWED_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.kind != "snapshot"]
-# The credential that says a source is in use: a user with only OP3 gets no daily Anchor failures.
-CREDENTIAL_ENV = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
 
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh",
-    selection=dg.AssetSelection.assets(*SNAPSHOT_KEYS, *WINDOWED_KEYS),  # daily: from the assets
-    description="Every asset for one or more days; the schedule and the demo launch it.",
+    selection=dg.AssetSelection.assets(*ALL_KEYS),
+    description="Every asset: the snapshots (unpartitioned) once, the windowed assets for a "
+                "range of days in one run; the schedule and the demo launch it.",
 )
 
 
-def configured_apis() -> set[str]:
-    """The sources whose credential is set (malformed ones included: their runs say why)."""
-    return {api for api, var in CREDENTIAL_ENV.items() if (os.environ.get(var) or "").strip()}
+def build_daily_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """The schedule as ``settings`` configure it: its cron, look-back and the sources in use."""
+    lookback = settings.lookback_days
+    apis = settings.configured_apis()
+    first_partition = settings.start_date
 
+    def refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        if not apis:
+            return dg.SkipReason(f"No source is configured: set "
+                                 f"{' and/or '.join(CREDENTIAL_ENV.values())} (see .env.example).")
+        skipped = sorted(set(CREDENTIAL_ENV) - apis)
+        if skipped:
+            context.log.info(f"Not refreshing {', '.join(skipped)}: "
+                             f"{', '.join(CREDENTIAL_ENV[a] for a in skipped)} is not set.")
+        yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
+        first = max(yesterday - timedelta(days=lookback), first_partition)
+        day = yesterday.isoformat()
+        # One run: the episode list is taken before the per-episode assets read it, and the
+        # snapshots (unpartitioned) land under today, the day they are taken.
+        return [dg.RunRequest(
+            run_key=f"daily-{first}-{day}",
+            asset_selection=[k for k in ALL_KEYS if k.path[0] in apis],
+            tags={"dagster/asset_partition_range_start": first.isoformat(),
+                  "dagster/asset_partition_range_end": day},
+        )]
 
-def lookback_days() -> int:
-    raw = os.environ.get(LOOKBACK_ENV) or str(DEFAULT_LOOKBACK_DAYS)
-    if not raw.strip().isdigit():
-        raise ConfigError(LOOKBACK_ENV, f"is {raw!r}, not a whole number of days",
-                          f"Set it to e.g. {DEFAULT_LOOKBACK_DAYS}, or unset it")
-    return int(raw)
-
-
-@dg.schedule(
-    job=daily_refresh_job,
-    cron_schedule=os.environ.get(CRON_ENV) or DEFAULT_CRON,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description=(
-        "Daily at 06:00 UTC: snapshots for yesterday's partition, and the ranged endpoints for "
-        f"yesterday plus the {DEFAULT_LOOKBACK_DAYS} days before it (PODCAST_PIPELINE_LOOKBACK_DAYS), "
-        "because Spotify's numbers arrive late and get restated."
-    ),
-)
-def daily_refresh_schedule(
-    context: dg.ScheduleEvaluationContext,
-) -> list[dg.RunRequest] | dg.SkipReason:
-    apis = configured_apis()
-    if not apis:
-        return dg.SkipReason(f"No source is configured: set {' and/or '.join(CREDENTIAL_ENV.values())} "
-                             "(see .env.example).")
-    skipped = sorted(set(CREDENTIAL_ENV) - apis)
-    if skipped:
-        context.log.info(f"Not refreshing {', '.join(skipped)}: "
-                         f"{', '.join(CREDENTIAL_ENV[a] for a in skipped)} is not set.")
-    yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
-    first = yesterday - timedelta(days=lookback_days())
-    first = max(first, daily_partitions().start.date())
-    day = yesterday.isoformat()
-    return [
-        dg.RunRequest(
-            run_key=f"snapshots-{day}",
-            partition_key=day,
-            asset_selection=[k for k in SNAPSHOT_KEYS if k.path[0] in apis],
-        ),
-        dg.RunRequest(
-            run_key=f"windowed-{first}-{day}",
-            asset_selection=[k for k in WINDOWED_KEYS if k.path[0] in apis],
-            tags={
-                "dagster/asset_partition_range_start": first.isoformat(),
-                "dagster/asset_partition_range_end": day,
-            },
-        ),
-    ]
+    try:
+        return dg.schedule(
+            name="daily_refresh_schedule",
+            job=daily_refresh_job,
+            cron_schedule=settings.schedule_cron,
+            execution_timezone="UTC",
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=(
+                f"Cron {settings.schedule_cron} (UTC, {CRON_ENV}), one run: every snapshot asset "
+                f"(stored under today), and the windowed assets for yesterday plus the "
+                f"{lookback} days before it ({LOOKBACK_ENV}), because Spotify's numbers arrive "
+                "late and get restated."
+            ),
+        )(refresh)
+    except dg.DagsterInvalidDefinitionError:
+        raise ConfigError(CRON_ENV, f"is {settings.schedule_cron!r}, not a cron schedule",
+                          "Use five fields like '0 6 * * *' (06:00 UTC daily), or unset it") from None

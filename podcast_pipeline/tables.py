@@ -3,7 +3,8 @@
 Each client method returns a DataFrame whose columns include the ``columns`` named
 here (extra, unknown columns may follow and are reported as schema drift). The
 warehouse adds the key columns (``show_id``, ``partition_date``, ``fetched_at``)
-in front. Percent columns are fractions in [0, 1] (DOUBLE); counts are BIGINT;
+in front. Shares (``fraction``) are in [0, 1] (DOUBLE; episode_aggregated_performance
+keeps Spotify's 0-100 percent); counts are BIGINT;
 times are TIMESTAMPTZ in UTC; days are DATE.
 
 ``kind`` decides how a partition is filled:
@@ -11,8 +12,9 @@ times are TIMESTAMPTZ in UTC; days are DATE.
   land in that day's partition (one request may cover many days).
 - ``per_day``: the API answers one aggregate per window (percent breakdowns), so
   each day is one request.
-- ``snapshot``: the API only knows current values; a partition stores the snapshot
-  taken on that day (``as_of``), and only recent partitions can be materialized.
+- ``snapshot``: the API only knows current values; the asset is unpartitioned and each
+  run stores its snapshot under the UTC day it was taken (``partition_date`` is the date
+  of ``as_of``), so the table keeps one snapshot per day.
 """
 
 from __future__ import annotations

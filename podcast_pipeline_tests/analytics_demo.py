@@ -64,7 +64,7 @@ def make_demo(base: Path, days: int, broken_fraction: str | None = None) -> Demo
     out = io.StringIO()
     env = {"DAGSTER_HOME": str(home), "PODCAST_PIPELINE_REPORT_DIR": str(base / "report")}
     with patched_env(env):
-        outcomes = run_demo(days=days, database=str(db), out=out, quiet=True,
+        outcomes = run_demo(days=days, database=str(db), out=out,
                             broken_fraction=broken_fraction)
         run = DemoRun(db, home, out.getvalue(), outcomes)
         _collect(run)

@@ -49,7 +49,9 @@ def test_a_broken_fraction_fails_its_check_and_holds_back_the_models_over_it(
     assert {"analytics/daily_listening", "analytics/episode_launch"} <= built
     blocked = broken_demo.failures["analytics__audience_mix"]
     assert "was not rebuilt" in blocked and "anchor/plays_by_app fractions_sum_to_one" in blocked
-    assert "FAILED steps: analytics__audience_mix" in broken_demo.output
+    assert "anchor/plays_by_app checks" in broken_demo.output
+    assert "FAILED: fractions_sum_to_one failed (blocking)" in broken_demo.output
+    assert "(analytics) failed: analytics__audience_mix" in broken_demo.output
     with duckdb.connect(str(broken_demo.db), read_only=True) as con:
         tables = {n for (n,) in con.execute("SELECT table_name FROM information_schema.tables "
                                             "WHERE table_schema = 'analytics'").fetchall()}

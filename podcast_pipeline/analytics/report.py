@@ -23,7 +23,6 @@ from plotly.offline import get_plotlyjs
 
 from podcast_pipeline.analytics import models
 
-REPORT_DIR_ENV = "PODCAST_PIPELINE_REPORT_DIR"
 HTML_NAME = "report.html"
 TOP_EPISODES = 10
 MIX_VALUES = 12  # the biggest values per audience chart (shares are of the whole, not of these)
@@ -42,7 +41,9 @@ class ModelsMissing(ReportError):
 
 def report_dir(database: str) -> Path:
     """``PODCAST_PIPELINE_REPORT_DIR``, else ``<database without .duckdb>-report`` beside it."""
-    configured = os.environ.get(REPORT_DIR_ENV)
+    from podcast_pipeline.settings import Settings
+
+    configured = Settings.load().report_dir
     if configured:
         return Path(configured).expanduser()
     db = Path(database).expanduser()
@@ -385,9 +386,9 @@ def run_report(database: str | None, out_dir: str | None, *, build_models: bool 
                ) -> Written:
     """``podcast-pipeline report``: open the database (read-only unless the models are to be
     rebuilt) and write the report."""
-    from podcast_pipeline.warehouse import database_path
+    from podcast_pipeline.settings import Settings
 
-    db = database or database_path()
+    db = database or Settings.load().duckdb_path
     if not Path(db).expanduser().is_file():
         raise ReportError(f"{db} does not exist: run the pipeline (or `podcast-pipeline demo`) "
                           "first, or pass --database")

@@ -1,22 +1,14 @@
 """One asset per Spotify for Creators endpoint: the client call each one makes.
 
-The shared machinery (windows, warehouse writes, metadata) is in ``podcast_pipeline.assets``.
+The common machinery (windows, warehouse writes, metadata) is in ``podcast_pipeline.assets``.
 """
 
 from __future__ import annotations
 
-import pandas as pd
+import dagster as dg
 
 from podcast_pipeline.assets import Endpoint, Source, build_assets
-from podcast_pipeline.tables import ANCHOR_TABLES
-
-
-def published_episode_ids(client) -> list[int]:
-    """Episodes with a publish time: drafts have no analytics (and may answer 403 live)."""
-    episodes = client.episodes()
-    published = episodes[pd.notna(episodes["publish_on"])]
-    return [int(e) for e in published["episode_id"]]
-
+from podcast_pipeline.tables import ANCHOR_TABLES, TABLES_BY_KEY
 
 FETCH = {
     "episodes": lambda c: c.episodes(),
@@ -44,7 +36,8 @@ SOURCE = Source(
     resource_key="anchor",
     kinds=frozenset({"python", "spotify", "duckdb"}),
     show_id=lambda settings: settings.webstation_id,
-    list_episode_ids=published_episode_ids,
+    # Per-episode assets take the published episodes of the latest anchor.episodes snapshot.
+    episode_list=TABLES_BY_KEY["anchor.episodes"],
 )
 
 # Fields API.md documents for these endpoints that the tables do not store.
@@ -55,5 +48,13 @@ UNSTORED = {
     "episode_metadata": frozenset({"web_station_id", "episode_image", "share_link_embed_path"}),
 }
 
-anchor_assets = build_assets(SOURCE, [Endpoint(t, FETCH[t.name], UNSTORED.get(t.name, frozenset()))
-                                      for t in ANCHOR_TABLES])
+ENDPOINTS = [Endpoint(t, FETCH[t.name], UNSTORED.get(t.name, frozenset())) for t in ANCHOR_TABLES]
+
+
+def build_anchor_assets(partitions_def: dg.DailyPartitionsDefinition | None = None,
+                        ) -> list[dg.AssetsDefinition]:
+    return build_assets(SOURCE, ENDPOINTS, partitions_def)
+
+
+# With the default start date, for tests and notebooks; the definitions build theirs.
+anchor_assets = build_anchor_assets()
