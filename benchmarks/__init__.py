@@ -1,0 +1,1 @@
+"""Benchmarks against the emulator (``python -m benchmarks``); not part of the tests."""
