@@ -67,14 +67,14 @@ class RetryPolicy:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
 
-    def to_urllib3(self) -> Retry:
+    def to_urllib3(self, methods: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS"})) -> Retry:
         return Retry(
             total=self.total,
             connect=self.total,
             read=self.total,
             status=self.total,
             other=0,
-            allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"}),
+            allowed_methods=methods,
             status_forcelist=RETRY_STATUSES,
             backoff_factor=self.backoff_factor,
             backoff_max=self.backoff_max,
@@ -141,8 +141,17 @@ class ApiSession:
         retry: RetryPolicy | None = None,
         recorder: Recorder | None = None,
         stats: CallStats | None = None,
+        retry_methods: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS"}),
+        follow_redirects: bool = True,
+        stop_on_401: bool = True,
     ) -> None:
+        """``retry_methods`` may add POST for read-only POST APIs (GraphQL persisted queries).
+        ``follow_redirects=False`` turns any 3xx into an error, so a credential header never
+        travels to another host. ``stop_on_401=False``: a 401 raises but does not end the
+        session (a short-lived bearer the caller renews)."""
         self.api = api
+        self.follow_redirects = follow_redirects
+        self.stop_on_401 = stop_on_401
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.recorder = recorder
@@ -154,7 +163,7 @@ class ApiSession:
         self._session = requests.Session()
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self._session.headers.update(headers)
-        adapter = HTTPAdapter(max_retries=self.retry.to_urllib3(), pool_maxsize=16)
+        adapter = HTTPAdapter(max_retries=self.retry.to_urllib3(retry_methods), pool_maxsize=16)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
@@ -171,15 +180,34 @@ class ApiSession:
         accept: str | None = None,
     ) -> tuple[requests.Response, RawResponse]:
         """GET ``base_url + path``; return the response and its raw record, or raise typed."""
+        return self.request("GET", endpoint, path, params, accept=accept)
+
+    def request(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        *,
+        accept: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        label: str | None = None,
+    ) -> tuple[requests.Response, RawResponse]:
+        """One request with the session's rules; ``label`` annotates the recorded path
+        (e.g. a GraphQL operation name, shown as ``#name``: a POST's path alone says little)."""
         if self.dead is not None:
             raise CredentialsExpired(self.api, endpoint, status=None, path=path,
                                      reason="an earlier call in this session got 401")
         url = self.base_url + self._moved.get(path, path)
         query = urlencode(list(params.items()) if isinstance(params, Mapping) else (params or []))
-        shown_path = redact(urlsplit(url).path + (f"?{query}" if query else ""))
-        headers = {"Accept": accept} if accept else None
+        shown_path = redact(urlsplit(url).path + (f"?{query}" if query else "")
+                            + (f"#{label}" if label else ""))
+        extra = {**(headers or {}), **({"Accept": accept} if accept else {})}
+        body = {"json": json_body} if json_body is not None else {"data": form} if form else {}
         try:
-            resp = self._send(endpoint, url, query, headers, shown_path)
+            resp = self._send(method, endpoint, url, query, extra or None, shown_path, body)
         except requests.exceptions.RetryError as exc:  # retries exhausted on statuses
             self.stats.add(requests_=self.retry.total + 1, retries=self.retry.total)
             if "429" in str(exc) or "too many 429" in str(exc):
@@ -193,6 +221,12 @@ class ApiSession:
                            f"could not reach the API after retries ({type(exc).__name__}); "
                            "check the base URL and your network", path=shown_path) from None
 
+        if not self.follow_redirects and resp.is_redirect:
+            self.stats.add(requests_=1)
+            target = urlsplit(resp.headers.get("Location", "")).hostname or "another path"
+            raise ApiError(self.api, endpoint, f"answered a redirect ({resp.status_code}) to "
+                           f"{target}; not following it, so the credential stays with this host",
+                           status=resp.status_code, path=shown_path)
         self._remember_permanent_redirect(path, resp)
         if "charset" not in resp.headers.get("Content-Type", "").lower():
             # Both APIs send UTF-8, but OP3's TSV declares no charset: requests would decode
@@ -217,8 +251,9 @@ class ApiSession:
                 final.path.startswith(base.path + "/"):
             self._moved[path] = final.path[len(base.path):]
 
-    def _send(self, endpoint: str, url: str, query: str, headers: dict[str, str] | None,
-              shown_path: str) -> requests.Response:
+    def _send(self, method: str, endpoint: str, url: str, query: str,
+              headers: dict[str, str] | None, shown_path: str,
+              body: Mapping[str, Any]) -> requests.Response:
         """One GET through the retrying adapter; a body cut off mid-transfer is fetched again.
 
         urllib3's ``Retry`` ends when the headers arrive, so a connection that drops while
@@ -227,9 +262,10 @@ class ApiSession:
         attempt = 0
         while True:
             try:
-                return self._session.get(
-                    url, params=query or None, headers=headers,
+                return self._session.request(
+                    method, url, params=query or None, headers=headers,
                     timeout=(self.retry.connect_timeout, self.retry.read_timeout),
+                    allow_redirects=self.follow_redirects, **body,
                 )
             except (requests.exceptions.ChunkedEncodingError,
                     requests.exceptions.ContentDecodingError) as exc:
@@ -257,9 +293,26 @@ class ApiSession:
         fails ``validate`` is fetched again up to ``malformed_retries`` times, then
         raises :class:`MalformedResponse` naming the endpoint.
         """
+        return self.request_json("GET", endpoint, path, params, validate=validate)
+
+    def request_json(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        *,
+        validate: Callable[[Any], str | None] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        label: str | None = None,
+    ) -> Any:
+        """:meth:`get_json` for any method (the body goes along on every re-fetch)."""
         attempt = 0
         while True:
-            resp, raw = self.get(endpoint, path, params)
+            resp, raw = self.request(method, endpoint, path, params, headers=headers,
+                                     json_body=json_body, form=form, label=label)
             problem = _json_problem(resp)
             body: Any = None
             if problem is None:
@@ -288,8 +341,10 @@ class ApiSession:
             return
         reason = _error_text(resp)
         if status == 401:
-            self.dead = CredentialsExpired(self.api, endpoint, path=path, reason=reason)
-            raise self.dead
+            expired = CredentialsExpired(self.api, endpoint, path=path, reason=reason)
+            if self.stop_on_401:
+                self.dead = expired
+            raise expired
         if status == 403:
             raise AccessDenied(self.api, endpoint,
                                f"access denied ({reason or 'forbidden'}); check that the "

@@ -18,11 +18,17 @@ from podcast_pipeline.redact import register_secret
 
 ANCHOR_DEFAULT_BASE_URL = "https://podcasters.spotify.com/pod/api/proxy/v3"
 OP3_DEFAULT_BASE_URL = "https://op3.dev/api/1"
+SPOTIFY_DEFAULT_ACCOUNTS_URL = "https://accounts.spotify.com"
+SPOTIFY_DEFAULT_GRAPHQL_URL = "https://creators-graph.spotify.com/v2/graph-pq"
+SPOTIFY_DEFAULT_LEGACY_API_URL = "https://api-v5.anchor.fm"
+BACKEND_ENV = "SPOTIFY_BACKEND"
+BACKENDS = ("auto", "graphql", "rest")
 EMULATOR_PREFIX = "emulator-"
 
 _WEBSTATION_ID = re.compile(r"^[0-9a-f]{6,12}$")
 _SHOW_UUID = re.compile(r"^[0-9a-f]{32}$")
 _BAD_SECRET_CHARS = re.compile(r"[\s;,\"']")
+_SHOW_ID = re.compile(r"^[0-9A-Za-z]{22}$")
 
 
 def _base_url(var: str, value: str) -> str:
@@ -47,6 +53,8 @@ def _secret(var: str, value: str) -> None:
 
 
 def _api_of(var: str) -> str:
+    if var.startswith("SPOTIFY"):
+        return "spotify_graphql"
     return "anchor" if var.startswith("ANCHOR") else "op3"
 
 
@@ -134,3 +142,96 @@ class Op3Settings:
             base_url=_get(environ, "OP3_BASE_URL") or OP3_DEFAULT_BASE_URL,
             url_prefix=_get(environ, "OP3_URL_PREFIX") or None,
         )
+
+
+def show_uri(value: str) -> str:
+    """``spotify:show:<id>``, from the URI itself, the bare id or a dashboard/open.spotify URL."""
+    text = value.strip()
+    m = re.search(r"(?:spotify:show:|/show/)([0-9A-Za-z]{22})(?:[/?#]|$)", text)
+    ident = m.group(1) if m else text
+    if not _SHOW_ID.match(ident):
+        raise ConfigError("SPOTIFY_SHOW_URI", f"is not a Spotify show URI ({value!r})",
+                          "Use spotify:show:<22 letters and digits>, e.g. from the dashboard URL "
+                          "https://creators.spotify.com/pod/show/<id>/episodes, or unset it to "
+                          "use the account's only (or first hosted) show")
+    return f"spotify:show:{ident}"
+
+
+@dataclass(frozen=True)
+class SpotifySettings:
+    """Spotify for Creators over GraphQL: the ``sp_dc`` / ``sp_key`` cookies of a logged-in
+    Spotify web session, the show (optional when the account has one), the three hosts.
+
+    ``sp_key`` is optional: the reference client sends both, but a fresh ``sp_dc`` alone has
+    re-authenticated for others, and some browsers do not show ``sp_key`` at all.
+    ``webstation_id`` (ANCHOR_WEBSTATION_ID, optional) keys the warehouse rows, so rows of the
+    REST and GraphQL backends for one show replace each other instead of piling up.
+    """
+
+    sp_dc: str = field(repr=False)
+    sp_key: str | None = field(default=None, repr=False)
+    show_uri: str | None = None
+    webstation_id: str | None = None
+    accounts_url: str = SPOTIFY_DEFAULT_ACCOUNTS_URL
+    graphql_url: str = SPOTIFY_DEFAULT_GRAPHQL_URL
+    legacy_url: str = SPOTIFY_DEFAULT_LEGACY_API_URL
+
+    def __post_init__(self) -> None:
+        for attr, var in (("accounts_url", "SPOTIFY_ACCOUNTS_URL"),
+                          ("graphql_url", "SPOTIFY_GRAPHQL_URL"),
+                          ("legacy_url", "SPOTIFY_LEGACY_API_URL")):
+            object.__setattr__(self, attr, _base_url(var, getattr(self, attr)))
+        _secret("SPOTIFY_SP_DC", self.sp_dc)
+        if self.sp_key:
+            _secret("SPOTIFY_SP_KEY", self.sp_key)
+        for var, value, name in (("SPOTIFY_SP_DC", self.sp_dc, "sp_dc"),
+                                 ("SPOTIFY_SP_KEY", self.sp_key or "", "sp_key")):
+            if value.lower().startswith(name + "="):
+                raise ConfigError(var, "includes the cookie name",
+                                  f"Put only the value after '{name}=' into {var}")
+        # Emulator cookies must not go to a real host, and no URL may point at a real one
+        # while another points at the emulator (the cookie would leave loopback).
+        for var, url in (("SPOTIFY_ACCOUNTS_URL", self.accounts_url),
+                         ("SPOTIFY_GRAPHQL_URL", self.graphql_url),
+                         ("SPOTIFY_LEGACY_API_URL", self.legacy_url)):
+            _emulator_guard("SPOTIFY_SP_DC", self.sp_dc, var, url)
+        if self.show_uri is not None:
+            object.__setattr__(self, "show_uri", show_uri(self.show_uri))
+        if self.webstation_id and not _WEBSTATION_ID.match(self.webstation_id):
+            raise ConfigError("ANCHOR_WEBSTATION_ID", f"is not a short hex id "
+                              f"({self.webstation_id!r})",
+                              "Use the 6-12 lowercase hex characters from your podcast's URL, "
+                              "or unset it")
+        register_secret(self.sp_dc)
+        register_secret(self.sp_key)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> SpotifySettings:
+        return cls(
+            sp_dc=_get(environ, "SPOTIFY_SP_DC"),
+            sp_key=_get(environ, "SPOTIFY_SP_KEY") or None,
+            show_uri=_get(environ, "SPOTIFY_SHOW_URI") or None,
+            webstation_id=_get(environ, "ANCHOR_WEBSTATION_ID") or None,
+            accounts_url=_get(environ, "SPOTIFY_ACCOUNTS_URL") or SPOTIFY_DEFAULT_ACCOUNTS_URL,
+            graphql_url=_get(environ, "SPOTIFY_GRAPHQL_URL") or SPOTIFY_DEFAULT_GRAPHQL_URL,
+            legacy_url=_get(environ, "SPOTIFY_LEGACY_API_URL") or SPOTIFY_DEFAULT_LEGACY_API_URL,
+        )
+
+
+def spotify_backend(environ: Mapping[str, str] = os.environ) -> str:
+    """Which Spotify for Creators backend to use: ``graphql`` or ``rest``.
+
+    SPOTIFY_BACKEND=graphql|rest decides; unset (or ``auto``): GraphQL when SPOTIFY_SP_DC is
+    set (the API the dashboard uses today), else REST when ANCHOR_PW_S is set, else GraphQL
+    (whose settings error then names both ways to configure it).
+    """
+    choice = _get(environ, BACKEND_ENV).lower() or "auto"
+    if choice not in BACKENDS:
+        raise ConfigError(BACKEND_ENV, f"is {choice!r}, not one of {', '.join(BACKENDS)}",
+                          "Set it to graphql (cookies sp_dc/sp_key) or rest (cookie anchorpw_s), "
+                          "or unset it to choose by which credential is set")
+    if choice != "auto":
+        return choice
+    if _get(environ, "SPOTIFY_SP_DC"):
+        return "graphql"
+    return "rest" if _get(environ, "ANCHOR_PW_S") else "graphql"

@@ -268,15 +268,20 @@ class AnchorClient(ClientBase):
         """The episode's overview as one row."""
         body = self._json("episode_metadata", f"/episodes/{int(episode_id)}/overview",
                           {"returnWebIds": "true"}, validate=_validate_object)
-        item = dict(body)
-        item.setdefault("publishOnUnixTimestamp", item.get("publishOn"))
-        item.setdefault("createdUnixTimestamp", item.get("created"))
-        audios = item.get("episodeAudios")
-        first = audios[0] if isinstance(audios, list) and audios else None
-        df, extras = snake_keys([item], OVERVIEW_FIELDS, skip=OVERVIEW_CONSUMED)
-        df.insert(0, "episode_id", [int(episode_id)])
-        df["audio_url"] = [first.get("url") if isinstance(first, dict) else None]
-        return conform(df, table("anchor", "episode_metadata"), "episode_metadata", extras)
+        return overview_frame(int(episode_id), body)
+
+
+def overview_frame(episode_id: int, body: Mapping[str, Any]) -> pd.DataFrame:
+    """An episode overview body (REST proxy or the legacy host) → anchor.episode_metadata."""
+    item = dict(body)
+    item.setdefault("publishOnUnixTimestamp", item.get("publishOn"))
+    item.setdefault("createdUnixTimestamp", item.get("created"))
+    audios = item.get("episodeAudios")
+    first = audios[0] if isinstance(audios, list) and audios else None
+    df, extras = snake_keys([item], OVERVIEW_FIELDS, skip=OVERVIEW_CONSUMED)
+    df.insert(0, "episode_id", [int(episode_id)])
+    df["audio_url"] = [first.get("url") if isinstance(first, dict) else None]
+    return conform(df, table("anchor", "episode_metadata"), "episode_metadata", extras)
 
 
 # ---------------------------------------------------------------------- helpers
