@@ -48,6 +48,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     f.add_argument("--malformed-kind", choices=("truncated", "html", "mixed"), default="mixed")
     f.add_argument("--fault-seed", type=int, default=0)
     f.add_argument("--apply-to", nargs="+", default=None, help="endpoint or api names faults apply to")
+    f.add_argument("--bearer-ttl", type=float, default=None,
+                   help="seconds a Spotify GraphQL bearer lives (default 3600)")
+    f.add_argument("--data-fetching-rate", type=float, default=0.0,
+                   help="share of GraphQL geo region/city answers nulled by a DataFetchingException")
     p.set_defaults(func=run)  # `podcast-pipeline emulator` dispatches on args.func
     return p
 
@@ -74,7 +78,8 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         expire_after_requests=args.expire_after_requests, expire_at=args.expire_at,
         expire_apis=tuple(args.expire_apis), malformed_rate=args.malformed_rate,
         malformed_kind=args.malformed_kind, seed=args.fault_seed,
-        apply_to=frozenset(args.apply_to) if args.apply_to else None)
+        apply_to=frozenset(args.apply_to) if args.apply_to else None,
+        bearer_ttl=args.bearer_ttl, data_fetching_rate=args.data_fetching_rate)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     for name, value in emu.env.items():
         print(f"export {name}={shlex.quote(value)}")
     sys.stdout.flush()
-    print(f"emulator serving Anchor + OP3 on {emu.url} (fake credentials; Ctrl-C to stop)",
+    print(f"emulator serving Anchor (REST + GraphQL) + OP3 on {emu.url} (fake credentials; Ctrl-C to stop)",
           file=sys.stderr)
     emu.serve_forever()
     return 0
