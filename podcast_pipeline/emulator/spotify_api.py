@@ -518,7 +518,9 @@ def _episode_list(b: SpotifyBackend, v: dict[str, Any], _: Callable[[], bool]) -
         raise GraphQLAnswer([gql_error("currentPage must be >= 1 and pageSize 1..250",
                                        "ValidationError")])
     days = b.days(v, "analyticsWindow", "WINDOW_ALL_TIME")
-    eps = b.ds.drafts + sorted(b.ds.published, key=lambda e: -(e.publish_ts or 0))
+    # Newest published first, drafts last (the default order is unrecorded; the reference CLI
+    # reads the first item's legacy overview, which a draft answers with 403).
+    eps = sorted(b.ds.published, key=lambda e: -(e.publish_ts or 0)) + b.ds.drafts
     chunk = eps[(page - 1) * size:page * size]
     return {"showByShowUri": {"episodesV2": {
         "indexStatus": "COMPLETED", "items": [_episode_item(b, e, days) for e in chunk],
