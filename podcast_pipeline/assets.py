@@ -55,7 +55,7 @@ class Source:
     api: str  # "anchor" | "op3"
     resource_key: str
     kinds: frozenset[str]
-    show_id: Callable[[Any], str]  # settings -> the show's id in this API
+    show_id: Callable[[Any, Any], str]  # (settings, client) -> the show's id in this API
     list_episode_ids: Callable[[Any], list[int]] | None = None
 
 
@@ -132,6 +132,9 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
         # share_key: the steps of one run bootstrap the Anchor station id once, not each.
         with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id) as client:
             frame = _fetch(context, source, ep, client, start, end)
+    except ConfigError as exc:  # found only once the API answered (e.g. which show to read)
+        raise dg.Failure(description=f"{table.qualified}: {exc}", allow_retries=False,
+                         metadata={"error_kind": "config_error", "setting": exc.setting}) from None
     except CredentialsExpired as exc:
         _mark_credential_dead(context, source.api)
         raise _failure(exc, table, start, allow_retries=False, end=end) from None
@@ -148,7 +151,7 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
     if duplicates:
         context.log.warning(f"{table.qualified}: dropped {duplicates} duplicate rows the API sent")
 
-    show_id = source.show_id(settings)
+    show_id = source.show_id(settings, client)
     try:
         with context.resources.warehouse.writer(on_wait=context.log.info) as con:
             result = warehouse.replace_window(con, table, show_id, start, end, frame, raw,
@@ -211,6 +214,8 @@ def _fetch(context: dg.AssetExecutionContext, source: Source, ep: Endpoint, clie
         frame = ep.fetch(client)
 
     frame = frame.copy()
+    if "backend" in dict(table.columns):  # anchor.*: which Spotify backend filled the rows
+        frame["backend"] = getattr(client, "backend", None)
     if table.kind == "ranged":
         frame["partition_date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else []
     elif table.kind == "snapshot":

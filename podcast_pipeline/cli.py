@@ -9,7 +9,8 @@ import sys
 def _demo(args: argparse.Namespace) -> int:
     from podcast_pipeline.demo import run_demo
 
-    outcomes = run_demo(days=args.days, database=args.database, seed=args.seed, quiet=args.quiet)
+    outcomes = run_demo(days=args.days, database=args.database, seed=args.seed, quiet=args.quiet,
+                        backend=args.backend)
     return 0 if all(o.success for o in outcomes) else 1
 
 
@@ -34,7 +35,7 @@ def _chaos(args: argparse.Namespace) -> int:
         days=args.days, seed=args.seed, database=args.database,
         reference_database=args.reference_database, faults=faults, max_retries=args.max_retries,
         backoff_factor=args.backoff, max_reruns=args.max_reruns,
-        log_level="INFO" if args.verbose else "WARNING"))
+        log_level="INFO" if args.verbose else "WARNING", backend=args.backend))
     return 0 if report.ok else 1
 
 
@@ -70,7 +71,14 @@ def _add_chaos_parser(sub: argparse._SubParsersAction) -> None:
     chaos.add_argument("--max-reruns", type=int, default=d["max_reruns"],
                        help=f"re-runs of a run's failed assets (default {d['max_reruns']})")
     chaos.add_argument("--verbose", action="store_true", help="Dagster's INFO log too")
+    _add_backend(chaos)
     chaos.set_defaults(func=_chaos)
+
+
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("graphql", "rest"), default="graphql",
+                        help="Spotify for Creators backend the emulator is read with: graphql "
+                        "(sp_dc/sp_key, default) or rest (anchorpw_s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="DuckDB file to write (default data/demo.duckdb)")
     demo.add_argument("--seed", type=int, default=7, help="emulator data seed (default 7)")
     demo.add_argument("--quiet", action="store_true", help="only warnings and the summary")
+    _add_backend(demo)
     demo.set_defaults(func=_demo)
     _add_chaos_parser(sub)
     check = sub.add_parser("check-credentials", help="one authenticated call per API with the "

@@ -11,6 +11,7 @@ from podcast_pipeline.op3.assets import op3_assets
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
 from podcast_pipeline.schedules import daily_refresh_job, daily_refresh_schedule
 from podcast_pipeline.sensors import credential_expiry_alert, credential_probe
+from podcast_pipeline.spotify.assets import spotify_assets
 from podcast_pipeline.warehouse import database_path
 
 
@@ -21,12 +22,13 @@ def _secret(name: str) -> dg.EnvVar | None:
 
 def build_definitions() -> dg.Definitions:
     return dg.Definitions(
-        assets=[*anchor_assets, *op3_assets],
+        assets=[*anchor_assets, *spotify_assets, *op3_assets],
         jobs=[daily_refresh_job],
         schedules=[daily_refresh_schedule],
         sensors=[credential_expiry_alert, credential_probe],
         resources={
-            "anchor": AnchorResource(cookie=_secret("ANCHOR_PW_S")),
+            "anchor": AnchorResource(cookie=_secret("ANCHOR_PW_S"), sp_dc=_secret("SPOTIFY_SP_DC"),
+                                     sp_key=_secret("SPOTIFY_SP_KEY")),
             "op3": Op3Resource(token=_secret("OP3_TOKEN")),
             "warehouse": WarehouseResource(database=database_path()),
         },

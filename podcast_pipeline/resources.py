@@ -22,7 +22,13 @@ from podcast_pipeline import warehouse
 from podcast_pipeline.anchor.client import AnchorClient
 from podcast_pipeline.http import CallStats, Recorder, RetryPolicy
 from podcast_pipeline.op3.client import Op3Client
-from podcast_pipeline.settings import AnchorSettings, Op3Settings
+from podcast_pipeline.settings import (
+    AnchorSettings,
+    Op3Settings,
+    SpotifySettings,
+    spotify_backend,
+)
+from podcast_pipeline.spotify.client import SpotifyGraphQLClient
 
 
 class _ApiResource(dg.ConfigurableResource):
@@ -77,26 +83,53 @@ class _SharingAnchorClient(AnchorClient):
 
 
 class AnchorResource(_ApiResource):
-    """Spotify for Creators (Anchor) analytics client configuration."""
+    """Spotify for Creators: one resource, either backend.
+
+    ``backend`` (SPOTIFY_BACKEND): ``graphql`` (cookies sp_dc/sp_key, what the dashboard uses
+    today), ``rest`` (cookie anchorpw_s), or unset: GraphQL when SPOTIFY_SP_DC is set, else
+    REST when ANCHOR_PW_S is. Both clients fill the same ``anchor.*`` tables.
+    """
 
     base_url: str | None = None
     webstation_id: str | None = None
     cookie: str | None = None
+    backend: str | None = None
+    sp_dc: str | None = None
+    sp_key: str | None = None
+    show_uri: str | None = None
+    accounts_url: str | None = None
+    graphql_url: str | None = None
+    legacy_api_url: str | None = None
 
-    def settings(self) -> AnchorSettings:
-        return AnchorSettings.from_env(self._environ({
+    def _env(self) -> dict[str, str]:
+        return self._environ({
             "ANCHOR_BASE_URL": self.base_url, "ANCHOR_WEBSTATION_ID": self.webstation_id,
-            "ANCHOR_PW_S": self.cookie,
-        }))
+            "ANCHOR_PW_S": self.cookie, "SPOTIFY_BACKEND": self.backend,
+            "SPOTIFY_SP_DC": self.sp_dc, "SPOTIFY_SP_KEY": self.sp_key,
+            "SPOTIFY_SHOW_URI": self.show_uri, "SPOTIFY_ACCOUNTS_URL": self.accounts_url,
+            "SPOTIFY_GRAPHQL_URL": self.graphql_url, "SPOTIFY_LEGACY_API_URL": self.legacy_api_url,
+        })
+
+    def backend_name(self) -> str:
+        return spotify_backend(self._env())
+
+    def settings(self) -> AnchorSettings | SpotifySettings:
+        env = self._env()
+        if spotify_backend(env) == "graphql":
+            return SpotifySettings.from_env(env)
+        return AnchorSettings.from_env(env)
 
     def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
-               share_key: str | None = None) -> AnchorClient:
-        """``share_key`` (the run id): clients under one key share the station id. Without
+               share_key: str | None = None) -> AnchorClient | SpotifyGraphQLClient:
+        """``share_key`` (the run id): REST clients under one key share the station id. Without
         one (the credential probe) every client makes its own authenticated call."""
         kw: dict[str, Any] = {"retry": self.retry_policy(), "recorder": recorder, "stats": stats}
+        settings = self.settings()
+        if isinstance(settings, SpotifySettings):
+            return SpotifyGraphQLClient(settings, **kw)
         if share_key is None:
-            return AnchorClient(self.settings(), **kw)
-        return _SharingAnchorClient(self.settings(), share_key, **kw)
+            return AnchorClient(settings, **kw)
+        return _SharingAnchorClient(settings, share_key, **kw)
 
 
 class Op3Resource(_ApiResource):

@@ -9,6 +9,7 @@ import dagster as dg
 
 from podcast_pipeline.errors import ConfigError
 from podcast_pipeline.partitions import daily_partitions
+from podcast_pipeline.settings import spotify_backend
 from podcast_pipeline.tables import ALL_TABLES
 
 LOOKBACK_ENV = "PODCAST_PIPELINE_LOOKBACK_DAYS"
@@ -19,7 +20,7 @@ DEFAULT_CRON = "0 6 * * *"  # 06:00 UTC: yesterday is complete on both services 
 SNAPSHOT_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.kind == "snapshot"]
 WINDOWED_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.kind != "snapshot"]
 # The credential that says a source is in use: a user with only OP3 gets no daily Anchor failures.
-CREDENTIAL_ENV = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
+CREDENTIAL_ENV = {"anchor": "ANCHOR_PW_S or SPOTIFY_SP_DC", "op3": "OP3_TOKEN"}
 
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh",
@@ -30,7 +31,18 @@ daily_refresh_job = dg.define_asset_job(
 
 def configured_apis() -> set[str]:
     """The sources whose credential is set (malformed ones included: their runs say why)."""
-    return {api for api, var in CREDENTIAL_ENV.items() if (os.environ.get(var) or "").strip()}
+    def is_set(var: str) -> bool:
+        return bool((os.environ.get(var) or "").strip())
+
+    apis = {"op3"} if is_set("OP3_TOKEN") else set()
+    if is_set("ANCHOR_PW_S") or is_set("SPOTIFY_SP_DC"):
+        apis.add("anchor")
+        try:
+            if spotify_backend() == "graphql":
+                apis.add("spotify")  # the GraphQL-only tables: same credential
+        except ConfigError:
+            pass  # a bad SPOTIFY_BACKEND: the anchor runs report it
+    return apis
 
 
 def lookback_days() -> int:
@@ -59,7 +71,7 @@ def daily_refresh_schedule(
     if not apis:
         return dg.SkipReason(f"No source is configured: set {' and/or '.join(CREDENTIAL_ENV.values())} "
                              "(see .env.example).")
-    skipped = sorted(set(CREDENTIAL_ENV) - apis)
+    skipped = sorted(set(CREDENTIAL_ENV) - apis)  # "spotify" follows "anchor"
     if skipped:
         context.log.info(f"Not refreshing {', '.join(skipped)}: "
                          f"{', '.join(CREDENTIAL_ENV[a] for a in skipped)} is not set.")

@@ -31,7 +31,8 @@ KEY_COLUMNS: tuple[tuple[str, str], ...] = (
 
 # What the columns that recur across tables mean, shown in the Dagster UI's column schema.
 COLUMN_DOCS: dict[str, str] = {
-    "show_id": "The show: Anchor web station id or OP3 show uuid.",
+    "show_id": "The show: Anchor web station id (GraphQL backend: ANCHOR_WEBSTATION_ID if set, "
+               "else the Spotify show id) or OP3 show uuid.",
     "partition_date": "The UTC day (Dagster partition) this row belongs to.",
     "fetched_at": "When the pipeline fetched it (UTC).",
     "as_of": "When the snapshot was taken (UTC); the API only knows current values.",

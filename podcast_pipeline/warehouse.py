@@ -91,8 +91,20 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = ALL_
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table in tables:
         con.execute(ddl(table))
+    _add_new_columns(con, tables)
     raw_cols = ", ".join(f"{n} {t}" for n, t in RAW_COLUMNS)
     con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_TABLE} ({raw_cols})")
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> None:
+    """Columns the contract gained since the file was made (e.g. ``backend``) are added,
+    empty, so an existing warehouse keeps working."""
+    have = {(s, t, c) for s, t, c in con.execute(
+        "SELECT table_schema, table_name, column_name FROM information_schema.columns").fetchall()}
+    for table in tables:
+        for name, type_ in table_columns(table):
+            if (table.schema, table.name, name) not in have:
+                con.execute(f'ALTER TABLE {table.qualified} ADD COLUMN "{name}" {type_}')
 
 
 def check_writable(path: str) -> None:

@@ -43,7 +43,7 @@ SOURCE = Source(
     api="anchor",
     resource_key="anchor",
     kinds=frozenset({"python", "spotify", "duckdb"}),
-    show_id=lambda settings: settings.webstation_id,
+    show_id=lambda settings, client: client.show_id(),
     list_episode_ids=published_episode_ids,
 )
 

@@ -76,6 +76,7 @@ class AnchorClient(ClientBase):
     """Spotify for Creators analytics for one show (web station id + ``anchorpw_s`` cookie)."""
 
     api = "anchor"
+    backend = "rest"
 
     def __init__(self, settings: AnchorSettings, *, retry: RetryPolicy | None = None,
                  recorder: Recorder | None = None, stats: CallStats | None = None) -> None:
@@ -91,6 +92,10 @@ class AnchorClient(ClientBase):
     @classmethod
     def from_env(cls, **kw: Any) -> AnchorClient:
         return cls(AnchorSettings.from_env(), **kw)
+
+    def show_id(self) -> str:
+        """The warehouse's key for the show (the GraphQL client uses the same one if set)."""
+        return self.settings.webstation_id
 
     # ------------------------------------------------------------------ plumbing
     def _json(self, endpoint: str, path: str, params: Mapping[str, Any] | None = None,

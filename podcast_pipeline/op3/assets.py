@@ -22,7 +22,7 @@ SOURCE = Source(
     api="op3",
     resource_key="op3",
     kinds=frozenset({"python", "duckdb"}),
-    show_id=lambda settings: settings.show_uuid,
+    show_id=lambda settings, client: settings.show_uuid,
 )
 
 op3_assets = build_assets(SOURCE, [Endpoint(t, FETCH[t.name]) for t in OP3_TABLES])
