@@ -84,10 +84,12 @@ class SpotifyGraphQLClient(ClientBase):
     backend = "graphql"
 
     def __init__(self, settings: SpotifySettings, *, retry: RetryPolicy | None = None,
-                 recorder: Recorder | None = None, stats: CallStats | None = None) -> None:
+                 recorder: Recorder | None = None, stats: CallStats | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.settings = settings
         self.retry = retry or RetryPolicy()
-        self.auth = BearerSource(settings, retry=self.retry, stats=stats)
+        self.auth = BearerSource(settings, retry=self.retry, stats=stats,
+                                 **({"clock": clock} if clock else {}))
         posts = frozenset({"GET", "POST"})  # persisted queries only read: POST is safe to repeat
         self.session = ApiSession(API, settings.graphql_url, headers=GRAPHQL_HEADERS,
                                   retry=self.retry, recorder=recorder, stats=stats,
