@@ -36,7 +36,7 @@ def emulator_env(emu: Emulator, backend: str = "graphql") -> dict[str, str]:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     keys = GRAPHQL_ENV_KEYS if backend == "graphql" else ENV_KEYS
-    return {**{k: v for k, v in emu.env.items() if k in keys}, "SPOTIFY_BACKEND": backend}
+    return {**{k: v for k, v in emu.all_env.items() if k in keys}, "SPOTIFY_BACKEND": backend}
 
 
 @dataclass

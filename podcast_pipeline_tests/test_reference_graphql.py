@@ -50,7 +50,7 @@ def python() -> Path:
 @pytest.fixture
 def env(emulator: Emulator, tmp_path: Path) -> Iterator[dict[str, str]]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SPOTIFY_")}
-    yield {**base, **emulator.env, "SPOTIFY_OUTPUT_DIR": str(tmp_path / "out"),
+    yield {**base, **emulator.graphql_env, "SPOTIFY_OUTPUT_DIR": str(tmp_path / "out"),
            "SPOTIFY_GEO_COUNTRY": "DE", "SPOTIFY_GEO_REGION": "1", "LOGURU_LEVEL": "WARNING"}
 
 

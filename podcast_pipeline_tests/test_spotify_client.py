@@ -35,7 +35,7 @@ class Clock:
 
 
 def client(emu: Emulator, **kw) -> SpotifyGraphQLClient:
-    return SpotifyGraphQLClient(SpotifySettings.from_env(emu.env), retry=FAST, **kw)
+    return SpotifyGraphQLClient(SpotifySettings.from_env(emu.graphql_env), retry=FAST, **kw)
 
 
 def statuses(emu: Emulator) -> dict[int, int]:
@@ -215,7 +215,7 @@ def servers() -> Iterator[tuple[str, str, list, list]]:
 
 def test_the_bearer_never_follows_a_redirect(emulator: Emulator, servers) -> None:
     near_url, far_url, near_hits, far_hits = servers
-    env = {**emulator.env, "SPOTIFY_GRAPHQL_URL": near_url}
+    env = {**emulator.graphql_env, "SPOTIFY_GRAPHQL_URL": near_url}
     with SpotifyGraphQLClient(SpotifySettings.from_env(env), retry=FAST) as c, \
             pytest.raises(ApiError, match="not following it"):
         c.shows()

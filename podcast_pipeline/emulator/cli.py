@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                             drafts=args.drafts, redirect_logs_direct=args.redirect_logs_direct)
     emu = Emulator(config, faults=faults_from_args(args), host=args.host, port=args.port)
     emu.start()
-    for name, value in emu.env.items():
+    for name, value in emu.all_env.items():
         print(f"export {name}={shlex.quote(value)}")
     sys.stdout.flush()
     print(f"emulator serving Anchor (REST + GraphQL) + OP3 on {emu.url} (fake credentials; Ctrl-C to stop)",

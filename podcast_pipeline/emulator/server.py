@@ -134,12 +134,24 @@ class Emulator:
             "OP3_TOKEN": ds.op3_token,
             "OP3_SHOW_UUID": ds.show_uuid,
             "OP3_URL_PREFIX": ds.url_prefix + "*",  # a starts-with filter for /hits?url=
+        }
+
+    @property
+    def graphql_env(self) -> dict[str, str]:
+        """The Spotify GraphQL backend's variables (set beside ``env``, they select it)."""
+        ds = self.dataset
+        return {
             "SPOTIFY_SP_DC": ds.sp_dc,
             "SPOTIFY_SP_KEY": ds.sp_key,
             "SPOTIFY_ACCOUNTS_URL": self.url + spotify_api.ACCOUNTS_PREFIX,
             "SPOTIFY_GRAPHQL_URL": self.url + spotify_api.GRAPHQL_PATH,
             "SPOTIFY_LEGACY_API_URL": self.url + spotify_api.LEGACY_PREFIX,
         }
+
+    @property
+    def all_env(self) -> dict[str, str]:
+        """Every variable: what ``podcast-pipeline emulator`` prints as export lines."""
+        return {**self.env, **self.graphql_env}
 
     @property
     def faults(self) -> Faults:
