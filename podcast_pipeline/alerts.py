@@ -95,10 +95,13 @@ def expired_alert(api: str, show: str, *, first_partition: str | None, run_id: s
     credential = {"anchor": "cookie (ANCHOR_PW_S)", "op3": "token (OP3_TOKEN)"}.get(api, "key")
     if api == "anchor" and backend == "graphql":
         credential = "login cookies (SPOTIFY_SP_DC / SPOTIFY_SP_KEY)"
+    why = (f"Spotify refuses to log in with the {credential}: the session they belong to "
+           "has ended" if "SPOTIFY_SP_DC" in credential else
+           f"Every call answers 401: the {credential} is expired or invalid")
     lines = [
         f"🚨 {name} credential expired — {show}",
-        f"Every call answers 401: the {credential} is expired or invalid, so no new data is "
-        "coming in from it. Runs stop calling the API as soon as they meet the 401.",
+        f"{why}, so no new data is coming in from it. Runs stop calling the API as soon as "
+        "they meet the 401.",
     ]
     if first_partition:
         lines.append(f"First failed partition: {first_partition}"

@@ -104,7 +104,8 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) ->
     for table in tables:
         for name, type_ in table_columns(table):
             if (table.schema, table.name, name) not in have:
-                con.execute(f'ALTER TABLE {table.qualified} ADD COLUMN "{name}" {type_}')
+                column_sql = f'"{name}" {type_}'  # identifiers from tables.py only
+                con.execute(f"ALTER TABLE {table.qualified} ADD COLUMN {column_sql}")
 
 
 def check_writable(path: str) -> None:

@@ -98,6 +98,7 @@ class SpotifyBackend:
         self._codes: dict[str, tuple[str, float]] = {}  # code -> (challenge, issued)
         self._bearers: dict[str, float] = {}  # bearer -> expiry (monotonic)
         self.logins = 0
+        self.issued: list[str] = []  # every bearer handed out (tests search for leaks)
 
     # ---- accounts --------------------------------------------------------------------
     def revoke_bearers(self) -> None:
@@ -145,6 +146,7 @@ class SpotifyBackend:
         with self._lock:
             self._bearers[bearer] = time.monotonic() + lifetime
             self.logins += 1
+            self.issued.append(bearer)
         return Response(200, compact({"access_token": bearer, "token_type": "Bearer",
                                       "expires_in": int(round(lifetime)), "scope": ""}))
 
