@@ -146,7 +146,8 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
 
     known = [c for c, _ in table.columns]
     drift = [c for c in frame.columns
-             if c not in known and c not in ep.unstored and c not in ("partition_date", "as_of")]
+             if c not in known and c not in ep.unstored
+             and c not in ("partition_date", "as_of", "backend")]
     frame, duplicates = _drop_duplicates(frame, known + ["partition_date"])
     if duplicates:
         context.log.warning(f"{table.qualified}: dropped {duplicates} duplicate rows the API sent")
@@ -214,7 +215,7 @@ def _fetch(context: dg.AssetExecutionContext, source: Source, ep: Endpoint, clie
         frame = ep.fetch(client)
 
     frame = frame.copy()
-    if "backend" in dict(table.columns):  # anchor.*: which Spotify backend filled the rows
+    if table.has_backend:  # anchor.*: which Spotify backend filled the rows
         frame["backend"] = getattr(client, "backend", None)
     if table.kind == "ranged":
         frame["partition_date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else []

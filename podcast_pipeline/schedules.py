@@ -20,7 +20,8 @@ DEFAULT_CRON = "0 6 * * *"  # 06:00 UTC: yesterday is complete on both services 
 SNAPSHOT_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.kind == "snapshot"]
 WINDOWED_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.kind != "snapshot"]
 # The credential that says a source is in use: a user with only OP3 gets no daily Anchor failures.
-CREDENTIAL_ENV = {"anchor": "ANCHOR_PW_S or SPOTIFY_SP_DC", "op3": "OP3_TOKEN"}
+CREDENTIAL_ENV = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
+GRAPHQL_CREDENTIAL_ENV = "SPOTIFY_SP_DC"  # Spotify for Creators over GraphQL: anchor + spotify
 
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh",
@@ -34,8 +35,8 @@ def configured_apis() -> set[str]:
     def is_set(var: str) -> bool:
         return bool((os.environ.get(var) or "").strip())
 
-    apis = {"op3"} if is_set("OP3_TOKEN") else set()
-    if is_set("ANCHOR_PW_S") or is_set("SPOTIFY_SP_DC"):
+    apis = {"op3"} if is_set(CREDENTIAL_ENV["op3"]) else set()
+    if is_set(CREDENTIAL_ENV["anchor"]) or is_set(GRAPHQL_CREDENTIAL_ENV):
         apis.add("anchor")
         try:
             if spotify_backend() == "graphql":
@@ -69,8 +70,9 @@ def daily_refresh_schedule(
 ) -> list[dg.RunRequest] | dg.SkipReason:
     apis = configured_apis()
     if not apis:
-        return dg.SkipReason(f"No source is configured: set {' and/or '.join(CREDENTIAL_ENV.values())} "
-                             "(see .env.example).")
+        return dg.SkipReason(f"No source is configured: set {GRAPHQL_CREDENTIAL_ENV} or "
+                             f"{CREDENTIAL_ENV['anchor']} (Spotify for Creators) and/or "
+                             f"{CREDENTIAL_ENV['op3']} (OP3); see .env.example.")
     skipped = sorted(set(CREDENTIAL_ENV) - apis)  # "spotify" follows "anchor"
     if skipped:
         context.log.info(f"Not refreshing {', '.join(skipped)}: "

@@ -46,7 +46,9 @@ def _base_url(var: str, value: str) -> str:
 
 def _secret(var: str, value: str) -> None:
     if not value:
-        raise ConfigError(var, "is not set", f"To fix: {FIX_STEPS[_api_of(var)]}")
+        other = (" Or use the GraphQL backend the dashboard uses today: set SPOTIFY_SP_DC and "
+                 "SPOTIFY_SP_KEY instead (see .env.example)." if var == "ANCHOR_PW_S" else "")
+        raise ConfigError(var, "is not set", f"To fix: {FIX_STEPS[_api_of(var)]}{other}")
     if _BAD_SECRET_CHARS.search(value):
         raise ConfigError(var, "contains spaces, quotes, ';' or ','",
                           f"Paste only the value itself into {var}, without quotes")
@@ -222,8 +224,8 @@ def spotify_backend(environ: Mapping[str, str] = os.environ) -> str:
     """Which Spotify for Creators backend to use: ``graphql`` or ``rest``.
 
     SPOTIFY_BACKEND=graphql|rest decides; unset (or ``auto``): GraphQL when SPOTIFY_SP_DC is
-    set (the API the dashboard uses today), else REST when ANCHOR_PW_S is set, else GraphQL
-    (whose settings error then names both ways to configure it).
+    set (the API the dashboard uses today), else REST (whose "ANCHOR_PW_S is not set" error
+    names both ways to configure it).
     """
     choice = _get(environ, BACKEND_ENV).lower() or "auto"
     if choice not in BACKENDS:
@@ -232,6 +234,4 @@ def spotify_backend(environ: Mapping[str, str] = os.environ) -> str:
                           "or unset it to choose by which credential is set")
     if choice != "auto":
         return choice
-    if _get(environ, "SPOTIFY_SP_DC"):
-        return "graphql"
-    return "rest" if _get(environ, "ANCHOR_PW_S") else "graphql"
+    return "graphql" if _get(environ, "SPOTIFY_SP_DC") else "rest"

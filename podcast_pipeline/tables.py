@@ -62,6 +62,9 @@ class Table:
     description: str
     headline: str | None = None  # numeric column summed per day into UI metadata
     episode_level: bool = False  # one call per episode of the show
+    # anchor.*: the warehouse adds a ``backend`` column ('rest' | 'graphql'), stamped by the
+    # asset from the client that fetched the rows (clients do not return it).
+    has_backend: bool = False
 
     @property
     def qualified(self) -> str:
@@ -190,8 +193,9 @@ GRAPHQL_NOTES: dict[str, str] = {
 
 def _with_backend(t: Table) -> Table:
     note = GRAPHQL_NOTES.get(t.name)
-    return Table(t.schema, t.name, t.kind, t.columns + (("backend", "VARCHAR"),),
-                 t.description + (f" {note}" if note else ""), t.headline, t.episode_level)
+    return Table(t.schema, t.name, t.kind, t.columns,
+                 t.description + (f" {note}" if note else ""), t.headline, t.episode_level,
+                 has_backend=True)
 
 
 ANCHOR_TABLES: tuple[Table, ...] = tuple(_with_backend(t) for t in _ANCHOR_TABLES)

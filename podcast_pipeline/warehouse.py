@@ -78,7 +78,8 @@ def lock_timeout() -> float:
 def table_columns(table: Table) -> tuple[tuple[str, str], ...]:
     """Key columns, then ``as_of`` for snapshots, then the endpoint's own columns."""
     extra = (("as_of", "TIMESTAMPTZ"),) if table.kind == "snapshot" else ()
-    return table.all_columns[:3] + extra + table.columns
+    stamp = (("backend", "VARCHAR"),) if table.has_backend else ()
+    return table.all_columns[:3] + extra + table.columns + stamp
 
 
 def ddl(table: Table) -> str:
@@ -217,6 +218,8 @@ def replace_window(
     data["fetched_at"] = fetched_at
     if table.kind == "snapshot" and "as_of" not in data:
         data["as_of"] = fetched_at
+    if table.has_backend and "backend" not in data:
+        data["backend"] = None
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise PodcastPipelineError(f"{table.qualified}: rows lack columns {missing}")

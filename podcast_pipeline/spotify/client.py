@@ -135,7 +135,7 @@ class SpotifyGraphQLClient(ClientBase):
         self._dead = CredentialsExpired(API, endpoint, reason=reason, backend="graphql")
         return self.auth.kill(self._dead)
 
-    def query(self, endpoint: str, operation: str, variables: Mapping[str, Any] | None = None,
+    def graphql(self, endpoint: str, operation: str, variables: Mapping[str, Any] | None = None,
               *, required: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
         """Run a persisted query; return ``data``. ``required`` paths must not be null."""
         op = OPERATIONS[operation]
@@ -198,7 +198,7 @@ class SpotifyGraphQLClient(ClientBase):
     def list_shows(self) -> list[Mapping[str, Any]]:
         with self._lock:
             if self._shows is None:
-                data = self.query("shows", "getShowsForUser")
+                data = self.graphql("shows", "getShowsForUser")
                 self._shows = P.items(P.at(data, ["showsForUser"], "shows"), "shows",
                                       "showsForUser", "shows")
             return self._shows
@@ -236,7 +236,7 @@ class SpotifyGraphQLClient(ClientBase):
 
     def _show(self, endpoint: str, operation: str, variables: Mapping[str, Any] | None = None,
               required: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
-        data = self.query(endpoint, operation, {"showUri": self.show_uri(), **(variables or {})},
+        data = self.graphql(endpoint, operation, {"showUri": self.show_uri(), **(variables or {})},
                           required=[("showByShowUri", *p) for p in required] or
                           [("showByShowUri",)])
         return P.at(data, ["showByShowUri"], endpoint)
@@ -261,7 +261,7 @@ class SpotifyGraphQLClient(ClientBase):
         seen: set[str] = set()
         expected: int | None = None
         for page in range(1, MAX_PAGES + 1):
-            data = self.query(endpoint, "WebGetIndexedEpisodeList", {
+            data = self.graphql(endpoint, "WebGetIndexedEpisodeList", {
                 "showUri": uri, "currentPage": page, "pageSize": PAGE_SIZE, "sortOrder": None,
                 "sortBy": None, "search": None, "filter": None,
                 "includeMembershipTiers": False, **window,
@@ -320,7 +320,7 @@ class SpotifyGraphQLClient(ClientBase):
     def _episode(self, endpoint: str, operation: str, episode_id: int,
                  variables: Mapping[str, Any] | None = None,
                  required: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
-        data = self.query(endpoint, operation,
+        data = self.graphql(endpoint, operation,
                           {"episodeUri": self._episode_uri(episode_id), **(variables or {})},
                           required=[("episodeByUri", *p) for p in required] or
                           [("episodeByUri",)])
