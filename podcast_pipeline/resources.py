@@ -28,6 +28,7 @@ from podcast_pipeline.settings import (
     SpotifySettings,
     spotify_backend,
 )
+from podcast_pipeline.spotify.auth import BearerSource
 from podcast_pipeline.spotify.client import SpotifyGraphQLClient
 
 
@@ -82,6 +83,24 @@ class _SharingAnchorClient(AnchorClient):
         return frame
 
 
+# One Spotify login per share key (a run id): the steps of a run in one process reuse the
+# bearer (memory only) instead of logging in once each. Bounded like the station ids.
+_LOGINS: dict[tuple[str, str, int], BearerSource] = {}
+_LOGINS_MAX = 64
+
+
+def _shared_login(settings: SpotifySettings, share_key: str, **kw: Any) -> BearerSource:
+    key = (share_key, settings.accounts_url, hash((settings.sp_dc, settings.sp_key)))
+    login = _LOGINS.get(key)
+    if login is None:
+        if len(_LOGINS) >= _LOGINS_MAX:
+            for old in _LOGINS.values():
+                old.close()
+            _LOGINS.clear()
+        login = _LOGINS[key] = BearerSource(settings, **kw)
+    return login
+
+
 class AnchorResource(_ApiResource):
     """Spotify for Creators: one resource, either backend.
 
@@ -126,7 +145,10 @@ class AnchorResource(_ApiResource):
         kw: dict[str, Any] = {"retry": self.retry_policy(), "recorder": recorder, "stats": stats}
         settings = self.settings()
         if isinstance(settings, SpotifySettings):
-            return SpotifyGraphQLClient(settings, **kw)
+            if share_key is None:
+                return SpotifyGraphQLClient(settings, **kw)
+            login = _shared_login(settings, share_key, retry=kw["retry"])
+            return SpotifyGraphQLClient(settings, auth=login, **kw)
         if share_key is None:
             return AnchorClient(settings, **kw)
         return _SharingAnchorClient(settings, share_key, **kw)

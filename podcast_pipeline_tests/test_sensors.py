@@ -415,10 +415,10 @@ def test_graphql_dead_cookie_mid_backfill_alerts_exactly_once(
     for key, value in emu.graphql_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("ANCHOR_PW_S")  # auto: the GraphQL backend, from its cookies alone
-    # Each step logs in (auth, token) and finds the show (getShowsForUser): impressions and
-    # plays take 4 requests each, plays_by_app 3 + one a day; the 13th (its 2nd day) meets
-    # the dead session: a 401, one silent login, login_required.
-    emu.set_faults(Faults(expire_after_requests=12, expire_apis=("spotify",)))
+    # The run logs in once (auth, token) and finds the show (getShowsForUser) once for all its
+    # steps: impressions takes 4 requests, plays 1, plays_by_app one a day; the 10th (its 5th
+    # day) meets the dead session: a 401, one silent login, login_required.
+    emu.set_faults(Faults(expire_after_requests=9, expire_apis=("spotify",)))
 
     first = materialize(MID_BACKFILL, instance, tmp_path)
     assert not first.success
@@ -427,7 +427,8 @@ def test_graphql_dead_cookie_mid_backfill_alerts_exactly_once(
     assert failed["anchor__plays_by_app"]["error_kind"] == "credentials_expired"
     assert failed["anchor__plays_by_gender"]["status"] == -1  # failed fast, no call
     spotify = [(r.endpoint, r.status) for r in emu.requests if r.api == "spotify"]
-    assert len(spotify) == 14 and [s for _, s in spotify].count(401) == 1
+    assert len(spotify) == 11 and [s for _, s in spotify].count(401) == 1
+    assert [e for e, _ in spotify].count("auth") == 2  # one login for the run, one retry
     assert spotify[-2:] == [("getShowPlaysAndDownloadsPlatformsStats", 401), ("auth", 200)]
     assert emu.stats()["faults"]["expired"] == 2  # the 401, then login_required
 

@@ -111,6 +111,7 @@ class BearerSource:
         self._expires_at = 0.0
         self._dead: CredentialsExpired | None = None
         self.logins = 0
+        self.show_uri: str | None = None  # the show, once a client of this login resolved it
 
     def close(self) -> None:
         self.session.close()

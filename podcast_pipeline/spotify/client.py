@@ -85,11 +85,15 @@ class SpotifyGraphQLClient(ClientBase):
 
     def __init__(self, settings: SpotifySettings, *, retry: RetryPolicy | None = None,
                  recorder: Recorder | None = None, stats: CallStats | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 auth: BearerSource | None = None) -> None:
+        """``auth``: a login shared with other clients (the steps of one run); it stays open
+        when this client closes."""
         self.settings = settings
         self.retry = retry or RetryPolicy()
-        self.auth = BearerSource(settings, retry=self.retry, stats=stats,
-                                 **({"clock": clock} if clock else {}))
+        self._own_auth = auth is None
+        self.auth = auth or BearerSource(settings, retry=self.retry, stats=stats,
+                                         **({"clock": clock} if clock else {}))
         posts = frozenset({"GET", "POST"})  # persisted queries only read: POST is safe to repeat
         self.session = ApiSession(API, settings.graphql_url, headers=GRAPHQL_HEADERS,
                                   retry=self.retry, recorder=recorder, stats=stats,
@@ -110,7 +114,8 @@ class SpotifyGraphQLClient(ClientBase):
     def close(self) -> None:
         self.session.close()
         self.legacy.close()
-        self.auth.close()
+        if self._own_auth:
+            self.auth.close()
 
     # ------------------------------------------------------------------ plumbing
     def _authorized(self, endpoint: str, call: Callable[[str], T]) -> T:
@@ -207,6 +212,9 @@ class SpotifyGraphQLClient(ClientBase):
         """SPOTIFY_SHOW_URI (checked against the account), else the only hosted show."""
         if self._show_uri is not None:
             return self._show_uri
+        if self.auth.show_uri is not None:  # resolved by another client of this login
+            self._show_uri = self.auth.show_uri
+            return self._show_uri
         shows = self.list_shows()
         uris = [s.get("uri") for s in shows]
         if self.settings.show_uri is not None:
@@ -214,7 +222,7 @@ class SpotifyGraphQLClient(ClientBase):
                 raise ConfigError("SPOTIFY_SHOW_URI", f"is {self.settings.show_uri}, which this "
                                   f"Spotify account does not list (it has {_show_list(shows)})",
                                   "Set it to one of those, or unset it")
-            self._show_uri = self.settings.show_uri
+            self._show_uri = self.auth.show_uri = self.settings.show_uri
             return self._show_uri
         hosted = [s for s in shows if s.get("hostingProvider") == "S4P"]
         pick = hosted if hosted else shows
@@ -226,7 +234,7 @@ class SpotifyGraphQLClient(ClientBase):
         uri = pick[0].get("uri")
         if not isinstance(uri, str):
             raise MalformedResponse(API, "shows", "the show has no uri")
-        self._show_uri = uri
+        self._show_uri = self.auth.show_uri = uri
         return uri
 
     def show_id(self) -> str:
