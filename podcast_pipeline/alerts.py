@@ -5,7 +5,7 @@ webhook (``PODCAST_PIPELINE_ALERT_WEBHOOK_URL``) and Slack through ``dagster-sla
 (``SLACK_BOT_TOKEN`` + ``SLACK_CHANNEL``).
 
 One alert per expiry: each API's credential state lives in the Dagster instance's
-key-value store, shared by the run-failure sensor and the probe sensor (and so by every
+key-value store, common to the run-failure sensor and the probe sensor (and so to every
 code location and daemon process of the instance). A new expiry alert goes out only when
 the credential was seen working after the previous one: an asset of that API
 materialized later, or the probe said "recovered".
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
 
@@ -24,12 +24,10 @@ import requests
 
 from podcast_pipeline.errors import API_NAMES
 from podcast_pipeline.redact import redact, register_secret
+from podcast_pipeline.settings import SLACK_CHANNEL_ENV, SLACK_TOKEN_ENV, WEBHOOK_ENV, Settings
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_ENV = "PODCAST_PIPELINE_ALERT_WEBHOOK_URL"
-SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
-SLACK_CHANNEL_ENV = "SLACK_CHANNEL"
 STATE_KEY = "podcast_pipeline/credential_state/{api}"
 
 # Numbered steps, per API, then the steps both share.
@@ -160,14 +158,16 @@ class SlackChannel:
         client.chat_postMessage(channel=self.channel, text=alert.text)
 
 
-def configured_channels(environ: dict[str, str] | None = None) -> list[Channel]:
-    env = os.environ if environ is None else environ
+def configured_channels(environ: Mapping[str, str] | None = None) -> list[Channel]:
+    """The channels the settings name (from ``environ``, default the process environment)."""
+    settings = Settings.from_env(environ)
     channels: list[Channel] = []
-    if env.get(WEBHOOK_ENV):
-        channels.append(WebhookChannel(env[WEBHOOK_ENV]))
-    if env.get(SLACK_TOKEN_ENV) and env.get(SLACK_CHANNEL_ENV):
-        register_secret(env[SLACK_TOKEN_ENV])  # a delivery error must not print it
-        channels.append(SlackChannel(env[SLACK_TOKEN_ENV], env[SLACK_CHANNEL_ENV]))
+    if settings.alert_webhook_url is not None:
+        channels.append(WebhookChannel(settings.alert_webhook_url.get_secret_value()))
+    if settings.slack_bot_token is not None and settings.slack_channel:
+        token = settings.slack_bot_token.get_secret_value()
+        register_secret(token)  # a delivery error must not print it
+        channels.append(SlackChannel(token, settings.slack_channel))
     return channels
 
 

@@ -21,12 +21,10 @@ import pandas as pd
 from podcast_pipeline import warehouse
 from podcast_pipeline.errors import ApiError, ConfigError, CredentialsExpired, MalformedResponse
 from podcast_pipeline.http import CallStats, RawResponse
-from podcast_pipeline.partitions import START_DATE_ENV, daily_partitions, start_date
+from podcast_pipeline.partitions import daily_partitions
+from podcast_pipeline.settings import START_DATE_ENV, Settings
 from podcast_pipeline.tables import COLUMN_DOCS, Table
 from podcast_pipeline.timeutil import days, utc_now
-
-# backfill_policy is "beta" in Dagster 1.13 but is the documented way to get single-run backfills.
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 # Run tag set by the first step that meets a 401; later steps of the run fail at once.
 # Value "<run id>:<api>[,<api>]": re-executions copy their parent's tags, and a run must
@@ -59,8 +57,16 @@ class Source:
     list_episode_ids: Callable[[Any], list[int]] | None = None
 
 
-def build_assets(source: Source, endpoints: Sequence[Endpoint]) -> list[dg.AssetsDefinition]:
-    return [_build_asset(source, ep) for ep in endpoints]
+def build_assets(source: Source, endpoints: Sequence[Endpoint],
+                 partitions_def: dg.DailyPartitionsDefinition | None = None,
+                 ) -> list[dg.AssetsDefinition]:
+    """``partitions_def``: the settings' daily partitions (default: from the default start)."""
+    partitions_def = partitions_def or daily_partitions()
+    with warnings.catch_warnings():
+        # backfill_policy is "beta" in Dagster 1.13 but is the documented way to get
+        # single-run backfills.
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+        return [_build_asset(source, ep, partitions_def) for ep in endpoints]
 
 
 def _column_schema(table: Table) -> dg.TableSchema:
@@ -70,7 +76,8 @@ def _column_schema(table: Table) -> dg.TableSchema:
     ])
 
 
-def _build_asset(source: Source, ep: Endpoint) -> dg.AssetsDefinition:
+def _build_asset(source: Source, ep: Endpoint,
+                 partitions_def: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
     table = ep.table
     key = dg.AssetKey([table.schema, table.name])
     check = dg.AssetCheckSpec("no_schema_drift", asset=key,
@@ -80,7 +87,7 @@ def _build_asset(source: Source, ep: Endpoint) -> dg.AssetsDefinition:
         key=key,
         group_name=table.schema,
         description=table.description,
-        partitions_def=daily_partitions(),
+        partitions_def=partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds=set(source.kinds),
         tags={"podcast_pipeline/fetch": table.kind},
@@ -281,7 +288,7 @@ def _refuse_if_credential_dead(context: dg.AssetExecutionContext, api: str, tabl
 
 def _check_local_config(context: dg.AssetExecutionContext, start: date) -> None:
     """Settings besides the API's, checked before any request so a bad one costs no calls."""
-    first = date.fromisoformat(start_date())
+    first = Settings.load().start_date  # this process's; the definitions may be older
     if start < first:
         raise ConfigError(START_DATE_ENV, f"is {first}, after the requested partition {start}",
                           f"Set {START_DATE_ENV} to {start} or earlier and reload the code "

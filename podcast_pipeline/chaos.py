@@ -127,9 +127,9 @@ def run_chaos(options: ChaosOptions = ChaosOptions(), out: TextIO = sys.stdout) 
 
 def _fresh(path: str) -> None:
     """Both databases start empty, so that old rows cannot make them look equal or not."""
-    from podcast_pipeline.warehouse import database_path
+    from podcast_pipeline.settings import Settings
 
-    if Path(path).resolve() == Path(database_path()).resolve():
+    if Path(path).resolve() == Path(Settings.load().duckdb_path).resolve():
         raise SystemExit(f"refusing to recreate {path}: it is the pipeline's own database "
                          "(DUCKDB_PATH); give the chaos run other files")
     for p in (Path(path), Path(path + ".wal")):

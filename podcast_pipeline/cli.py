@@ -1,4 +1,4 @@
-"""``podcast-pipeline``: emulator | demo | chaos | check-credentials."""
+"""``podcast-pipeline``: emulator | demo | summary | chaos | check-credentials."""
 
 from __future__ import annotations
 
@@ -9,9 +9,31 @@ import sys
 def _demo(args: argparse.Namespace) -> int:
     from podcast_pipeline.demo import run_demo
 
-    outcomes = run_demo(days=args.days, database=args.database, seed=args.seed, quiet=args.quiet,
-                        backend=args.backend)
+    outcomes = run_demo(days=args.days, database=args.database, seed=args.seed,
+                        verbose=args.verbose, backend=args.backend)
     return 0 if all(o.success for o in outcomes) else 1
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import duckdb
+
+    from podcast_pipeline.settings import Settings
+    from podcast_pipeline.summary import print_summary
+
+    database = args.database or Settings.load().duckdb_path
+    if not Path(database).is_file():
+        print(f"summary: no database at {database}: run the demo or materialize assets first, "
+              "or name one with --database PATH", file=sys.stderr)
+        return 2
+    try:
+        print_summary(database)
+    except duckdb.IOException as err:  # a run is writing right now: it holds the file briefly
+        print(f"summary: cannot open {database} read-only ({err}); a run may be writing it, "
+              "try again in a few seconds", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _check_credentials(args: argparse.Namespace) -> int:
@@ -94,9 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--database", default="data/demo.duckdb",
                       help="DuckDB file to write (default data/demo.duckdb)")
     demo.add_argument("--seed", type=int, default=7, help="emulator data seed (default 7)")
-    demo.add_argument("--quiet", action="store_true", help="only warnings and the summary")
+    demo.add_argument("--verbose", action="store_true",
+                      help="show Dagster's own INFO log too (off: one line per asset)")
     _add_backend(demo)
     demo.set_defaults(func=_demo)
+    summary = sub.add_parser("summary", help="lifetime plays and listeners, the last 7 days, top "
+                             "episodes, apps and countries, read from the DuckDB file")
+    summary.add_argument("--database", default=None, metavar="PATH",
+                         help="DuckDB file to read (default DUCKDB_PATH, else "
+                              "data/podcast.duckdb); the demo's is data/demo.duckdb")
+    summary.set_defaults(func=_summary)
     _add_chaos_parser(sub)
     check = sub.add_parser("check-credentials", help="one authenticated call per API with the "
                            "credentials in the environment and ./.env; one line per API, exit 1 unless "
@@ -106,8 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from podcast_pipeline.errors import ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:  # a malformed setting: its one line, not a traceback
+        print(f"podcast-pipeline: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from podcast_pipeline.errors import (
 from podcast_pipeline.http import RetryPolicy
 from podcast_pipeline.op3.client import Op3Client
 from podcast_pipeline.redact import redact
-from podcast_pipeline.settings import AnchorSettings, Op3Settings, SpotifySettings, spotify_backend
+from podcast_pipeline.settings import AnchorSettings, Op3Settings, Settings, SpotifySettings
 from podcast_pipeline.spotify.client import SpotifyGraphQLClient
 
 Status = Literal["ok", "expired", "rejected", "not_configured", "unreachable"]
@@ -36,7 +36,7 @@ SECRET_VAR = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
 PROBE_RETRY = RetryPolicy(total=2, backoff_factor=0.5, backoff_max=2.0, malformed_retries=0,
                           connect_timeout=5.0, read_timeout=15.0)
 
-Settings = AnchorSettings | SpotifySettings | Op3Settings
+ApiSettings = AnchorSettings | SpotifySettings | Op3Settings
 GRAPHQL_SECRET_VAR = "SPOTIFY_SP_DC / SPOTIFY_SP_KEY"
 
 
@@ -56,7 +56,7 @@ class Verdict:
         return redact(f"{self.api}: {label} — {self.detail}")
 
 
-def show_label(settings: Settings) -> str:
+def show_label(settings: ApiSettings) -> str:
     if isinstance(settings, SpotifySettings):
         if settings.webstation_id:
             return f"web station {settings.webstation_id}"
@@ -66,7 +66,7 @@ def show_label(settings: Settings) -> str:
     return f"show {settings.show_uuid}"
 
 
-def _call(settings: Settings, retry: RetryPolicy) -> None:
+def _call(settings: ApiSettings, retry: RetryPolicy) -> None:
     """The cheapest authenticated request each API has."""
     if isinstance(settings, SpotifySettings):
         with SpotifyGraphQLClient(settings, retry=retry) as spotify:
@@ -79,7 +79,7 @@ def _call(settings: Settings, retry: RetryPolicy) -> None:
             op3.show(episodes=False)  # /shows/{uuid}?episodes=exclude
 
 
-def check(api: str, load_settings: Callable[[], Settings],
+def check(api: str, load_settings: Callable[[], ApiSettings],
           retry: RetryPolicy = PROBE_RETRY) -> Verdict:
     """Load ``api``'s settings and make one authenticated call; classify the outcome."""
     name = API_NAMES[api]
@@ -123,13 +123,5 @@ def environment_with_dotenv(directory: str | Path = ".") -> dict[str, str]:
 def check_env(environ: Mapping[str, str] | None = None,
               retry: RetryPolicy = PROBE_RETRY) -> list[Verdict]:
     """Both APIs, configured from ``environ`` (default: the process environment)."""
-    env = os.environ if environ is None else environ
-    return [check("anchor", lambda: anchor_settings(env), retry),
-            check("op3", lambda: Op3Settings.from_env(env), retry)]
-
-
-def anchor_settings(environ: Mapping[str, str]) -> AnchorSettings | SpotifySettings:
-    """The Spotify for Creators settings of the backend the environment selects."""
-    if spotify_backend(environ) == "graphql":
-        return SpotifySettings.from_env(environ)
-    return AnchorSettings.from_env(environ)
+    settings = Settings.from_env(environ)
+    return [check("anchor", settings.spotify_view, retry), check("op3", settings.op3, retry)]

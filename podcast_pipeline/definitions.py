@@ -1,36 +1,38 @@
-"""The one ``Definitions`` of the project: assets, checks, resources, schedule, sensors."""
+"""The one ``Definitions`` of the project: assets, checks, resources, schedule, sensors.
+
+Everything is built from one :class:`~podcast_pipeline.settings.Settings`, read from the
+environment when the code location loads.
+"""
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-from podcast_pipeline.anchor.assets import anchor_assets
-from podcast_pipeline.op3.assets import op3_assets
+from podcast_pipeline.anchor.assets import build_anchor_assets
+from podcast_pipeline.op3.assets import build_op3_assets
+from podcast_pipeline.partitions import daily_partitions
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
-from podcast_pipeline.schedules import daily_refresh_job, daily_refresh_schedule
-from podcast_pipeline.sensors import credential_expiry_alert, credential_probe
-from podcast_pipeline.spotify.assets import spotify_assets
-from podcast_pipeline.warehouse import database_path
+from podcast_pipeline.schedules import build_daily_refresh_schedule, daily_refresh_job
+from podcast_pipeline.sensors import build_credential_probe, credential_expiry_alert
+from podcast_pipeline.settings import Settings
+from podcast_pipeline.spotify.assets import build_spotify_assets
 
 
-def _secret(name: str) -> dg.EnvVar | None:
-    """``EnvVar`` keeps the value out of the UI's config view; unset → read at run time."""
-    return dg.EnvVar(name) if os.environ.get(name) else None
-
-
-def build_definitions() -> dg.Definitions:
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """``settings`` must come from this process's environment (``Settings.load()``, the
+    default): secrets reach the resources as ``EnvVar``s, resolved from it at run time."""
+    s = settings or Settings.load()
+    partitions = daily_partitions(s.start_date)
     return dg.Definitions(
-        assets=[*anchor_assets, *spotify_assets, *op3_assets],
+        assets=[*build_anchor_assets(partitions), *build_spotify_assets(partitions),
+                *build_op3_assets(partitions)],
         jobs=[daily_refresh_job],
-        schedules=[daily_refresh_schedule],
-        sensors=[credential_expiry_alert, credential_probe],
+        schedules=[build_daily_refresh_schedule(s)],
+        sensors=[credential_expiry_alert, build_credential_probe(s)],
         resources={
-            "anchor": AnchorResource(cookie=_secret("ANCHOR_PW_S"), sp_dc=_secret("SPOTIFY_SP_DC"),
-                                     sp_key=_secret("SPOTIFY_SP_KEY")),
-            "op3": Op3Resource(token=_secret("OP3_TOKEN")),
-            "warehouse": WarehouseResource(database=database_path()),
+            "anchor": AnchorResource.from_settings(s),
+            "op3": Op3Resource.from_settings(s),
+            "warehouse": WarehouseResource.from_settings(s),
         },
     )
 

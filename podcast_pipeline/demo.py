@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,10 +18,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import dagster as dg
-import duckdb
 
 from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
-from podcast_pipeline.tables import ALL_TABLES
+from podcast_pipeline.summary import print_summary
 
 DEMO_DB = "data/demo.duckdb"
 ENV_KEYS = ("ANCHOR_BASE_URL", "ANCHOR_WEBSTATION_ID", "ANCHOR_PW_S", "OP3_BASE_URL",
@@ -75,26 +76,32 @@ def instance_for_demo() -> dg.DagsterInstance:
 
 def run_requests_for(days: int, now: datetime) -> list[dg.RunRequest]:
     """The schedule's own run requests for ``now``, with the look-back set to cover ``days``."""
-    from podcast_pipeline.schedules import daily_refresh_schedule
+    from podcast_pipeline.schedules import build_daily_refresh_schedule
+    from podcast_pipeline.settings import Settings
 
-    with patched_env({"PODCAST_PIPELINE_LOOKBACK_DAYS": str(max(days - 1, 0))}):
-        context = dg.build_schedule_context(scheduled_execution_time=now)
-        return list(daily_refresh_schedule(context))
+    settings = Settings.load().model_copy(update={"lookback_days": max(days - 1, 0)})
+    context = dg.build_schedule_context(scheduled_execution_time=now)
+    return list(build_daily_refresh_schedule(settings)(context))
 
 
 def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterInstance,
             *, log_level: str = "INFO", resources: dict[str, Any] | None = None,
             assets: Sequence[dg.AssetKey] | None = None,
-            extra_tags: dict[str, str] | None = None) -> RunOutcome:
-    """Run ``request`` in process; ``assets`` narrows it (a re-run of failed steps) and
-    ``resources`` is run config for the resources (e.g. a shorter retry backoff)."""
+            extra_tags: dict[str, str] | None = None, progress: TextIO | None = None) -> RunOutcome:
+    """Run ``request`` in process; ``assets`` narrows it (a re-run of failed steps),
+    ``resources`` is run config for the resources (e.g. a shorter retry backoff) and
+    ``progress`` gets one line per asset as its step ends."""
     job = defs.resolve_job_def("daily_refresh")
+    run_id = str(uuid.uuid4())
+    if progress is not None:
+        instance.add_event_listener(run_id, Progress(progress))
     tags = {**request.tags, **(extra_tags or {})}
     selection = list(assets if assets is not None else request.asset_selection or [])
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if resources:
         run_config["resources"] = {k: {"config": v} for k, v in resources.items()}
     result = job.execute_in_process(
+        run_id=run_id,
         instance=instance,
         partition_key=request.partition_key,
         asset_selection=selection,
@@ -125,37 +132,67 @@ def _int(value: Any) -> int:
     return int(getattr(value, "value", value) or 0)
 
 
+class Progress:
+    """An event listener printing one line per asset when its step succeeds, fails or is
+    retried: what the demo shows instead of Dagster's own log."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.started: dict[str, float] = {}
+        self.partitions: dict[str, int] = {}
+        self.window_rows: dict[str, int] = {}  # a window's total, stated on each partition
+        self.partition_rows: dict[str, int] = {}  # per-partition counts, to be added up
+        self.asset: dict[str, str] = {}
+
+    def __call__(self, entry: Any) -> None:
+        event = entry.dagster_event
+        step = event.step_key if event is not None else None
+        if event is None or step is None:
+            return
+        if event.is_step_start:
+            self.started[step] = entry.timestamp
+        elif event.is_step_materialization:
+            self.asset[step] = event.asset_key.to_user_string()
+            self.partitions[step] = self.partitions.get(step, 0) + 1
+            meta = event.materialization.metadata
+            if "rows_in_window" in meta:
+                self.window_rows[step] = _int(meta["rows_in_window"])
+            elif "dagster/row_count" in meta:
+                self.partition_rows[step] = self.partition_rows.get(step, 0) + _int(
+                    meta["dagster/row_count"])
+        elif event.is_step_success:
+            rows = self.window_rows.get(step, self.partition_rows.get(step))
+            days = self.partitions.get(step, 0)
+            what = f"{_plural(rows, 'row') if rows is not None else '?'}"
+            if days > 1:
+                what += f" over {days} days"
+            took = entry.timestamp - self.started.get(step, entry.timestamp)
+            self._line("✓", step, f"{what:<26} {took:5.1f} s")
+        elif event.is_step_failure:
+            error = event.step_failure_data.error if event.step_failure_data else None
+            message = (error.message if error else "failed").strip().splitlines()[0]
+            self._line("✗", step, f"FAILED: {message}")
+        elif event.is_step_up_for_retry:
+            self._line("↻", step, "failed, Dagster retries it")
+
+    def _line(self, mark: str, step: str, text: str) -> None:
+        name = self.asset.get(step, step.replace("__", "/"))
+        print(f"  {mark} {name:<42} {text}", file=self.out, flush=True)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def summarize(db_path: str, out: TextIO = sys.stdout) -> None:
-    con = duckdb.connect(db_path, read_only=True)
-    try:
-        print("\nRows per table", file=out)
-        for table in ALL_TABLES:
-            (n,) = con.execute(f"SELECT count(*) FROM {table.qualified}").fetchone()
-            days = con.execute(
-                f"SELECT count(DISTINCT partition_date) FROM {table.qualified}").fetchone()[0]
-            print(f"  {table.qualified:<42} {n:>8} rows  {days:>3} partitions", file=out)
-        print("\nLast 7 days (UTC)          anchor plays   op3 downloads", file=out)
-        rows = con.execute(
-            """
-            WITH d AS (SELECT DISTINCT partition_date AS day FROM anchor.plays
-                       UNION SELECT DISTINCT partition_date FROM op3.downloads)
-            SELECT day,
-                   (SELECT sum(plays) FROM anchor.plays p WHERE p.date = d.day),
-                   (SELECT count(*) FROM op3.downloads o WHERE o.date = d.day)
-            FROM d ORDER BY day DESC LIMIT 7
-            """
-        ).fetchall()
-        for day, plays, downloads in reversed(rows):
-            print(f"  {day}             {plays if plays is not None else '-':>8}   {downloads:>12}",
-                  file=out)
-    finally:
-        con.close()
+    print_summary(db_path, out)
 
 
 def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: Faults | None = None,
-             out: TextIO = sys.stdout, quiet: bool = False,
-             backend: str = "graphql") -> list[RunOutcome]:
-    """Materialize every asset for the last ``days`` days against the emulator into ``database``."""
+             out: TextIO = sys.stdout, verbose: bool = False, backend: str = "graphql") -> list[RunOutcome]:
+    """Materialize every asset for the last ``days`` days against the emulator into ``database``,
+    printing a line per asset, then the summary. ``verbose`` adds Dagster's INFO log;
+    ``backend`` is the Spotify backend the emulator is read with (graphql or rest)."""
     from podcast_pipeline.definitions import build_definitions
 
     if days < 1:
@@ -163,23 +200,34 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
     config = EmulatorConfig(seed=seed)
+    began = time.monotonic()
     with Emulator(config, faults=faults or Faults()) as emu:
         env = emulator_env(emu, backend)
         env["DUCKDB_PATH"] = database
         with patched_env(env):
             defs = build_definitions()
             instance = instance_for_demo()
-            print(f"Emulator on {emu.url} (Spotify backend: {backend}); database {database}; "
-                  f"{days} days up to "
-                  f"{(now - timedelta(days=1)).date()} (UTC)", file=out)
+            print(f"Emulator on {emu.url} (Spotify backend: {backend}); writing {database}; {days} days up to "
+                  f"{(now - timedelta(days=1)).date()} (UTC)", file=out, flush=True)
             outcomes = []
             for request in run_requests_for(days, now):
-                names = ", ".join(k.to_user_string() for k in (request.asset_selection or []))
-                print(f"\n▶ run for {request.partition_key or 'range'}: {names}", file=out)
-                outcomes.append(execute(defs, request, instance,
-                                        log_level="WARNING" if quiet else "INFO"))
-    for o in outcomes:
-        status = "ok" if o.success else f"FAILED steps: {', '.join(o.failed_steps)}"
-        print(f"run {o.run_id[:8]} {o.partitions}: {status}", file=out)
+                print(f"\n{_describe(request)}", file=out, flush=True)
+                outcomes.append(execute(defs, request, instance, progress=out,
+                                        log_level="INFO" if verbose else "CRITICAL"))
+    failed = [o for o in outcomes if not o.success]
+    print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} runs succeeded in "
+          f"{time.monotonic() - began:.0f} s" + "".join(
+              f"; run {o.run_id[:8]} ({o.partitions}) failed: {', '.join(o.failed_steps)}"
+              for o in failed), file=out)
+    print(f"\nThe summary, read back from {database} with SQL:\n", file=out)
     summarize(database, out)
     return outcomes
+
+
+def _describe(request: dg.RunRequest) -> str:
+    n = len(request.asset_selection or [])
+    if request.partition_key:
+        return f"Snapshots of {request.partition_key} ({n} assets):"
+    start = request.tags.get("dagster/asset_partition_range_start")
+    end = request.tags.get("dagster/asset_partition_range_end")
+    return f"Daily numbers {start} .. {end} ({n} assets, one run):"

@@ -1,4 +1,4 @@
-"""Typed errors shared by both API clients, the warehouse and the Dagster layer.
+"""Typed errors used by both API clients, the warehouse and the Dagster layer.
 
 Every message names what went wrong and what to do. None ever contains a secret:
 messages are built from the API name, the endpoint name and the request *path*

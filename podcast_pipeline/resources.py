@@ -1,13 +1,14 @@
 """Dagster resources: thin, configurable holders of the plain-Python clients.
 
-Every field is optional: unset fields fall back to the environment at run time, so
-definitions load with no credential set and a missing one fails only the steps that
-need it, with a message naming the variable (see ``settings.py``).
+The definitions build them from the one :class:`~podcast_pipeline.settings.Settings`
+(``from_settings``), so the UI's resource config shows every value a run uses. Secrets
+are ``EnvVar``s there: the UI and the run config name the variable, never the value. A
+missing value stays ``None`` and fails, at run time, only the steps that use the resource,
+with a message naming the variable (see ``settings.py``).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,34 +18,45 @@ import dagster as dg
 import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from podcast_pipeline import warehouse
 from podcast_pipeline.anchor.client import AnchorClient
 from podcast_pipeline.http import CallStats, Recorder, RetryPolicy
 from podcast_pipeline.op3.client import Op3Client
 from podcast_pipeline.settings import (
+    ANCHOR_DEFAULT_BASE_URL,
+    DEFAULT_LOCK_TIMEOUT_SECONDS,
+    OP3_DEFAULT_BASE_URL,
+    SPOTIFY_DEFAULT_ACCOUNTS_URL,
+    SPOTIFY_DEFAULT_GRAPHQL_URL,
+    SPOTIFY_DEFAULT_LEGACY_API_URL,
     AnchorSettings,
     Op3Settings,
+    Settings,
     SpotifySettings,
-    spotify_backend,
 )
 from podcast_pipeline.spotify.auth import BearerSource
 from podcast_pipeline.spotify.client import SpotifyGraphQLClient
 
 
+def _env_secret(variable: str, value: object | None) -> dg.EnvVar | None:
+    """The secret as an ``EnvVar`` (resolved by Dagster in the run, masked in the UI), or
+    None when unset: an ``EnvVar`` of an unset variable would fail the whole run at launch,
+    not only the steps that need it."""
+    return dg.EnvVar(variable) if value is not None else None
+
+
 class _ApiResource(dg.ConfigurableResource):
-    max_retries: int = 6
-    backoff_factor: float = 1.0
-    timeout_seconds: float = 60.0
+    max_retries: int = Field(6, description="Retries of a request on 429, 5xx and connection "
+                             "errors (with backoff and Retry-After).")
+    backoff_factor: float = Field(1.0, description="Seconds; the wait before retry n is about "
+                                  "backoff_factor * 2**n, with jitter.")
+    timeout_seconds: float = Field(60.0, description="Read timeout of one request, in seconds.")
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(total=self.max_retries, backoff_factor=self.backoff_factor,
                            read_timeout=self.timeout_seconds)
-
-    def _environ(self, overrides: dict[str, str | None]) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({k: v for k, v in overrides.items() if v})
-        return env
 
 
 # Station ids learned per share key (a run id): the steps of a run that share a process (the
@@ -102,46 +114,60 @@ def _shared_login(settings: SpotifySettings, share_key: str, **kw: Any) -> Beare
 
 
 class AnchorResource(_ApiResource):
-    """Spotify for Creators: one resource, either backend.
+    """Spotify for Creators, either backend: one resource, one client per step.
 
     ``backend`` (SPOTIFY_BACKEND): ``graphql`` (cookies sp_dc/sp_key, what the dashboard uses
-    today), ``rest`` (cookie anchorpw_s), or unset: GraphQL when SPOTIFY_SP_DC is set, else
-    REST when ANCHOR_PW_S is. Both clients fill the same ``anchor.*`` tables.
+    today), ``rest`` (cookie anchorpw_s), or ``auto``: GraphQL when SPOTIFY_SP_DC is set,
+    else REST. Both clients fill the same ``anchor.*`` tables.
     """
 
-    base_url: str | None = None
-    webstation_id: str | None = None
-    cookie: str | None = None
-    backend: str | None = None
-    sp_dc: str | None = None
-    sp_key: str | None = None
-    show_uri: str | None = None
-    accounts_url: str | None = None
-    graphql_url: str | None = None
-    legacy_api_url: str | None = None
+    base_url: str = Field(ANCHOR_DEFAULT_BASE_URL, description="ANCHOR_BASE_URL")
+    webstation_id: str | None = Field(None, description="ANCHOR_WEBSTATION_ID: the show's "
+                                      "short hex id in the dashboard URL.")
+    cookie: str | None = Field(None, description="ANCHOR_PW_S (secret: the anchorpw_s cookie).")
+    backend: str = Field("auto", description="SPOTIFY_BACKEND: graphql, rest or auto (GraphQL "
+                         "when SPOTIFY_SP_DC is set, else REST).")
+    sp_dc: str | None = Field(None, description="SPOTIFY_SP_DC (secret: the sp_dc cookie).")
+    sp_key: str | None = Field(None, description="SPOTIFY_SP_KEY (secret: the sp_key cookie).")
+    show_uri: str | None = Field(None, description="SPOTIFY_SHOW_URI: which show, when the "
+                                 "account has several hosted ones.")
+    accounts_url: str = Field(SPOTIFY_DEFAULT_ACCOUNTS_URL, description="SPOTIFY_ACCOUNTS_URL")
+    graphql_url: str = Field(SPOTIFY_DEFAULT_GRAPHQL_URL, description="SPOTIFY_GRAPHQL_URL")
+    legacy_api_url: str = Field(SPOTIFY_DEFAULT_LEGACY_API_URL,
+                                description="SPOTIFY_LEGACY_API_URL")
 
-    def _env(self) -> dict[str, str]:
-        return self._environ({
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> AnchorResource:
+        return cls(**{"base_url": settings.anchor_base_url,
+                      "webstation_id": settings.anchor_webstation_id,
+                      "cookie": _env_secret("ANCHOR_PW_S", settings.anchor_cookie),
+                      "backend": settings.spotify_backend,
+                      "sp_dc": _env_secret("SPOTIFY_SP_DC", settings.spotify_sp_dc),
+                      "sp_key": _env_secret("SPOTIFY_SP_KEY", settings.spotify_sp_key),
+                      "show_uri": settings.spotify_show_uri,
+                      "accounts_url": settings.spotify_accounts_url,
+                      "graphql_url": settings.spotify_graphql_url,
+                      "legacy_api_url": settings.spotify_legacy_api_url, **overrides})
+
+    def _model(self) -> Settings:
+        return Settings.from_env({k: v for k, v in {
             "ANCHOR_BASE_URL": self.base_url, "ANCHOR_WEBSTATION_ID": self.webstation_id,
             "ANCHOR_PW_S": self.cookie, "SPOTIFY_BACKEND": self.backend,
             "SPOTIFY_SP_DC": self.sp_dc, "SPOTIFY_SP_KEY": self.sp_key,
             "SPOTIFY_SHOW_URI": self.show_uri, "SPOTIFY_ACCOUNTS_URL": self.accounts_url,
-            "SPOTIFY_GRAPHQL_URL": self.graphql_url, "SPOTIFY_LEGACY_API_URL": self.legacy_api_url,
-        })
+            "SPOTIFY_GRAPHQL_URL": self.graphql_url,
+            "SPOTIFY_LEGACY_API_URL": self.legacy_api_url}.items() if v is not None})
 
     def backend_name(self) -> str:
-        return spotify_backend(self._env())
+        return self._model().spotify_backend_name()
 
     def settings(self) -> AnchorSettings | SpotifySettings:
-        env = self._env()
-        if spotify_backend(env) == "graphql":
-            return SpotifySettings.from_env(env)
-        return AnchorSettings.from_env(env)
+        return self._model().spotify_view()
 
     def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
                share_key: str | None = None) -> AnchorClient | SpotifyGraphQLClient:
-        """``share_key`` (the run id): REST clients under one key share the station id. Without
-        one (the credential probe) every client makes its own authenticated call."""
+        """``share_key`` (the run id): clients under one key share the station id (REST) or
+        the login (GraphQL). Without one (the credential probe) every client logs in itself."""
         kw: dict[str, Any] = {"retry": self.retry_policy(), "recorder": recorder, "stats": stats}
         settings = self.settings()
         if isinstance(settings, SpotifySettings):
@@ -157,16 +183,21 @@ class AnchorResource(_ApiResource):
 class Op3Resource(_ApiResource):
     """OP3 API client configuration."""
 
-    base_url: str | None = None
-    token: str | None = None
-    show_uuid: str | None = None
-    url_prefix: str | None = None
+    base_url: str = Field(OP3_DEFAULT_BASE_URL, description="OP3_BASE_URL")
+    show_uuid: str | None = Field(None, description="OP3_SHOW_UUID: the show's OP3 uuid.")
+    url_prefix: str | None = Field(None, description="OP3_URL_PREFIX: prefix of the episode "
+                                   "URLs whose redirect logs are fetched.")
+    token: str | None = Field(None, description="OP3_TOKEN (secret: the API token).")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Op3Resource:
+        return cls(**{"base_url": settings.op3_base_url, "show_uuid": settings.op3_show_uuid,
+                      "url_prefix": settings.op3_url_prefix,
+                      "token": _env_secret("OP3_TOKEN", settings.op3_token), **overrides})
 
     def settings(self) -> Op3Settings:
-        return Op3Settings.from_env(self._environ({
-            "OP3_BASE_URL": self.base_url, "OP3_TOKEN": self.token,
-            "OP3_SHOW_UUID": self.show_uuid, "OP3_URL_PREFIX": self.url_prefix,
-        }))
+        return Op3Settings(token=self.token or "", show_uuid=self.show_uuid or "",
+                           base_url=self.base_url, url_prefix=self.url_prefix)
 
     def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
                share_key: str | None = None) -> Op3Client:
@@ -177,14 +208,21 @@ class Op3Resource(_ApiResource):
 class WarehouseResource(DuckDBResource):
     """``DuckDBResource`` plus the project's serialised, lock-tolerant writer."""
 
-    # None: PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS, else 600 s.
-    lock_timeout_seconds: float | None = None
+    lock_timeout_seconds: float = Field(
+        DEFAULT_LOCK_TIMEOUT_SECONDS, gt=0,
+        description="PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS: how long a write waits for the "
+                    "database file held by another process.")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> WarehouseResource:
+        return cls(**{"database": settings.duckdb_path,
+                      "lock_timeout_seconds": settings.db_lock_timeout_seconds, **overrides})
 
     @contextmanager
     def writer(self, on_wait=None) -> Iterator[duckdb.DuckDBPyConnection]:
         """Wait (bounded, one budget for both waits) for our other writers, then for any
         other process holding the file; raises ``WarehouseBusy`` naming the holder."""
-        timeout = self.lock_timeout_seconds or warehouse.lock_timeout()
+        timeout = self.lock_timeout_seconds
         deadline = time.monotonic() + timeout
         with warehouse.write_lock(self.database, timeout, on_wait):
             with warehouse.connect(self.database, timeout=max(1.0, deadline - time.monotonic()),

@@ -6,16 +6,13 @@ sensor sees it first.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from podcast_pipeline import alerts, credentials
 from podcast_pipeline.errors import ConfigError
 from podcast_pipeline.resources import AnchorResource, Op3Resource
+from podcast_pipeline.settings import PROBE_INTERVAL_ENV, Settings
 
-PROBE_INTERVAL_ENV = "PODCAST_PIPELINE_PROBE_INTERVAL_SECONDS"
-DEFAULT_PROBE_INTERVAL = 3600
 SHOW_ENV = {"anchor": "ANCHOR_WEBSTATION_ID", "op3": "OP3_SHOW_UUID"}
 
 
@@ -53,13 +50,13 @@ def _value(meta: object) -> object:
 
 
 def show_label(api: str, resource: AnchorResource | Op3Resource | None) -> str:
-    """The show as the user knows it, from the resource's settings or the environment."""
+    """The show as the user knows it, from the resource's settings (even if incomplete)."""
     if resource is not None:
         try:
             return credentials.show_label(resource.settings())
         except ConfigError:
             pass
-    value = os.environ.get(SHOW_ENV[api])
+    value = getattr(resource, "webstation_id" if api == "anchor" else "show_uuid", None)
     return (f"web station {value}" if api == "anchor" else f"show {value}") if value else \
         f"the show configured in {SHOW_ENV[api]}"
 
@@ -93,24 +90,21 @@ def credential_expiry_alert(context: dg.RunFailureSensorContext, anchor: AnchorR
         context.log.info(f"{api}: expiry alert sent to {', '.join(sent)}")
 
 
-def probe_interval() -> int:
-    value = os.environ.get(PROBE_INTERVAL_ENV) or str(DEFAULT_PROBE_INTERVAL)
-    if not value.isdigit() or int(value) < 60:
-        raise ConfigError(PROBE_INTERVAL_ENV, f"is {value!r}, not a whole number of seconds >= 60",
-                          "Set it to e.g. 3600 (hourly), or unset it")
-    return int(value)
+def build_credential_probe(settings: Settings) -> dg.SensorDefinition:
+    """The probe sensor, every ``settings.probe_interval_seconds``."""
+    interval = settings.probe_interval_seconds
+    return dg.sensor(
+        name="credential_probe",
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Every {interval} s ({PROBE_INTERVAL_ENV}), one cheap authenticated call "
+                    "per configured API: alerts when a credential dies before the daily schedule "
+                    "meets it, and when it works again. Unconfigured APIs are skipped.",
+    )(_probe)
 
 
-@dg.sensor(
-    name="credential_probe",
-    minimum_interval_seconds=probe_interval(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Hourly (PODCAST_PIPELINE_PROBE_INTERVAL_SECONDS), one cheap authenticated call "
-                "per configured API: alerts when a credential dies before the daily schedule "
-                "meets it, and when it works again. Unconfigured APIs are skipped.",
-)
-def credential_probe(context: dg.SensorEvaluationContext, anchor: AnchorResource,
-                     op3: Op3Resource) -> dg.SkipReason:
+def _probe(context: dg.SensorEvaluationContext, anchor: AnchorResource,
+           op3: Op3Resource) -> dg.SkipReason:
     # One call per API per tick, and ticks are at least an interval apart: a dead
     # credential is never tried more often than that.
     verdicts = []
@@ -134,3 +128,7 @@ def credential_probe(context: dg.SensorEvaluationContext, anchor: AnchorResource
         elif verdict.status != "not_configured":  # network trouble is not a credential verdict
             context.log.warning(verdict.line())
     return dg.SkipReason("; ".join(verdicts))
+
+
+# With the default interval, for tests and notebooks; the definitions build theirs from Settings.
+credential_probe = build_credential_probe(Settings.from_env({}))

@@ -1,16 +1,31 @@
-"""Settings of both API clients, read from the environment and checked before any request.
+"""Every setting of the pipeline in one typed model, read from the environment.
+
+:class:`Settings` is built by pydantic-settings from the variables listed in
+``.env.example``; the definitions, resources, schedule, sensors and alerts all take their
+values from one instance of it. Definitions load with every variable unset:
+
+- pipeline-wide values (dates, numbers, the database path) are checked when the model
+  is built, so a malformed one stops the code location from loading, naming it;
+- each API's own values are checked only when that API is used
+  (:class:`AnchorSettings`, :class:`Op3Settings`), so a missing or malformed one fails
+  only that API's steps, before any request.
 
 Every problem is a :class:`ConfigError` naming the variable and the fix. Secrets are
-registered for redaction and hidden from ``repr``.
+``SecretStr`` in the model (never in its repr) and registered for redaction when used.
 """
 
 from __future__ import annotations
 
-import os
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from podcast_pipeline.errors import FIX_STEPS, ConfigError
 from podcast_pipeline.http import is_loopback_url
@@ -23,7 +38,29 @@ SPOTIFY_DEFAULT_GRAPHQL_URL = "https://creators-graph.spotify.com/v2/graph-pq"
 SPOTIFY_DEFAULT_LEGACY_API_URL = "https://api-v5.anchor.fm"
 BACKEND_ENV = "SPOTIFY_BACKEND"
 BACKENDS = ("auto", "graphql", "rest")
+GRAPHQL_CREDENTIAL_ENV = "SPOTIFY_SP_DC"  # Spotify for Creators over GraphQL
 EMULATOR_PREFIX = "emulator-"
+
+# The variables of the pipeline-wide settings, named where their checks and tests refer to them.
+DUCKDB_PATH_ENV = "DUCKDB_PATH"
+START_DATE_ENV = "PODCAST_PIPELINE_START_DATE"
+LOOKBACK_ENV = "PODCAST_PIPELINE_LOOKBACK_DAYS"
+CRON_ENV = "PODCAST_PIPELINE_SCHEDULE_CRON"
+LOCK_TIMEOUT_ENV = "PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS"
+PROBE_INTERVAL_ENV = "PODCAST_PIPELINE_PROBE_INTERVAL_SECONDS"
+WEBHOOK_ENV = "PODCAST_PIPELINE_ALERT_WEBHOOK_URL"
+SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
+SLACK_CHANNEL_ENV = "SLACK_CHANNEL"
+# The credential that says a source is in use.
+CREDENTIAL_ENV = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
+
+DEFAULT_DB_PATH = "data/podcast.duckdb"
+DEFAULT_START_DATE = date(2025, 1, 1)
+DEFAULT_LOOKBACK_DAYS = 3
+DEFAULT_CRON = "0 6 * * *"  # 06:00 UTC: yesterday is complete on both services by then
+DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
+DEFAULT_PROBE_INTERVAL = 3600
+MIN_PROBE_INTERVAL = 60
 
 _WEBSTATION_ID = re.compile(r"^[0-9a-f]{6,12}$")
 _SHOW_UUID = re.compile(r"^[0-9a-f]{32}$")
@@ -31,6 +68,7 @@ _BAD_SECRET_CHARS = re.compile(r"[\s;,\"']")
 _SHOW_ID = re.compile(r"^[0-9A-Za-z]{22}$")
 
 
+# ---------------------------------------------------------------------- field checks
 def _base_url(var: str, value: str) -> str:
     value = value.strip().rstrip("/")
     parts = urlsplit(value)
@@ -69,10 +107,7 @@ def _emulator_guard(var: str, secret: str, base_var: str, base_url: str) -> None
                           f"set a real credential or point {base_var} at the emulator")
 
 
-def _get(environ: Mapping[str, str], var: str) -> str:
-    return (environ.get(var) or "").strip()
-
-
+# ---------------------------------------------------------------------- per-API views
 @dataclass(frozen=True)
 class AnchorSettings:
     """Spotify for Creators (Anchor): base URL, short hex web station id, ``anchorpw_s`` cookie."""
@@ -82,6 +117,8 @@ class AnchorSettings:
     base_url: str = ANCHOR_DEFAULT_BASE_URL
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "webstation_id", (self.webstation_id or "").strip())
+        object.__setattr__(self, "cookie", (self.cookie or "").strip())
         object.__setattr__(self, "base_url", _base_url("ANCHOR_BASE_URL", self.base_url))
         if not self.webstation_id:
             raise ConfigError("ANCHOR_WEBSTATION_ID", "is not set",
@@ -99,12 +136,8 @@ class AnchorSettings:
         register_secret(self.cookie)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> AnchorSettings:
-        return cls(
-            webstation_id=_get(environ, "ANCHOR_WEBSTATION_ID"),
-            cookie=_get(environ, "ANCHOR_PW_S"),
-            base_url=_get(environ, "ANCHOR_BASE_URL") or ANCHOR_DEFAULT_BASE_URL,
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AnchorSettings:
+        return Settings.from_env(environ).anchor()
 
 
 @dataclass(frozen=True)
@@ -117,6 +150,9 @@ class Op3Settings:
     url_prefix: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "token", (self.token or "").strip())
+        object.__setattr__(self, "show_uuid", (self.show_uuid or "").strip())
+        object.__setattr__(self, "url_prefix", (self.url_prefix or "").strip() or None)
         object.__setattr__(self, "base_url", _base_url("OP3_BASE_URL", self.base_url))
         _secret("OP3_TOKEN", self.token)
         _emulator_guard("OP3_TOKEN", self.token, "OP3_BASE_URL", self.base_url)
@@ -137,13 +173,8 @@ class Op3Settings:
         register_secret(self.token)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Op3Settings:
-        return cls(
-            token=_get(environ, "OP3_TOKEN"),
-            show_uuid=_get(environ, "OP3_SHOW_UUID"),
-            base_url=_get(environ, "OP3_BASE_URL") or OP3_DEFAULT_BASE_URL,
-            url_prefix=_get(environ, "OP3_URL_PREFIX") or None,
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Op3Settings:
+        return Settings.from_env(environ).op3()
 
 
 def show_uri(value: str) -> str:
@@ -179,6 +210,9 @@ class SpotifySettings:
     legacy_url: str = SPOTIFY_DEFAULT_LEGACY_API_URL
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "sp_dc", (self.sp_dc or "").strip())
+        object.__setattr__(self, "sp_key", (self.sp_key or "").strip() or None)
+        object.__setattr__(self, "webstation_id", (self.webstation_id or "").strip() or None)
         for attr, var in (("accounts_url", "SPOTIFY_ACCOUNTS_URL"),
                           ("graphql_url", "SPOTIFY_GRAPHQL_URL"),
                           ("legacy_url", "SPOTIFY_LEGACY_API_URL")):
@@ -208,30 +242,168 @@ class SpotifySettings:
         register_secret(self.sp_key)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> SpotifySettings:
-        return cls(
-            sp_dc=_get(environ, "SPOTIFY_SP_DC"),
-            sp_key=_get(environ, "SPOTIFY_SP_KEY") or None,
-            show_uri=_get(environ, "SPOTIFY_SHOW_URI") or None,
-            webstation_id=_get(environ, "ANCHOR_WEBSTATION_ID") or None,
-            accounts_url=_get(environ, "SPOTIFY_ACCOUNTS_URL") or SPOTIFY_DEFAULT_ACCOUNTS_URL,
-            graphql_url=_get(environ, "SPOTIFY_GRAPHQL_URL") or SPOTIFY_DEFAULT_GRAPHQL_URL,
-            legacy_url=_get(environ, "SPOTIFY_LEGACY_API_URL") or SPOTIFY_DEFAULT_LEGACY_API_URL,
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SpotifySettings:
+        return Settings.from_env(environ).spotify()
 
 
-def spotify_backend(environ: Mapping[str, str] = os.environ) -> str:
-    """Which Spotify for Creators backend to use: ``graphql`` or ``rest``.
+def spotify_backend(environ: Mapping[str, str] | None = None) -> str:
+    """Which Spotify for Creators backend ``environ`` (default: the process's) selects."""
+    return Settings.from_env(environ).spotify_backend_name()
 
-    SPOTIFY_BACKEND=graphql|rest decides; unset (or ``auto``): GraphQL when SPOTIFY_SP_DC is
-    set (the API the dashboard uses today), else REST (whose "ANCHOR_PW_S is not set" error
-    names both ways to configure it).
-    """
-    choice = _get(environ, BACKEND_ENV).lower() or "auto"
-    if choice not in BACKENDS:
-        raise ConfigError(BACKEND_ENV, f"is {choice!r}, not one of {', '.join(BACKENDS)}",
-                          "Set it to graphql (cookies sp_dc/sp_key) or rest (cookie anchorpw_s), "
-                          "or unset it to choose by which credential is set")
-    if choice != "auto":
-        return choice
-    return "graphql" if _get(environ, "SPOTIFY_SP_DC") else "rest"
+
+# ---------------------------------------------------------------------- the model
+def _reveal(secret: SecretStr | None) -> str:
+    return secret.get_secret_value() if secret is not None else ""
+
+
+class Settings(BaseSettings):
+    """Every setting, by the environment variable that sets it (see ``.env.example``)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True,
+                                      hide_input_in_errors=True)
+
+    # Spotify for Creators (Anchor)
+    anchor_base_url: str = Field(ANCHOR_DEFAULT_BASE_URL, validation_alias="ANCHOR_BASE_URL")
+    anchor_webstation_id: str | None = Field(None, validation_alias="ANCHOR_WEBSTATION_ID")
+    anchor_cookie: SecretStr | None = Field(None, validation_alias="ANCHOR_PW_S")
+    # Spotify for Creators over GraphQL (the dashboard's backend since 2026)
+    spotify_backend: str = Field("auto", validation_alias=BACKEND_ENV)
+    spotify_sp_dc: SecretStr | None = Field(None, validation_alias="SPOTIFY_SP_DC")
+    spotify_sp_key: SecretStr | None = Field(None, validation_alias="SPOTIFY_SP_KEY")
+    spotify_show_uri: str | None = Field(None, validation_alias="SPOTIFY_SHOW_URI")
+    spotify_accounts_url: str = Field(SPOTIFY_DEFAULT_ACCOUNTS_URL,
+                                      validation_alias="SPOTIFY_ACCOUNTS_URL")
+    spotify_graphql_url: str = Field(SPOTIFY_DEFAULT_GRAPHQL_URL,
+                                     validation_alias="SPOTIFY_GRAPHQL_URL")
+    spotify_legacy_api_url: str = Field(SPOTIFY_DEFAULT_LEGACY_API_URL,
+                                        validation_alias="SPOTIFY_LEGACY_API_URL")
+    # OP3
+    op3_base_url: str = Field(OP3_DEFAULT_BASE_URL, validation_alias="OP3_BASE_URL")
+    op3_token: SecretStr | None = Field(None, validation_alias="OP3_TOKEN")
+    op3_show_uuid: str | None = Field(None, validation_alias="OP3_SHOW_UUID")
+    op3_url_prefix: str | None = Field(None, validation_alias="OP3_URL_PREFIX")
+    # Warehouse, partitions, schedule
+    duckdb_path: str = Field(DEFAULT_DB_PATH, validation_alias=DUCKDB_PATH_ENV)
+    db_lock_timeout_seconds: float = Field(DEFAULT_LOCK_TIMEOUT_SECONDS,
+                                           validation_alias=LOCK_TIMEOUT_ENV)
+    start_date: date = Field(DEFAULT_START_DATE, validation_alias=START_DATE_ENV)
+    lookback_days: int = Field(DEFAULT_LOOKBACK_DAYS, validation_alias=LOOKBACK_ENV)
+    schedule_cron: str = Field(DEFAULT_CRON, validation_alias=CRON_ENV)
+    # Alerts
+    probe_interval_seconds: int = Field(DEFAULT_PROBE_INTERVAL, validation_alias=PROBE_INTERVAL_ENV)
+    alert_webhook_url: SecretStr | None = Field(None, validation_alias=WEBHOOK_ENV)
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=SLACK_TOKEN_ENV)
+    slack_channel: str | None = Field(None, validation_alias=SLACK_CHANNEL_ENV)
+
+    @classmethod
+    def load(cls) -> Settings:
+        """From this process's environment (what ``dagster dev`` set from ``.env``)."""
+        return cls()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """From ``environ`` only (the process environment when None)."""
+        if environ is None:
+            return cls.load()
+        # Every field given (None when absent), so nothing is taken from os.environ.
+        return cls(**{alias: environ.get(alias) for alias in cls.variables().values()})
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """field name → the environment variable that sets it."""
+        return {name: str(f.validation_alias) for name, f in cls.model_fields.items()}
+
+    # Blank means unset, as in a .env line "OP3_URL_PREFIX=": the default applies.
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()
+                if v is not None and not (isinstance(v, str) and not v.strip())}
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _start_date(cls, value: Any) -> Any:
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            raise ConfigError(START_DATE_ENV, f"is {value!r}, not a date",
+                              "Use the form YYYY-MM-DD, e.g. 2025-01-01.") from None
+
+    @field_validator("lookback_days", mode="before")
+    @classmethod
+    def _lookback(cls, value: Any) -> Any:
+        if isinstance(value, int) and value >= 0 or isinstance(value, str) and value.isdigit():
+            return int(value)
+        raise ConfigError(LOOKBACK_ENV, f"is {value!r}, not a whole number of days",
+                          f"Set it to e.g. {DEFAULT_LOOKBACK_DAYS}, or unset it")
+
+    @field_validator("probe_interval_seconds", mode="before")
+    @classmethod
+    def _probe_interval(cls, value: Any) -> Any:
+        if str(value).isdigit() and int(value) >= MIN_PROBE_INTERVAL:
+            return int(value)
+        raise ConfigError(PROBE_INTERVAL_ENV, f"is {value!r}, not a whole number of seconds "
+                          f">= {MIN_PROBE_INTERVAL}", "Set it to e.g. 3600 (hourly), or unset it")
+
+    @field_validator("db_lock_timeout_seconds", mode="before")
+    @classmethod
+    def _lock_timeout(cls, value: Any) -> Any:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = -1.0
+        if not 0 < seconds < math.inf:
+            raise ConfigError(LOCK_TIMEOUT_ENV, f"is {value!r}, not a positive number of seconds",
+                              f"Set it to e.g. {DEFAULT_LOCK_TIMEOUT_SECONDS:.0f}, or unset it.")
+        return seconds
+
+    # ---- views
+    def anchor(self) -> AnchorSettings:
+        """The validated Anchor settings; ConfigError names what is missing or malformed."""
+        return AnchorSettings(webstation_id=self.anchor_webstation_id or "",
+                              cookie=_reveal(self.anchor_cookie), base_url=self.anchor_base_url)
+
+    def spotify(self) -> SpotifySettings:
+        """The validated GraphQL-backend settings; ConfigError names what is wrong."""
+        return SpotifySettings(
+            sp_dc=_reveal(self.spotify_sp_dc), sp_key=_reveal(self.spotify_sp_key) or None,
+            show_uri=self.spotify_show_uri, webstation_id=self.anchor_webstation_id,
+            accounts_url=self.spotify_accounts_url, graphql_url=self.spotify_graphql_url,
+            legacy_url=self.spotify_legacy_api_url)
+
+    def spotify_backend_name(self) -> str:
+        """``graphql`` or ``rest``: SPOTIFY_BACKEND if set, else GraphQL when SPOTIFY_SP_DC is
+        set (the API the dashboard uses today), else REST (whose "ANCHOR_PW_S is not set"
+        names both ways to configure it)."""
+        choice = (self.spotify_backend or "auto").lower()
+        if choice not in BACKENDS:
+            raise ConfigError(BACKEND_ENV, f"is {choice!r}, not one of {', '.join(BACKENDS)}",
+                              "Set it to graphql (cookies sp_dc/sp_key) or rest (cookie "
+                              "anchorpw_s), or unset it to choose by which credential is set")
+        if choice != "auto":
+            return choice
+        return "graphql" if self.spotify_sp_dc is not None else "rest"
+
+    def spotify_view(self) -> AnchorSettings | SpotifySettings:
+        """The Spotify for Creators settings of the selected backend."""
+        return self.spotify() if self.spotify_backend_name() == "graphql" else self.anchor()
+
+    def op3(self) -> Op3Settings:
+        return Op3Settings(token=_reveal(self.op3_token), show_uuid=self.op3_show_uuid or "",
+                           base_url=self.op3_base_url, url_prefix=self.op3_url_prefix)
+
+    def configured_apis(self) -> set[str]:
+        """The sources whose credential is set (malformed ones included: their runs say why)."""
+        apis = {api for api, secret in (("anchor", self.anchor_cookie),
+                                        ("anchor", self.spotify_sp_dc), ("op3", self.op3_token))
+                if secret is not None}
+        try:
+            if "anchor" in apis and self.spotify_backend_name() == "graphql":
+                apis.add("spotify")  # the GraphQL-only tables, same credential as anchor.*
+        except ConfigError:
+            pass  # a bad SPOTIFY_BACKEND: the anchor runs report it
+        return apis

@@ -3,7 +3,8 @@
 Each client method returns a DataFrame whose columns include the ``columns`` named
 here (extra, unknown columns may follow and are reported as schema drift). The
 warehouse adds the key columns (``show_id``, ``partition_date``, ``fetched_at``)
-in front. Percent columns are fractions in [0, 1] (DOUBLE); counts are BIGINT;
+in front. Shares (``fraction``) are in [0, 1] (DOUBLE; episode_aggregated_performance
+keeps Spotify's 0-100 percent); counts are BIGINT;
 times are TIMESTAMPTZ in UTC; days are DATE.
 
 ``kind`` decides how a partition is filled:

@@ -30,7 +30,6 @@ from podcast_pipeline.tables import ALL_TABLES, Table
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DB_PATH = "data/podcast.duckdb"
 # Columns that change on every fetch and so are left out of content checksums.
 VOLATILE_COLUMNS = frozenset({"fetched_at", "as_of"})
 
@@ -52,27 +51,6 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
 
 class WarehouseBusy(PodcastPipelineError):
     """The database stayed locked by another process for longer than we wait."""
-
-
-def database_path() -> str:
-    return os.environ.get("DUCKDB_PATH") or DEFAULT_DB_PATH
-
-
-LOCK_TIMEOUT_ENV = "PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS"
-DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
-
-
-def lock_timeout() -> float:
-    """How long a write waits for the database (other writers, a user's shell) before failing."""
-    raw = os.environ.get(LOCK_TIMEOUT_ENV) or str(DEFAULT_LOCK_TIMEOUT_SECONDS)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise ConfigError(LOCK_TIMEOUT_ENV, f"is {raw!r}, not a positive number of seconds",
-                          f"Set it to e.g. {DEFAULT_LOCK_TIMEOUT_SECONDS:.0f}, or unset it.")
-    return value
 
 
 def table_columns(table: Table) -> tuple[tuple[str, str], ...]:

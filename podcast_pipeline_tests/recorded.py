@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from podcast_pipeline.http import RetryPolicy
 
-REFERENCE = Path("/work/shared/reference")
+RECORDED = Path(__file__).with_name("recorded")  # copies of real responses; see its README.md
 FAST_RETRY = RetryPolicy(total=3, backoff_factor=0.01, backoff_jitter=0, backoff_max=0.05,
                          malformed_retries=1, connect_timeout=2, read_timeout=5)
 
@@ -27,12 +27,18 @@ Route = Reply | list[Reply] | Callable[["Request"], Reply]
 
 
 def anchor_body(name: str) -> Any:
-    """The raw API body of ``anchor/recorded/<name>.json`` (its ``data`` key)."""
-    return json.loads((REFERENCE / "anchor" / "recorded" / f"{name}.json").read_text())["data"]
+    """The raw API body of ``recorded/anchor/<name>.json`` (its ``data`` key)."""
+    return json.loads((RECORDED / "anchor" / f"{name}.json").read_text())["data"]
 
 
 def op3_body(name: str) -> Any:
-    return json.loads((REFERENCE / "op3" / "recorded" / f"{name}.json").read_text())
+    """The raw API body of ``recorded/op3/<name>.json``."""
+    return json.loads((RECORDED / "op3" / f"{name}.json").read_text())
+
+
+def op3_swagger(version: str) -> Any:
+    """The Swagger document OP3's server serves for API ``version`` (as served, unpatched)."""
+    return json.loads((RECORDED / "op3" / f"swagger-v{version}.json").read_text())
 
 
 def ok(body: Any, headers: dict[str, str] | None = None) -> Reply:

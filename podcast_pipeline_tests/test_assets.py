@@ -42,7 +42,7 @@ OP3_PAGE = 20000  # the client's downloads page size
 HITS_PAGE = 1000  # the client's redirect-logs page size
 
 
-# ---------------------------------------------------------------------- shared fixtures
+# ---------------------------------------------------------------------- common fixtures
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
     """The emulator on the real UTC today, so yesterday is the latest partition."""

@@ -3,7 +3,7 @@
 Every client method is checked against ``emu.dataset``; faults (5xx, 429 with and without
 ``Retry-After``, expiry, malformed bodies) are injected by the emulator and observed in its
 request log. The third-party checks use no project client code: ``anchorconnector`` (the
-reference Anchor client, only when installed) and a stdlib ``urllib`` script that follows
+reference Anchor client, from the dev extra) and a stdlib ``urllib`` script that follows
 op3.dev's documented usage. Budget: ~10 s (one test sleeps a 1 s ``Retry-After``).
 """
 
@@ -505,9 +505,9 @@ def test_malformed_op3_bodies_retried_then_raised(emu: Emulator, pair: Pair, kin
 # ---- independent third-party clients ------------------------------------------------------
 
 def test_third_party_anchorconnector(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The reference client (``pip install anchorconnector==0.6.3``), unchanged: only the base
-    URL, web station id and cookie from ``emu.env`` are passed, as its own CLI reads them."""
-    ac = pytest.importorskip("anchorconnector")
+    """The reference client (``anchorconnector==0.6.3``, in the dev extra), unchanged: only the
+    base URL, web station id and cookie from ``emu.env`` are passed, as its own CLI reads them."""
+    import anchorconnector as ac
     ds, env = emu.dataset, emu.env
     c = ac.AnchorConnector(env["ANCHOR_BASE_URL"], env["ANCHOR_WEBSTATION_ID"], env["ANCHOR_PW_S"])
     # Its datetimes are naive local time: compare every row by its own UTC bucket instead.

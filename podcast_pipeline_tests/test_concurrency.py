@@ -37,7 +37,7 @@ def emu() -> Iterator[Emulator]:
 
 
 def test_parallel_runs_and_steps_queue_on_the_file_lock(emu, tmp_path):
-    db, reference = str(tmp_path / "shared.duckdb"), str(tmp_path / "reference.duckdb")
+    db, reference = str(tmp_path / "common.duckdb"), str(tmp_path / "reference.duckdb")
     env = pipeline_env(emu, db, dagster_home(tmp_path))
     days = ["2025-05-29", "2025-05-30"]
     # Hold the writers' lock until every step of every run has fetched and is waiting: this
@@ -88,8 +88,12 @@ def test_a_user_holding_the_file_makes_runs_wait_then_fail_naming_it(emu, tmp_pa
 
 
 def test_lock_timeout_setting_is_validated(monkeypatch):
-    monkeypatch.setenv(warehouse.LOCK_TIMEOUT_ENV, "soon")
-    with pytest.raises(Exception, match="PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS is 'soon'"):
-        warehouse.lock_timeout()
-    monkeypatch.setenv(warehouse.LOCK_TIMEOUT_ENV, "2.5")
-    assert warehouse.lock_timeout() == 2.5
+    from podcast_pipeline.errors import ConfigError
+    from podcast_pipeline.resources import WarehouseResource
+    from podcast_pipeline.settings import LOCK_TIMEOUT_ENV, Settings
+
+    for bad in ("soon", "0", "-3", "inf"):
+        with pytest.raises(ConfigError, match=f"{LOCK_TIMEOUT_ENV} is {bad!r}"):
+            Settings.from_env({LOCK_TIMEOUT_ENV: bad})
+    monkeypatch.setenv(LOCK_TIMEOUT_ENV, "2.5")
+    assert WarehouseResource.from_settings(Settings.load()).lock_timeout_seconds == 2.5

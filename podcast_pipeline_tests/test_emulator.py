@@ -1,18 +1,15 @@
 """The emulator over real HTTP: shapes against the recorded responses and the OP3 swagger,
-cross-endpoint consistency, pagination, error bodies, faults, stats and expiry."""
+cross-endpoint consistency, pagination, error bodies, faults, stats and expiry (the CLI is in
+test_emulator_cli.py)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import math
-import shlex
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -23,8 +20,8 @@ from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
 from podcast_pipeline.emulator.common import b58decode
 from podcast_pipeline.emulator.data import day_epoch
 from podcast_pipeline.emulator.faults import FaultEngine
+from podcast_pipeline_tests.recorded import anchor_body, op3_body, op3_swagger
 
-REF = Path("/work/shared/reference")
 TODAY = date(2025, 6, 1)
 YESTERDAY = TODAY - timedelta(days=1)
 
@@ -153,11 +150,11 @@ def shape_errors(recorded: Any, emulated: Any, *, subset: bool = False,
 
 
 def recorded_anchor(name: str) -> Any:
-    return json.loads((REF / "anchor/recorded" / name).read_text())["data"]
+    return anchor_body(name.removesuffix(".json"))
 
 
 def recorded_op3(name: str) -> Any:
-    return json.loads((REF / "op3/recorded" / name).read_text())
+    return op3_body(name.removesuffix(".json"))
 
 
 # ---- shapes vs recorded responses ------------------------------------------------------
@@ -239,7 +236,7 @@ def test_op3_shapes_match_recorded_responses(emulator: Emulator) -> None:
 
 def _swagger(version: str) -> dict[str, Any]:
     """The swagger document with its known defects patched so a validator accepts it."""
-    doc = json.loads((REF / f"op3/swagger-v{version}.json").read_text())
+    doc = op3_swagger(version)
     valid = {"string", "integer", "number", "boolean", "array", "object", "null"}
 
     def fix(node: Any) -> None:
@@ -622,24 +619,3 @@ def test_thirty_days_of_everything_is_fast(emulator: Emulator) -> None:
         assert c.station(kind, **rng(start, YESTERDAY)).elapsed.total_seconds() < 1.0
     r = c.o(f"/downloads/show/{c.ds.show_uuid}", start=start.isoformat(), limit=20000)
     assert r.elapsed.total_seconds() < 1.0 and r.text.count("\n") > 20 * 100
-
-
-def test_cli_prints_exports_and_refuses_non_loopback() -> None:
-    cmd = [sys.executable, "-m", "podcast_pipeline.emulator"]
-    refused = subprocess.run([*cmd, "--host", "0.0.0.0"], capture_output=True, text=True, timeout=30)
-    assert refused.returncode == 2 and "non-loopback" in refused.stderr
-    proc = subprocess.Popen([*cmd, "--port", "0", "--seed", "3", "--today", "2025-06-01",
-                             "--error-rate", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline().strip() for _ in range(7)]
-        env = dict(shlex.split(line)[1].split("=", 1) for line in lines)  # as `eval` would
-        assert env["OP3_URL_PREFIX"].endswith("/*")
-        assert set(env) == {"ANCHOR_BASE_URL", "ANCHOR_WEBSTATION_ID", "ANCHOR_PW_S", "OP3_BASE_URL",
-                            "OP3_TOKEN", "OP3_SHOW_UUID", "OP3_URL_PREFIX"}
-        r = requests.get(env["OP3_BASE_URL"] + "/queries/top-apps",
-                         headers={"Authorization": f"Bearer {env['OP3_TOKEN']}"}, timeout=10)
-        assert r.status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

@@ -1,4 +1,4 @@
-"""The shared HTTP layer against a raw socket server that misbehaves below HTTP's level."""
+"""The common HTTP layer against a raw socket server that misbehaves below HTTP's level."""
 
 from __future__ import annotations
 

@@ -15,21 +15,30 @@ from podcast_pipeline.schedules import (
     LOOKBACK_ENV,
     SNAPSHOT_KEYS,
     WINDOWED_KEYS,
-    daily_refresh_schedule,
+    build_daily_refresh_schedule,
 )
+from podcast_pipeline.settings import CRON_ENV, Settings
 from podcast_pipeline.tables import ALL_TABLES, TABLES_BY_KEY
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
+def schedule() -> dg.ScheduleDefinition:
+    """The schedule the definitions build from this environment's settings."""
+    from podcast_pipeline.definitions import build_definitions
+
+    return build_definitions().resolve_schedule_def("daily_refresh_schedule")
+
+
 def tick(when: datetime) -> list[dg.RunRequest]:
     """Dagster's own evaluation, with the repository so it resolves the asset selections."""
-    from podcast_pipeline.definitions import defs
+    from podcast_pipeline.definitions import build_definitions
 
+    defs = build_definitions()
     context = dg.build_schedule_context(scheduled_execution_time=when,
                                         repository_def=defs.get_repository_def())
-    data = daily_refresh_schedule.evaluate_tick(context)
+    data = defs.resolve_schedule_def("daily_refresh_schedule").evaluate_tick(context)
     assert data.skip_message is None
     return list(data.run_requests or [])
 
@@ -43,7 +52,8 @@ def split(requests: list[dg.RunRequest]) -> tuple[dg.RunRequest, dg.RunRequest]:
 
 @pytest.fixture(autouse=True)
 def _no_user_settings(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv(LOOKBACK_ENV, raising=False)
+    for var in (LOOKBACK_ENV, CRON_ENV, START_DATE_ENV):
+        monkeypatch.delenv(var, raising=False)
     for var in CREDENTIAL_ENV.values():  # both sources in use unless a test says otherwise
         monkeypatch.setenv(var, "configured")
     monkeypatch.setenv(GRAPHQL_CREDENTIAL_ENV, "configured")  # and Spotify's GraphQL backend
@@ -77,11 +87,19 @@ def test_lookback_is_configurable(lookback: int, monkeypatch: pytest.MonkeyPatch
     assert (yesterday - start).days + 1 == lookback + 1
 
 
-def test_bad_lookback_names_the_variable(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv(LOOKBACK_ENV, "three")
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, 6, tzinfo=UTC))
-    with pytest.raises(ConfigError, match=LOOKBACK_ENV):
-        daily_refresh_schedule(context)
+@pytest.mark.parametrize(("var", "value"), [(LOOKBACK_ENV, "three"), (LOOKBACK_ENV, "-1"),
+                                            (CRON_ENV, "at six")])
+def test_bad_schedule_setting_names_the_variable(var: str, value: str,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=f"^{var} is {value!r}") as info:
+        build_daily_refresh_schedule(Settings.load())
+    assert info.value.setting == var
+
+
+def test_cron_is_configurable(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(CRON_ENV, "30 7 * * *")
+    assert schedule().cron_schedule == "30 7 * * *"
 
 
 def test_range_never_starts_before_the_first_partition(monkeypatch: pytest.MonkeyPatch):
@@ -103,10 +121,11 @@ def test_requested_partitions_exist_on_the_tick():
 
 
 def test_runs_daily_at_six_utc():
-    assert daily_refresh_schedule.cron_schedule == "0 6 * * *"
-    assert daily_refresh_schedule.execution_timezone == "UTC"
-    assert daily_refresh_schedule.job_name == "daily_refresh"
-    assert daily_refresh_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    s = schedule()
+    assert s.cron_schedule == "0 6 * * *"
+    assert s.execution_timezone == "UTC"
+    assert s.job_name == "daily_refresh"
+    assert s.default_status == dg.DefaultScheduleStatus.RUNNING
 
 
 def test_only_configured_sources_are_refreshed(monkeypatch: pytest.MonkeyPatch):
@@ -125,13 +144,14 @@ def test_rest_backend_leaves_the_graphql_only_tables_out(monkeypatch: pytest.Mon
 
 
 def test_no_source_configured_skips_with_the_variables_named(monkeypatch: pytest.MonkeyPatch):
-    from podcast_pipeline.definitions import defs
+    from podcast_pipeline.definitions import build_definitions
 
     for var in (*CREDENTIAL_ENV.values(), GRAPHQL_CREDENTIAL_ENV):
         monkeypatch.delenv(var)
+    defs = build_definitions()
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, 6, tzinfo=UTC),
                                         repository_def=defs.get_repository_def())
-    data = daily_refresh_schedule.evaluate_tick(context)
+    data = defs.resolve_schedule_def("daily_refresh_schedule").evaluate_tick(context)
     assert not data.run_requests
     assert "ANCHOR_PW_S" in data.skip_message and "OP3_TOKEN" in data.skip_message
     assert GRAPHQL_CREDENTIAL_ENV in data.skip_message

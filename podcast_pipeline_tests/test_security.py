@@ -83,7 +83,6 @@ import dagster as dg
 
 from podcast_pipeline import demo
 from podcast_pipeline.definitions import build_definitions
-from podcast_pipeline.resources import AnchorResource, Op3Resource
 from podcast_pipeline.sensors import credential_expiry_alert, credential_probe
 
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)  # every library's lines too
@@ -97,7 +96,7 @@ for request in demo.run_requests_for(int(os.environ["DAYS"]), now):
                      resources={"anchor": fast, "op3": fast})
     print(o, flush=True)
     outcomes.append(o)
-sensor_resources = {"anchor": AnchorResource(), "op3": Op3Resource()}
+sensor_resources = {k: defs.resources[k] for k in ("anchor", "op3")}
 for o in outcomes:
     if o.success:
         continue

@@ -30,6 +30,7 @@ from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
 from podcast_pipeline.op3.assets import op3_assets
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
 from podcast_pipeline.sensors import credential_expiry_alert, credential_probe
+from podcast_pipeline.settings import Settings
 
 TODAY = date(2025, 6, 1)
 RANGE = ("2025-05-25", "2025-05-31")
@@ -115,8 +116,10 @@ def instance(home: Path) -> Iterator[dg.DagsterInstance]:
 
 
 def resources(tmp_path: Path) -> dict[str, Any]:
-    return {"anchor": AnchorResource(max_retries=0, backoff_factor=0),
-            "op3": Op3Resource(max_retries=0, backoff_factor=0),
+    """The definitions' resources from this environment's settings, without retries."""
+    settings = Settings.load()
+    return {"anchor": AnchorResource.from_settings(settings, max_retries=0, backoff_factor=0),
+            "op3": Op3Resource.from_settings(settings, max_retries=0, backoff_factor=0),
             "warehouse": WarehouseResource(database=str(tmp_path / "warehouse.duckdb"))}
 
 

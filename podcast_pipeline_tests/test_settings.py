@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date
+from pathlib import Path
+
 import pytest
 
 from podcast_pipeline.errors import ConfigError
@@ -11,6 +15,7 @@ from podcast_pipeline.settings import (
     OP3_DEFAULT_BASE_URL,
     AnchorSettings,
     Op3Settings,
+    Settings,
 )
 
 ANCHOR = {"ANCHOR_WEBSTATION_ID": "fb37d7a4", "ANCHOR_PW_S": "s%3Areal-cookie.sig-xyz"}
@@ -104,3 +109,84 @@ def test_emulator_credentials_only_with_local_emulator() -> None:
         Op3Settings.from_env({**OP3, "OP3_TOKEN": "emulator-token"})
     assert Op3Settings.from_env({**OP3, "OP3_TOKEN": "emulator-token",
                                  "OP3_BASE_URL": "http://localhost:5001/api/1"})
+
+
+# ---------------------------------------------------------------------- the one model
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_env_example_lists_every_setting_and_nothing_else() -> None:
+    text = (REPO / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.M))
+    assert listed == set(Settings.variables().values())
+
+
+def test_defaults_with_nothing_set_and_the_process_environment_ignored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DUCKDB_PATH", "elsewhere.duckdb")
+    s = Settings.from_env({})
+    assert (s.duckdb_path, s.start_date, s.lookback_days, s.schedule_cron) == (
+        "data/podcast.duckdb", date(2025, 1, 1), 3, "0 6 * * *")
+    assert s.configured_apis() == set() and s.anchor_cookie is None
+    assert Settings.load().duckdb_path == "elsewhere.duckdb"
+
+
+def test_blank_means_unset_and_values_are_stripped() -> None:
+    s = Settings.from_env({**ANCHOR, "OP3_URL_PREFIX": "", "PODCAST_PIPELINE_LOOKBACK_DAYS": " ",
+                           "ANCHOR_WEBSTATION_ID": " fb37d7a4 ", "OP3_TOKEN": "  "})
+    assert s.op3_url_prefix is None and s.lookback_days == 3 and s.op3_token is None
+    assert s.anchor_webstation_id == "fb37d7a4" and s.configured_apis() == {"anchor"}
+
+
+def test_secrets_never_in_repr_or_dump() -> None:
+    s = Settings.from_env({**ANCHOR, **OP3, "SLACK_BOT_TOKEN": "xoxb-secret-1",
+                           "PODCAST_PIPELINE_ALERT_WEBHOOK_URL": "https://hooks.example/abc123"})
+    shown = repr(s) + str(s.model_dump()) + s.model_dump_json()
+    for secret in ("real-cookie", "tok-abcdef", "xoxb-secret-1", "abc123"):
+        assert secret not in shown
+    assert s.anchor().cookie == ANCHOR["ANCHOR_PW_S"] and s.op3().token == OP3["OP3_TOKEN"]
+
+
+@pytest.mark.parametrize(("var", "value", "match"), [
+    ("PODCAST_PIPELINE_START_DATE", "2025/01/01", "not a date"),
+    ("PODCAST_PIPELINE_LOOKBACK_DAYS", "three", "not a whole number of days"),
+    ("PODCAST_PIPELINE_LOOKBACK_DAYS", "-2", "not a whole number of days"),
+    ("PODCAST_PIPELINE_PROBE_INTERVAL_SECONDS", "30", ">= 60"),
+    ("PODCAST_PIPELINE_PROBE_INTERVAL_SECONDS", "hourly", ">= 60"),
+    ("PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS", "nan", "not a positive number"),
+])
+def test_bad_pipeline_setting_is_one_line_naming_it(var: str, value: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        Settings.from_env({var: value})
+    assert info.value.setting == var
+    assert str(info.value).startswith(f"{var} is {value!r}") and "\n" not in str(info.value)
+
+
+def test_api_settings_are_checked_only_when_that_api_is_used() -> None:
+    s = Settings.from_env({**OP3, "ANCHOR_WEBSTATION_ID": "NOT-HEX"})  # builds fine
+    assert s.op3().show_uuid == OP3["OP3_SHOW_UUID"]
+    with pytest.raises(ConfigError, match="not a short hex id"):
+        s.anchor()
+
+
+def test_resources_show_every_value_and_only_the_names_of_secrets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import dagster as dg
+
+    from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
+
+    env = {**ANCHOR, **OP3, "ANCHOR_BASE_URL": "http://127.0.0.1:9/v3", "DUCKDB_PATH": "x.duckdb",
+           "PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS": "12"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    s = Settings.load()
+    anchor, op3 = AnchorResource.from_settings(s), Op3Resource.from_settings(s)
+    warehouse = WarehouseResource.from_settings(s)
+    assert (anchor.base_url, anchor.webstation_id) == ("http://127.0.0.1:9/v3", "fb37d7a4")
+    assert op3.show_uuid == OP3["OP3_SHOW_UUID"] and op3.base_url == OP3_DEFAULT_BASE_URL
+    assert (warehouse.database, warehouse.lock_timeout_seconds) == ("x.duckdb", 12.0)
+    assert anchor.cookie == dg.EnvVar("ANCHOR_PW_S") and op3.token == dg.EnvVar("OP3_TOKEN")
+    assert "real-cookie" not in repr(anchor) and "tok-abcdef" not in repr(op3)
+    # Unset secrets stay None: an EnvVar of an unset variable would fail every step of a run.
+    monkeypatch.delenv("ANCHOR_PW_S")
+    assert AnchorResource.from_settings(Settings.load()).cookie is None

@@ -1,10 +1,11 @@
 """One asset per Spotify for Creators endpoint: the client call each one makes.
 
-The shared machinery (windows, warehouse writes, metadata) is in ``podcast_pipeline.assets``.
+The common machinery (windows, warehouse writes, metadata) is in ``podcast_pipeline.assets``.
 """
 
 from __future__ import annotations
 
+import dagster as dg
 import pandas as pd
 
 from podcast_pipeline.assets import Endpoint, Source, build_assets
@@ -55,5 +56,13 @@ UNSTORED = {
     "episode_metadata": frozenset({"web_station_id", "episode_image", "share_link_embed_path"}),
 }
 
-anchor_assets = build_assets(SOURCE, [Endpoint(t, FETCH[t.name], UNSTORED.get(t.name, frozenset()))
-                                      for t in ANCHOR_TABLES])
+ENDPOINTS = [Endpoint(t, FETCH[t.name], UNSTORED.get(t.name, frozenset())) for t in ANCHOR_TABLES]
+
+
+def build_anchor_assets(partitions_def: dg.DailyPartitionsDefinition | None = None,
+                        ) -> list[dg.AssetsDefinition]:
+    return build_assets(SOURCE, ENDPOINTS, partitions_def)
+
+
+# With the default start date, for tests and notebooks; the definitions build theirs.
+anchor_assets = build_anchor_assets()

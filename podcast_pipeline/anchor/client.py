@@ -100,7 +100,7 @@ class AnchorClient(ClientBase):
     # ------------------------------------------------------------------ plumbing
     def _json(self, endpoint: str, path: str, params: Mapping[str, Any] | None = None,
               validate: Any = validate_envelope) -> Any:
-        # Without isMumsCompatible, accounts with shared access get 403.
+        # Without isMumsCompatible, accounts with delegated access get 403.
         query = {**(params or {}), "isMumsCompatible": "true"}
         return self.session.get_json(endpoint, path, query, validate=validate)
 

@@ -1,6 +1,6 @@
 """The Spotify for Creators (Anchor) analytics API, served from the synthetic dataset.
 
-Shapes, key order and types follow the recorded responses in shared/reference/anchor.
+Shapes, key order and types follow the recorded responses in podcast_pipeline_tests/recorded/anchor.
 Paths here are relative to the base ``/pod/api/proxy/v3``.
 """
 

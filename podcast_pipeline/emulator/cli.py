@@ -1,57 +1,106 @@
 """The ``emulator`` subcommand: serve both APIs on loopback and print the env to use them.
 
-``eval "$(podcast-pipeline emulator --seed 7 &)"`` style use works because the
-``export`` lines go to stdout first and everything human goes to stderr.
+``eval "$(podcast-pipeline emulator --background)"`` returns as soon as the port listens:
+the server detaches (its own session, stdio on /dev/null), so nothing keeps the command
+substitution's pipe open. ``--env-file`` writes the same ``export`` lines for other shells.
+In the foreground the ``export`` lines go to stdout and everything human to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
+import os
+import select
 import shlex
+import signal
 import socket
 import sys
+import time
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from .data import EmulatorConfig
 from .faults import APIS, Faults
 from .server import Emulator
 
+DEFAULT_DATABASE = "data/demo.duckdb"  # the demo's: emulator data never lands in a real show's
+READY_TIMEOUT_S = 30.0  # how long --background waits for the detached server to come up
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "emulator", help="serve fake Anchor + OP3 APIs on loopback",
-        description="Serve emulated Anchor and OP3 APIs from a deterministic synthetic dataset.")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (loopback only by default)")
+        description="Serve emulated Spotify for Creators (Anchor) and OP3 APIs on loopback from a "
+                    "deterministic synthetic show, and print the environment variables that point "
+                    "the pipeline at them (export lines, for eval or a sourced file).")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; anything but loopback is refused)")
     p.add_argument("--allow-non-loopback", action="store_true",
-                   help="allow binding a non-loopback address (exposes fake credentials)")
-    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--episodes", type=int, default=12)
-    p.add_argument("--days", type=int, default=120)
-    p.add_argument("--downloads-per-day", type=int, default=150)
-    p.add_argument("--drafts", type=int, default=1)
-    p.add_argument("--today", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: UTC today)")
-    p.add_argument("--redirect-logs-direct", action="store_true",
+                   help="allow binding a non-loopback address (exposes the fake credentials)")
+    p.add_argument("--port", type=int, default=8765,
+                   help="port to listen on (default 8765; 0 picks a free one)")
+    p.add_argument("--background", action="store_true",
+                   help="detach once listening: print the export lines (including EMULATOR_PID, "
+                        "for `kill \"$EMULATOR_PID\"`) and return at once")
+    p.add_argument("--env-file", type=Path, default=None, metavar="PATH",
+                   help="also write the export lines to PATH once listening (source it with "
+                        "`. PATH`); removed again when the emulator stops")
+    p.add_argument("--database", default=DEFAULT_DATABASE, metavar="PATH",
+                   help=f"DUCKDB_PATH to export (default {DEFAULT_DATABASE}, the demo's, so "
+                        "emulated data stays out of your real database)")
+    d = p.add_argument_group("data")
+    d.add_argument("--seed", type=int, default=7,
+                   help="seed of the synthetic show (default 7, as the demo)")
+    d.add_argument("--episodes", type=int, default=12,
+                   help="published episodes (default 12)")
+    d.add_argument("--drafts", type=int, default=1, help="unpublished draft episodes (default 1)")
+    d.add_argument("--days", type=int, default=120,
+                   help="days of history before --today (default 120): every endpoint has data "
+                        "for today-DAYS .. yesterday, nothing before")
+    d.add_argument("--downloads-per-day", type=int, default=150,
+                   help="mean OP3 downloads per day (default 150)")
+    d.add_argument("--today", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                   help="the emulated 'today' (default: the real UTC date)")
+    d.add_argument("--redirect-logs-direct", action="store_true",
                    help="serve /redirect-logs itself (documented v0.0.3) instead of a 308 to /hits")
     f = p.add_argument_group("faults")
-    f.add_argument("--latency-ms", type=float, default=0.0)
-    f.add_argument("--jitter-ms", type=float, default=0.0)
-    f.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500/502/503")
-    f.add_argument("--rate-limit-rate", type=float, default=0.0, help="fraction answered 429")
-    f.add_argument("--retry-after", type=int, default=None, help="Retry-After seconds on Anchor 429s")
-    f.add_argument("--expire-after-requests", type=int, default=None)
-    f.add_argument("--expire-at", type=_aware, default=None, help="ISO datetime with offset")
-    f.add_argument("--expire-apis", nargs="+", choices=APIS, default=list(APIS))
-    f.add_argument("--malformed-rate", type=float, default=0.0)
-    f.add_argument("--malformed-kind", choices=("truncated", "html", "mixed"), default="mixed")
-    f.add_argument("--fault-seed", type=int, default=0)
-    f.add_argument("--apply-to", nargs="+", default=None, help="endpoint or api names faults apply to")
-    f.add_argument("--bearer-ttl", type=float, default=None,
-                   help="seconds a Spotify GraphQL bearer lives (default 3600)")
+    f.add_argument("--latency-ms", type=float, default=0.0,
+                   help="latency added to every request, in ms (default 0)")
+    f.add_argument("--jitter-ms", type=float, default=0.0,
+                   help="random extra latency per request, 0..this ms (default 0)")
+    f.add_argument("--error-rate", type=float, default=0.0,
+                   help="share of requests answered 500/502/503 (default 0)")
+    f.add_argument("--rate-limit-rate", type=float, default=0.0,
+                   help="share of requests answered 429 (default 0)")
+    f.add_argument("--retry-after", type=int, default=None, metavar="SECONDS",
+                   help="Retry-After header on Anchor's 429s (default none; OP3 never sends one)")
+    f.add_argument("--expire-after-requests", type=int, default=None, metavar="N",
+                   help="credentials answer 401 after N requests to their API (default never)")
+    f.add_argument("--expire-at", type=_aware, default=None, metavar="DATETIME",
+                   help="credentials answer 401 from this ISO time with offset, e.g. "
+                        "2026-01-01T00:00:00Z (default never)")
+    f.add_argument("--expire-apis", nargs="+", choices=APIS, default=list(APIS),
+                   help="APIs whose credential expires: anchor (REST), op3, spotify (the "
+                         "GraphQL login; default all)")
+    f.add_argument("--malformed-rate", type=float, default=0.0,
+                   help="share of 200 answers whose body is broken (default 0)")
+    f.add_argument("--malformed-kind", choices=("truncated", "html", "mixed"), default="mixed",
+                   help="how bodies break: cut short, a login/Cloudflare HTML page, or either "
+                        "(default mixed)")
+    f.add_argument("--fault-seed", type=int, default=0,
+                   help="seed of the fault dice, for reproducible faults (default 0)")
+    f.add_argument("--apply-to", nargs="+", default=None, metavar="NAME",
+                   help="limit faults to these endpoints (e.g. plays downloads) or APIs "
+                        "(anchor op3); default all")
+    f.add_argument("--bearer-ttl", type=float, default=None, metavar="SECONDS",
+                   help="lifetime of a Spotify GraphQL bearer (default 3600, as live); an "
+                        "expired one answers 401")
     f.add_argument("--data-fetching-rate", type=float, default=0.0,
-                   help="share of GraphQL geo region/city answers nulled by a DataFetchingException")
+                   help="share of GraphQL geo region/city answers nulled by a "
+                        "DataFetchingException (default 0)")
     p.set_defaults(func=run)  # `podcast-pipeline emulator` dispatches on args.func
     return p
 
@@ -82,6 +131,36 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         bearer_ttl=args.bearer_ttl, data_fetching_rate=args.data_fetching_rate)
 
 
+def export_lines(emu: Emulator, database: str, pid: int) -> str:
+    env = {**emu.all_env, "DUCKDB_PATH": database, "EMULATOR_PID": str(pid)}
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
+
+
+def _write_env_file(path: Path, text: str) -> None:
+    """Atomically, so a shell sourcing it never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _remove_env_file(path: Path | None, text: str) -> None:
+    """Only if it is still ours: a newer emulator may have rewritten it."""
+    try:
+        if path is not None and path.read_text() == text:
+            path.unlink()
+    except OSError:
+        pass
+
+
+def _stop_on_sigterm() -> None:
+    """``kill $EMULATOR_PID`` stops the server cleanly (and removes the env file), like Ctrl-C."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.allow_non_loopback and not _is_loopback(args.host):
         print(f"refusing to bind non-loopback host {args.host!r} (use --allow-non-loopback)",
@@ -91,11 +170,104 @@ def run(args: argparse.Namespace) -> int:
                             downloads_per_day=args.downloads_per_day, today=args.today,
                             drafts=args.drafts, redirect_logs_direct=args.redirect_logs_direct)
     emu = Emulator(config, faults=faults_from_args(args), host=args.host, port=args.port)
+    try:
+        emu.listen()
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            print(f"emulator: port {args.port} on {args.host} is already in use (an emulator "
+                  "started before? stop it with `kill \"$EMULATOR_PID\"`), or pick another with "
+                  "--port N, or --port 0 for any free port", file=sys.stderr)
+        else:
+            print(f"emulator: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 2
+    if args.background:
+        return _detach(emu, args)
+    text = export_lines(emu, args.database, os.getpid())
     emu.start()
-    for name, value in emu.all_env.items():
-        print(f"export {name}={shlex.quote(value)}")
+    if args.env_file:
+        _write_env_file(args.env_file, text)
+    sys.stdout.write(text)
     sys.stdout.flush()
     print(f"emulator serving Anchor (REST + GraphQL) + OP3 on {emu.url} (fake credentials; Ctrl-C to stop)",
           file=sys.stderr)
-    emu.serve_forever()
+    _stop_on_sigterm()
+    try:
+        emu.serve_forever()
+    finally:
+        _remove_env_file(args.env_file, text)
     return 0
+
+
+def _detach(emu: Emulator, args: argparse.Namespace) -> int:
+    """Fork a server in its own session; return once it answers or say why it did not."""
+    if not hasattr(os, "fork"):
+        print("emulator: --background needs fork(); run it without --background in its own "
+              "terminal instead", file=sys.stderr)
+        return 2
+    read_end, write_end = os.pipe()
+    url = emu.url
+    pid = os.fork()
+    if pid == 0:  # the server: never returns into the caller's code
+        os._exit(_serve_detached(emu, args, read_end, write_end))
+    os.close(write_end)
+    emu.stop()  # the parent's copy of the listening socket; the child keeps its own
+    text = _read_ready(read_end, pid)
+    if text is None:
+        return 2
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    where = f"; also in {args.env_file}" if args.env_file else ""
+    print(f"emulator serving Anchor + OP3 on {url} in the background (pid {pid}{where}); "
+          "stop it with: kill \"$EMULATOR_PID\"", file=sys.stderr)
+    return 0
+
+
+def _serve_detached(emu: Emulator, args: argparse.Namespace, read_end: int, write_end: int) -> int:
+    """The forked child: detach, tell the parent the export lines (or ``!`` + the error), serve."""
+    try:
+        os.close(read_end)
+        os.setsid()  # no hang-up or Ctrl-C of the caller's terminal reaches it
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        text = export_lines(emu, args.database, os.getpid())
+        _stop_on_sigterm()
+        emu.start()
+        if args.env_file:
+            _write_env_file(args.env_file, text)
+    except Exception as err:  # noqa: BLE001 - reported to the parent, which prints it
+        os.write(write_end, f"!{err}".encode())
+        return 1
+    os.write(write_end, text.encode())
+    os.close(write_end)
+    try:
+        emu.serve_forever()
+    finally:
+        _remove_env_file(args.env_file, text)
+    return 0
+
+
+def _read_ready(fd: int, pid: int) -> str | None:
+    """The export lines the child sends once it serves, within READY_TIMEOUT_S."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:  # the child closed its end: ready, or dead
+                text = b"".join(chunks).decode()
+                if text and not text.startswith("!"):
+                    return text
+                why = f": {text[1:]}" if text else ""
+                print(f"emulator: the background server failed before it was ready{why}",
+                      file=sys.stderr)
+                return None
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    os.kill(pid, signal.SIGKILL)
+    print(f"emulator: the background server was not ready within {READY_TIMEOUT_S:g} s; "
+          "stopped it", file=sys.stderr)
+    return None

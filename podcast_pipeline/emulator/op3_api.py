@@ -1,7 +1,7 @@
 """The OP3 API v1, served from the synthetic dataset.
 
 Validation order, messages and envelopes follow the OP3 server (skymethod/op3) and the
-reference notes in shared/reference/op3. Paths here are relative to ``/api/1``.
+responses in podcast_pipeline_tests/recorded/op3. Paths here are relative to ``/api/1``.
 """
 
 from __future__ import annotations

@@ -74,11 +74,19 @@ class Emulator:
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
+    def listen(self) -> Emulator:
+        """Bind the port (``OSError`` if taken) without serving yet: connections queue until
+        :meth:`start`. Lets the CLI report a taken port before it detaches."""
+        if self._server is None:
+            self._server = ThreadingHTTPServer((self._host, self._port), _make_handler(self))
+            self._server.daemon_threads = True
+        return self
+
     def start(self) -> Emulator:
-        if self._server is not None:
+        if self._thread is not None:
             return self
-        self._server = ThreadingHTTPServer((self._host, self._port), _make_handler(self))
-        self._server.daemon_threads = True
+        self.listen()
+        assert self._server is not None
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="podcast-emulator", daemon=True)
         self._thread.start()
@@ -86,7 +94,8 @@ class Emulator:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
+            if self._thread is not None:  # shutdown() waits for a serve loop that must run
+                self._server.shutdown()
             self._server.server_close()
             self._server = None
         if self._thread is not None:

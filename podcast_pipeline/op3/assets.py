@@ -1,9 +1,11 @@
 """One asset per OP3 endpoint: the client call each one makes.
 
-The shared machinery (windows, warehouse writes, metadata) is in ``podcast_pipeline.assets``.
+The common machinery (windows, warehouse writes, metadata) is in ``podcast_pipeline.assets``.
 """
 
 from __future__ import annotations
+
+import dagster as dg
 
 from podcast_pipeline.assets import Endpoint, Source, build_assets
 from podcast_pipeline.tables import OP3_TABLES
@@ -25,4 +27,13 @@ SOURCE = Source(
     show_id=lambda settings, client: settings.show_uuid,
 )
 
-op3_assets = build_assets(SOURCE, [Endpoint(t, FETCH[t.name]) for t in OP3_TABLES])
+ENDPOINTS = [Endpoint(t, FETCH[t.name]) for t in OP3_TABLES]
+
+
+def build_op3_assets(partitions_def: dg.DailyPartitionsDefinition | None = None,
+                     ) -> list[dg.AssetsDefinition]:
+    return build_assets(SOURCE, ENDPOINTS, partitions_def)
+
+
+# With the default start date, for tests and notebooks; the definitions build theirs.
+op3_assets = build_op3_assets()

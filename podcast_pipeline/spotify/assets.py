@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import dagster as dg
 import pandas as pd
 
 from podcast_pipeline.anchor.assets import SOURCE as ANCHOR_SOURCE
@@ -50,5 +51,12 @@ SOURCE = Source(
     list_episode_ids=ANCHOR_SOURCE.list_episode_ids,
 )
 
-spotify_assets = build_assets(SOURCE, [Endpoint(t, graphql_only(FETCH[t.name]))
-                                       for t in SPOTIFY_TABLES])
+ENDPOINTS = [Endpoint(t, graphql_only(FETCH[t.name])) for t in SPOTIFY_TABLES]
+
+
+def build_spotify_assets(partitions_def: dg.DailyPartitionsDefinition | None = None,
+                         ) -> list[dg.AssetsDefinition]:
+    return build_assets(SOURCE, ENDPOINTS, partitions_def)
+
+
+spotify_assets = build_spotify_assets()
