@@ -220,3 +220,83 @@ def test_the_bearer_never_follows_a_redirect(emulator: Emulator, servers) -> Non
             pytest.raises(ApiError, match="not following it"):
         c.shows()
     assert len(near_hits) == 1 and far_hits == []
+
+
+def test_authorization_page_outcomes() -> None:
+    from podcast_pipeline.errors import MalformedResponse
+    from podcast_pipeline.spotify.auth import parse_authorization_page, pkce_pair
+
+    page = '<script>const authorizationResponse = {type: "authorization_response", ' \
+           'response: {code: "AQDcode", state: "s1"}};</script>'
+    assert parse_authorization_page(page, "s1") == "AQDcode"  # unquoted keys, as C reads them
+    with pytest.raises(CredentialsExpired, match="login_required"):
+        parse_authorization_page('{"response":{"error":"login_required"}}', "s1")
+    for bad, why in ((page, "another state"), ("<html></html>", "no 'const"),
+                     (page.replace('code: "AQDcode", ', ""), "no code")):
+        with pytest.raises(MalformedResponse, match=why):
+            parse_authorization_page(bad, "s2" if why == "another state" else "s1")
+    verifier, challenge = pkce_pair()
+    assert len(verifier) == 86 and "=" not in challenge and len(challenge) == 43
+
+
+def _fake_graphql(pages: list[dict]) -> tuple[ThreadingHTTPServer, str]:
+    """A loopback GraphQL endpoint answering getShowsForUser, then ``pages`` in turn (the last
+    one for ever): pagination that lies."""
+    import json
+
+    served = iter(pages)
+    last: list[dict] = []
+
+    class Fake(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if body["operationName"] == "getShowsForUser":
+                data = {"showsForUser": {"shows": [{"uri": "spotify:show:" + "A" * 22,
+                                                    "hostingProvider": "S4P"}]}}
+            else:
+                page = next(served, None)
+                if page is not None:
+                    last[:] = [page]
+                data = {"showByShowUri": {"episodesV2": last[0]}}
+            out = json.dumps({"data": data}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/graph"
+
+
+def _items(start: int, n: int) -> list[dict]:
+    return [{"episodeId": 1000 + i, "uri": f"spotify:episode:{i:022d}", "title": f"E{i}"}
+            for i in range(start, start + n)]
+
+
+@pytest.mark.parametrize("pages, problem", [
+    # the same full page again and again: stops at once instead of looping
+    ([{"items": _items(0, 50), "pagination": {"totalItems": 500, "totalPages": 10}}],
+     "repeats episodes"),
+    # a short page before the announced total: a partial list is refused
+    ([{"items": _items(0, 50), "pagination": {"totalItems": 80, "totalPages": 2}},
+      {"items": _items(50, 10), "pagination": {"totalItems": 80, "totalPages": 2}}],
+     "pagination says 80 episodes but the pages held 60"),
+])
+def test_episode_paging_that_never_ends_or_comes_up_short_fails(
+        emulator: Emulator, pages: list[dict], problem: str) -> None:
+    from podcast_pipeline.errors import MalformedResponse
+
+    server, url = _fake_graphql(pages)
+    try:
+        env = {**emulator.graphql_env, "SPOTIFY_GRAPHQL_URL": url}
+        with SpotifyGraphQLClient(SpotifySettings.from_env(env), retry=FAST) as c, \
+                pytest.raises(MalformedResponse, match=problem):
+            c.episodes()
+    finally:
+        server.shutdown()
+        server.server_close()
