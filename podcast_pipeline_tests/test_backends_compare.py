@@ -40,7 +40,7 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for backend in ("rest", "graphql"):
         db = tmp_path_factory.mktemp(backend) / "warehouse.duckdb"
         outcomes = run_demo(days=DAYS, database=str(db), seed=SEED, out=io.StringIO(),
-                            quiet=True, backend=backend)
+                            backend=backend)
         assert all(o.success for o in outcomes), [o.failed_steps for o in outcomes]
         out[backend] = db
     return out
