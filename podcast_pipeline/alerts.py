@@ -23,7 +23,7 @@ from typing import Literal, Protocol
 import requests
 
 from podcast_pipeline.errors import API_NAMES
-from podcast_pipeline.redact import redact, register_secret
+from podcast_pipeline.redact import redact, register_secret, register_url
 from podcast_pipeline.settings import SLACK_CHANNEL_ENV, SLACK_TOKEN_ENV, WEBHOOK_ENV, Settings
 
 log = logging.getLogger(__name__)
@@ -132,12 +132,21 @@ class Channel(Protocol):
 class WebhookChannel:
     """POSTs ``Alert.payload()`` as JSON; any 2xx counts as delivered."""
 
-    url: str
+    url: str = field(repr=False)
     name: str = "webhook"
 
+    def __post_init__(self) -> None:
+        # For Zapier / n8n / Slack-style hooks the URL is the credential: a delivery error
+        # (which quotes the URL or its path) must not print it.
+        register_url(self.url)
+
     def send(self, alert: Alert) -> None:
-        resp = requests.post(self.url, json=alert.payload(), timeout=10)
-        resp.raise_for_status()
+        # The answer's body is never read: nothing in it matters, and nothing bounds it.
+        resp = requests.post(self.url, json=alert.payload(), timeout=(5, 10),
+                             allow_redirects=False, stream=True)
+        resp.close()
+        if not 200 <= resp.status_code < 300:
+            raise RuntimeError(f"the webhook answered HTTP {resp.status_code}")
 
 
 @dataclass
@@ -148,6 +157,9 @@ class SlackChannel:
     channel: str
     name: str = "slack"
     base_url: str | None = None  # Slack's own API unless set (a proxy, or a test receiver)
+
+    def __post_init__(self) -> None:
+        register_secret(self.token)  # a delivery error must not print it
 
     def send(self, alert: Alert) -> None:
         from dagster_slack import SlackResource
@@ -165,9 +177,8 @@ def configured_channels(environ: Mapping[str, str] | None = None) -> list[Channe
     if settings.alert_webhook_url is not None:
         channels.append(WebhookChannel(settings.alert_webhook_url.get_secret_value()))
     if settings.slack_bot_token is not None and settings.slack_channel:
-        token = settings.slack_bot_token.get_secret_value()
-        register_secret(token)  # a delivery error must not print it
-        channels.append(SlackChannel(token, settings.slack_channel))
+        channels.append(SlackChannel(settings.slack_bot_token.get_secret_value(),
+                                     settings.slack_channel))
     return channels
 
 

@@ -1,8 +1,9 @@
 """The one asset factory: partition window → client calls → DataFrame → warehouse.
 
 Each source module (``anchor/assets.py``, ``op3/assets.py``) lists its endpoints as
-``Endpoint(table, fetch)``; everything they share — partition windows, the snapshot
-rule, the 401 fail-fast, schema-drift checks, metadata — lives here once.
+``Endpoint(table, fetch)``; everything they share — partition windows, snapshot days,
+the episode list, the 401 fail-fast, schema-drift checks, per-partition metadata — lives
+here once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -20,7 +21,7 @@ import pandas as pd
 
 from podcast_pipeline import warehouse
 from podcast_pipeline.errors import ApiError, ConfigError, CredentialsExpired, MalformedResponse
-from podcast_pipeline.http import CallStats, RawResponse
+from podcast_pipeline.http import CallStats, CredentialVerdict, RawResponse
 from podcast_pipeline.partitions import daily_partitions
 from podcast_pipeline.settings import START_DATE_ENV, Settings
 from podcast_pipeline.tables import COLUMN_DOCS, Table
@@ -53,8 +54,10 @@ class Source:
     api: str  # "anchor" | "op3"
     resource_key: str
     kinds: frozenset[str]
-    show_id: Callable[[Any, Any], str]  # (settings, client) -> the show's id in this API
-    list_episode_ids: Callable[[Any], list[int]] | None = None
+    show_id: Callable[[Any], str]  # settings -> the show's id in this API
+    # The snapshot table listing the show's episodes: episode-level assets depend on its
+    # asset and read the ids of its latest snapshot from the warehouse.
+    episode_list: Table | None = None
 
 
 def build_assets(source: Source, endpoints: Sequence[Endpoint],
@@ -69,9 +72,20 @@ def build_assets(source: Source, endpoints: Sequence[Endpoint],
         return [_build_asset(source, ep, partitions_def) for ep in endpoints]
 
 
+def asset_key(table: Table) -> dg.AssetKey:
+    return dg.AssetKey([table.schema, table.name])
+
+
+SNAPSHOT_DAY_DOC = ("The UTC day the snapshot was taken (the date of as_of): one snapshot per "
+                    "day, the day's last run wins.")
+
+
 def _column_schema(table: Table) -> dg.TableSchema:
+    docs = dict(COLUMN_DOCS)
+    if table.kind == "snapshot":
+        docs["partition_date"] = SNAPSHOT_DAY_DOC
     return dg.TableSchema(columns=[
-        dg.TableColumn(name, type_, description=COLUMN_DOCS.get(name))
+        dg.TableColumn(name, type_, description=docs.get(name))
         for name, type_ in warehouse.table_columns(table)
     ])
 
@@ -79,16 +93,24 @@ def _column_schema(table: Table) -> dg.TableSchema:
 def _build_asset(source: Source, ep: Endpoint,
                  partitions_def: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
     table = ep.table
-    key = dg.AssetKey([table.schema, table.name])
+    key = asset_key(table)
     check = dg.AssetCheckSpec("no_schema_drift", asset=key,
                               description="The API sent no columns this project does not know.")
+    snapshot = table.kind == "snapshot"
+    deps = [asset_key(source.episode_list)] if table.episode_level and source.episode_list else []
 
     @dg.asset(
         key=key,
         group_name=table.schema,
         description=table.description,
-        partitions_def=partitions_def,
+        # Snapshots have no history in the API: unpartitioned, each run stores today's.
+        partitions_def=None if snapshot else partitions_def,
+        # Also on snapshots, so that the CLI accepts them in a --partition-range selection.
         backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=deps,
+        # One pool per API: dagster.yaml's `concurrency: pools` bounds how many steps call
+        # it at once, across every run of the instance.
+        pool=source.api,
         kinds=set(source.kinds),
         tags={"podcast_pipeline/fetch": table.kind},
         metadata={"dagster/table_name": table.qualified,
@@ -110,20 +132,28 @@ def partition_window(context: dg.AssetExecutionContext) -> tuple[date, date]:
     return tw.start.date(), (tw.end - timedelta(days=1)).date()
 
 
+def _window(context: dg.AssetExecutionContext, table: Table, now: datetime) -> tuple[date, date]:
+    """The days this run replaces: the partition window, or a snapshot's own UTC day."""
+    if table.kind == "snapshot":
+        return now.date(), now.date()
+    return partition_window(context)
+
+
 def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
                          ep: Endpoint) -> dg.MaterializeResult:
     table = ep.table
-    start, end = partition_window(context)
-    _refuse_if_credential_dead(context, source.api, table)
+    fetched_at = utc_now()  # a snapshot is stored under this UTC day, with this as_of
+    start, end = _window(context, table, fetched_at)
+    _refuse_if_credential_dead(context, source.api, table, start)
     api_resource = getattr(context.resources, source.resource_key)
     try:
         settings = api_resource.settings()
-        _check_local_config(context, start)
+        _check_local_config(context, table, start)
     except ConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False,
                          metadata={"error_kind": "config_error", "setting": exc.setting}) from None
-    if table.kind == "snapshot":
-        _check_snapshot_window(table, start, end)
+    show_id = source.show_id(settings)
+    episode_ids = _episode_ids(context, source, table, show_id) if table.episode_level else None
 
     raw: list[RawResponse] = []
     lock = threading.Lock()
@@ -133,12 +163,16 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
             raw.append(r)
 
     stats = CallStats()
-    fetched_at = utc_now()
-    context.log.info(f"{table.qualified}: fetching {start}..{end} ({table.kind})")
+    what = f"the snapshot of {start}" if table.kind == "snapshot" else f"{start}..{end}"
+    context.log.info(f"{table.qualified}: fetching {what} ({table.kind})")
     try:
         # share_key: the steps of one run bootstrap the Anchor station id once, not each.
-        with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id) as client:
-            frame = _fetch(context, source, ep, client, start, end)
+        # The run's 401 verdict, checked before every request of every step and thread.
+        verdict = CredentialVerdict(load=lambda api: api in _dead_apis(context),
+                                    publish=lambda api: _mark_credential_dead(context, api))
+        with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id,
+                                 verdict=verdict) as client:
+            frame, requests_per_day = _fetch(context, ep, client, start, end, stats, episode_ids)
     except ConfigError as exc:  # found only once the API answered (e.g. which show to read)
         raise dg.Failure(description=f"{table.qualified}: {exc}", allow_retries=False,
                          metadata={"error_kind": "config_error", "setting": exc.setting}) from None
@@ -159,23 +193,34 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
     if duplicates:
         context.log.warning(f"{table.qualified}: dropped {duplicates} duplicate rows the API sent")
 
-    show_id = source.show_id(settings, client)
     try:
-        with context.resources.warehouse.writer(on_wait=context.log.info) as con:
+        store = context.resources.warehouse
+        with store.writer(on_wait=context.log.info) as con:
             result = warehouse.replace_window(con, table, show_id, start, end, frame, raw,
-                                              fetched_at)
-    except warehouse.WarehouseBusy as exc:
+                                              fetched_at, max_shrink=store.max_shrink_fraction)
+    except ApiError as exc:  # completeness refused the answer: the same one would come back
+        raise _failure(exc, table, start, allow_retries=False, end=end) from None
+    except (warehouse.WarehouseBusy, warehouse.WarehouseWriteError) as exc:
         # We already waited the configured time; a step retry would only hold the run longer.
+        kind = "warehouse_busy" if isinstance(exc, warehouse.WarehouseBusy) else "write_failed"
         raise dg.Failure(description=str(exc), allow_retries=False,
-                         metadata={"error_kind": "warehouse_busy", "asset": table.qualified,
+                         metadata={"error_kind": kind, "asset": table.qualified,
                                    "first_partition": str(start)}) from None
-    context.log.info(f"{table.qualified}: replaced {start}..{end} with {result.rows} rows "
+    context.log.info(f"{table.qualified}: replaced {what} with {result.rows} rows "
                      f"({stats.requests} requests, {stats.retries} retries)")
 
-    if len(frame):  # what was written: rows the API sent for other days were left out
-        frame = frame[pd.to_datetime(frame["partition_date"]).dt.date.between(start, end)]
+    empty = [d for d in days(start, end) if not result.rows_per_day.get(d)]
+    if empty:
+        context.log.warning(f"{table.qualified}: the API returned no rows for "
+                            f"{len(empty)} of {(end - start).days + 1} days ({_spans(empty)}); "
+                            "they are stored empty. " + NO_ROWS_HINT)
     metadata = _metadata(table, frame, result, stats, start, end, duplicates)
-    _log_daily_headlines(context, table, frame, result, start, end)
+    if table.kind != "snapshot":
+        headline = _headline_per_day(table, frame)
+        for day in days(start, end):
+            context.add_asset_metadata(
+                _day_metadata(table, day, result, headline, requests_per_day.get(day, 0)),
+                partition_key=day.isoformat())
     return dg.MaterializeResult(
         metadata=metadata,
         check_results=[dg.AssetCheckResult(
@@ -187,13 +232,49 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
     )
 
 
-def _fetch(context: dg.AssetExecutionContext, source: Source, ep: Endpoint, client: Any,
-           start: date, end: date) -> pd.DataFrame:
+NO_ROWS_HINT = ("Days before the show existed, before the API keeps data, or without a play "
+              "or download have none; if you expected data, check the dates and re-run them.")
+
+
+def _spans(days_: list[date]) -> str:
+    """2025-01-01..2025-01-03, 2025-01-07 — consecutive days as ranges."""
+    spans: list[tuple[date, date]] = []
+    for d in days_:
+        if spans and d == spans[-1][1] + timedelta(days=1):
+            spans[-1] = (spans[-1][0], d)
+        else:
+            spans.append((d, d))
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in spans)
+
+
+def _episode_ids(context: dg.AssetExecutionContext, source: Source, table: Table,
+                 show_id: str) -> list[int]:
+    """Published episode ids of the latest ``source.episode_list`` snapshot in the warehouse."""
+    listing = source.episode_list
+    assert listing is not None, f"{table.qualified} is episode-level but {source.api} lists none"
+    with context.resources.warehouse.writer(on_wait=context.log.info) as con:
+        day, ids = warehouse.latest_episode_ids(con, listing, show_id)
+    if day is None:
+        raise dg.Failure(
+            description=(f"{table.qualified} needs the episode list, but {listing.qualified} has "
+                         f"no snapshot for {show_id} yet: materialize "
+                         f"{asset_key(listing).to_user_string()} first (the daily run does, "
+                         "before this asset), then this asset again."),
+            allow_retries=False,
+            metadata={"error_kind": "missing_upstream", "asset": table.qualified,
+                      "upstream": listing.qualified})
+    context.log.info(f"{table.qualified}: {len(ids)} published episodes from {listing.qualified} "
+                     f"(snapshot of {day}), {EPISODE_CONCURRENCY} at a time")
+    return ids
+
+
+def _fetch(context: dg.AssetExecutionContext, ep: Endpoint, client: Any, start: date, end: date,
+           stats: CallStats, episode_ids: list[int] | None,
+           ) -> tuple[pd.DataFrame, dict[date, int]]:
+    """The rows of the window, and per day the requests whose answer covered that day."""
     table = ep.table
-    if table.episode_level:
-        assert source.list_episode_ids is not None
-        ids = source.list_episode_ids(client)
-        context.log.info(f"{table.qualified}: {len(ids)} episodes, {EPISODE_CONCURRENCY} at a time")
+    if episode_ids is not None:
+        ids = episode_ids
         args = (start, end) if table.kind == "ranged" else ()
         done = iter(range(1, len(ids) + 1))  # next() on a range iterator is thread-safe
 
@@ -208,14 +289,16 @@ def _fetch(context: dg.AssetExecutionContext, source: Source, ep: Endpoint, clie
             parts = list(pool.map(one, ids))
         frame = _concat(parts, table)
     elif table.kind == "per_day":
-        parts = []
+        parts, per_day = [], {}
         for i, day in enumerate(days(start, end), 1):
+            before = stats.requests
             part = ep.fetch(client, day)
+            per_day[day] = stats.requests - before
             part["partition_date"] = day
             parts.append(part)
             if i % 7 == 0:
                 context.log.info(f"{table.qualified}: {i} of {(end - start).days + 1} days fetched")
-        frame = _concat(parts, table)
+        return _concat(parts, table), per_day
     elif table.kind == "ranged":
         frame = ep.fetch(client, start, end)
     else:
@@ -228,7 +311,8 @@ def _fetch(context: dg.AssetExecutionContext, source: Source, ep: Endpoint, clie
         frame["partition_date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else []
     elif table.kind == "snapshot":
         frame["partition_date"] = start
-    return frame
+    # One answer (or one per episode) covered the whole window.
+    return frame, dict.fromkeys(days(start, end), stats.requests)
 
 
 def _drop_duplicates(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, int]:
@@ -250,21 +334,6 @@ def _concat(parts: list[pd.DataFrame], table: Table) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _check_snapshot_window(table: Table, start: date, end: date) -> None:
-    latest = utc_now().date() - timedelta(days=1)
-    if start < latest:
-        raise dg.Failure(
-            description=(
-                f"{table.qualified} is a snapshot: the API only returns current values, so only "
-                f"the latest partition ({latest}) can be materialized, not {start}"
-                f"{'..' + str(end) if end != start else ''}. Its history builds up from the days "
-                "the daily schedule ran; backfill only the ranged assets."
-            ),
-            allow_retries=False,
-            metadata={"error_kind": "snapshot_too_old", "latest_partition": str(latest)},
-        )
-
-
 def _dead_apis(context: dg.AssetExecutionContext) -> set[str]:
     """APIs that answered 401 earlier in this very run (not in a parent it was copied from)."""
     run_id = context.run.run_id
@@ -279,17 +348,18 @@ def _mark_credential_dead(context: dg.AssetExecutionContext, api: str) -> None:
                                   {DEAD_CREDENTIAL_TAG: f"{context.run.run_id}:{apis}"})
 
 
-def _refuse_if_credential_dead(context: dg.AssetExecutionContext, api: str, table: Table) -> None:
+def _refuse_if_credential_dead(context: dg.AssetExecutionContext, api: str, table: Table,
+                               start: date) -> None:
     if api in _dead_apis(context):
         exc = CredentialsExpired(api, table.name, status=None,
                                  reason="an earlier step of this run got 401; not calling again")
-        raise _failure(exc, table, partition_window(context)[0], allow_retries=False)
+        raise _failure(exc, table, start, allow_retries=False)
 
 
-def _check_local_config(context: dg.AssetExecutionContext, start: date) -> None:
+def _check_local_config(context: dg.AssetExecutionContext, table: Table, start: date) -> None:
     """Settings besides the API's, checked before any request so a bad one costs no calls."""
     first = Settings.load().start_date  # this process's; the definitions may be older
-    if start < first:
+    if table.kind != "snapshot" and start < first:
         raise ConfigError(START_DATE_ENV, f"is {first}, after the requested partition {start}",
                           f"Set {START_DATE_ENV} to {start} or earlier and reload the code "
                           f"location, or materialize partitions from {first} on")
@@ -319,51 +389,52 @@ def _headline_per_day(table: Table, frame: pd.DataFrame) -> pd.Series | None:
 
 def _metadata(table: Table, frame: pd.DataFrame, result: warehouse.WriteResult, stats: CallStats,
               start: date, end: date, duplicates: int) -> dict[str, Any]:
-    # Dagster copies a multi-day run's metadata onto every partition in it, so per-day
-    # numbers (row count, headline) are only stated for one-day windows; a window states
-    # its totals under their own names and the per-day values go to observations.
-    one_day = start == end
+    """What holds for the whole run. A windowed run's per-day numbers go on each partition
+    (``_day_metadata``): Dagster copies this metadata onto every partition of the window."""
     meta: dict[str, Any] = {
-        "dagster/row_count" if one_day else "rows_in_window": dg.MetadataValue.int(result.rows),
         "dagster/table_name": table.qualified,
         "dagster/column_schema": _column_schema(table),
-        "window": f"{start}..{end}",
-        "requests": dg.MetadataValue.int(stats.requests),
         "retries": dg.MetadataValue.int(stats.retries),
         "malformed_refetches": dg.MetadataValue.int(stats.malformed_retries),
         "preview": dg.MetadataValue.md(_preview(frame, table)),
     }
+    if table.kind == "snapshot":
+        meta["snapshot_date"] = str(start)
+        meta["dagster/row_count"] = dg.MetadataValue.int(result.rows)
+        meta["requests"] = dg.MetadataValue.int(stats.requests)
+        headline = _headline_per_day(table, frame)
+        if table.headline:
+            meta[table.headline] = dg.MetadataValue.int(
+                int(headline.sum()) if headline is not None else 0)
+        if result.rows == 0:
+            meta["note"] = "The API returned no rows: the snapshot is stored empty."
+    else:
+        meta["window"] = f"{start}..{end}"
+        meta["window_rows"] = dg.MetadataValue.int(result.rows)
+        meta["window_requests"] = dg.MetadataValue.int(stats.requests)
     if duplicates:
         meta["duplicates_dropped"] = dg.MetadataValue.int(duplicates)
-    if result.dropped_outside_window:
-        meta["rows_outside_window_dropped"] = dg.MetadataValue.int(result.dropped_outside_window)
-    if result.rows == 0:
-        meta["note"] = "The API returned no rows: the window was replaced with nothing."
     nulls = {c: int(frame[c].isna().sum()) for c, sql in table.columns
              if sql in ("BIGINT", "DOUBLE") and c in frame.columns}
     if any(nulls.values()):  # stored as NULL, never as 0: say so rather than let sums hide it
         meta["null_numbers"] = ", ".join(f"{c}: {n} of {len(frame)} rows"
                                          for c, n in nulls.items() if n)
-    headline = _headline_per_day(table, frame)
-    if table.headline:
-        meta[table.headline if one_day else f"{table.headline}_in_window"] = dg.MetadataValue.int(
-            int(headline.sum()) if headline is not None else 0)
     return meta
 
 
-def _log_daily_headlines(context: dg.AssetExecutionContext, table: Table, frame: pd.DataFrame,
-                         result: warehouse.WriteResult, start: date, end: date) -> None:
-    """One observation per day of a multi-day window: its row count and headline number, so
-    the UI can plot them across partitions."""
-    if start == end or not len(frame):
-        return
-    headline = _headline_per_day(table, frame)
-    for day, count in sorted(result.rows_per_day.items()):
-        metadata: dict[str, Any] = {"rows": dg.MetadataValue.int(int(count))}
-        if headline is not None and table.headline:
-            metadata[table.headline] = dg.MetadataValue.int(int(headline.get(day, 0)))
-        context.log_event(dg.AssetObservation(
-            asset_key=context.asset_key, partition=str(day), metadata=metadata))
+def _day_metadata(table: Table, day: date, result: warehouse.WriteResult,
+                  headline: pd.Series | None, requests: int) -> dict[str, Any]:
+    """One partition's own numbers, so the Partitions-mode plots draw the daily series."""
+    rows = int(result.rows_per_day.get(day, 0))
+    meta: dict[str, Any] = {"dagster/row_count": dg.MetadataValue.int(rows),
+                            "requests": dg.MetadataValue.int(requests)}
+    if table.headline:
+        value = headline.get(day, 0) if headline is not None else 0
+        meta[table.headline] = dg.MetadataValue.int(int(value))
+    if rows == 0:
+        meta["note"] = ("The API returned no rows for this day: the partition is stored empty. "
+                        + NO_ROWS_HINT)
+    return meta
 
 
 def _preview(frame: pd.DataFrame, table: Table) -> str:

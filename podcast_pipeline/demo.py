@@ -98,8 +98,9 @@ def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterIn
     tags = {**request.tags, **(extra_tags or {})}
     selection = list(assets if assets is not None else request.asset_selection or [])
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    if resources:
-        run_config["resources"] = {k: {"config": v} for k, v in resources.items()}
+    if resources:  # run config replaces a resource's config whole: start from the code's
+        run_config["resources"] = {k: {"config": {**_code_config(defs, k), **v}}
+                                   for k, v in resources.items()}
     result = job.execute_in_process(
         run_id=run_id,
         instance=instance,
@@ -120,12 +121,33 @@ def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterIn
         if event.is_step_up_for_retry:
             outcome.step_retries += 1
         elif event.is_step_materialization and event.step_key not in counted:
-            counted.add(event.step_key)  # a range step repeats its metadata per partition
+            counted.add(event.step_key)  # a range step repeats its run's metadata per partition
             meta = event.materialization.metadata
-            outcome.requests += _int(meta.get("requests"))
+            # A window's total; "requests" of one partition counts what covered that day.
+            outcome.requests += _int(meta.get("window_requests", meta.get("requests")))
             outcome.retries += _int(meta.get("retries"))
             outcome.malformed_refetches += _int(meta.get("malformed_refetches"))
     return outcome
+
+
+def execute_analytics(defs: dg.Definitions, instance: dg.DagsterInstance, *,
+                      log_level: str = "INFO", progress: TextIO | None = None) -> RunOutcome:
+    """The analytics models and the report, in process (under ``dagster dev`` the automation
+    sensor starts these by itself once their inputs changed)."""
+    run_id = str(uuid.uuid4())
+    if progress is not None:
+        instance.add_event_listener(run_id, Progress(progress))
+    result = defs.resolve_job_def("analytics").execute_in_process(
+        run_id=run_id, instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
+    failed = [e.step_key for e in result.all_events if e.is_step_failure and e.step_key]
+    return RunOutcome(result.run_id, result.success, failed, "analytics")
+
+
+def _code_config(defs: dg.Definitions, key: str) -> dict[str, Any]:
+    """The config the definitions built a resource with (an EnvVar as ``{"env": NAME}``)."""
+    schema = defs.resources[key].get_resource_definition().config_schema
+    return dict(schema.as_field().default_value)
 
 
 def _int(value: Any) -> int:
@@ -143,6 +165,7 @@ class Progress:
         self.window_rows: dict[str, int] = {}  # a window's total, stated on each partition
         self.partition_rows: dict[str, int] = {}  # per-partition counts, to be added up
         self.asset: dict[str, str] = {}
+        self.checks: dict[str, list[tuple[str, bool]]] = {}  # check step -> (name, passed)
 
     def __call__(self, entry: Any) -> None:
         event = entry.dagster_event
@@ -155,11 +178,20 @@ class Progress:
             self.asset[step] = event.asset_key.to_user_string()
             self.partitions[step] = self.partitions.get(step, 0) + 1
             meta = event.materialization.metadata
-            if "rows_in_window" in meta:
-                self.window_rows[step] = _int(meta["rows_in_window"])
+            if "window_rows" in meta:
+                self.window_rows[step] = _int(meta["window_rows"])
             elif "dagster/row_count" in meta:
                 self.partition_rows[step] = self.partition_rows.get(step, 0) + _int(
                     meta["dagster/row_count"])
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            self.asset.setdefault(step, f"{evaluation.asset_key.to_user_string()} checks")
+            self.checks.setdefault(step, []).append((evaluation.check_name, evaluation.passed))
+        elif event.is_step_success and step in self.checks and step not in self.partitions:
+            failed = [name for name, passed in self.checks[step] if not passed]
+            n = len(self.checks[step])
+            self._line("✓" if not failed else "!", step,
+                       f"{n} passed" if not failed else f"warning: {', '.join(failed)} failed")
         elif event.is_step_success:
             rows = self.window_rows.get(step, self.partition_rows.get(step))
             days = self.partitions.get(step, 0)
@@ -171,6 +203,9 @@ class Progress:
         elif event.is_step_failure:
             error = event.step_failure_data.error if event.step_failure_data else None
             message = (error.message if error else "failed").strip().splitlines()[0]
+            failed = [name for name, passed in self.checks.get(step, []) if not passed]
+            if failed and step not in self.partitions:  # a check step: name the blocking check
+                message = f"{', '.join(failed)} failed (blocking)"
             self._line("✗", step, f"FAILED: {message}")
         elif event.is_step_up_for_retry:
             self._line("↻", step, "failed, Dagster retries it")
@@ -189,7 +224,8 @@ def summarize(db_path: str, out: TextIO = sys.stdout) -> None:
 
 
 def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: Faults | None = None,
-             out: TextIO = sys.stdout, verbose: bool = False, backend: str = "graphql") -> list[RunOutcome]:
+             out: TextIO = sys.stdout, verbose: bool = False,
+             broken_fraction: str | None = None, backend: str = "graphql") -> list[RunOutcome]:
     """Materialize every asset for the last ``days`` days against the emulator into ``database``,
     printing a line per asset, then the summary. ``verbose`` adds Dagster's INFO log;
     ``backend`` is the Spotify backend the emulator is read with (graphql or rest)."""
@@ -199,7 +235,7 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
         raise SystemExit("--days must be at least 1")
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
-    config = EmulatorConfig(seed=seed)
+    config = EmulatorConfig(seed=seed, broken_fraction=broken_fraction)
     began = time.monotonic()
     with Emulator(config, faults=faults or Faults()) as emu:
         env = emulator_env(emu, backend)
@@ -214,6 +250,9 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
                 print(f"\n{_describe(request)}", file=out, flush=True)
                 outcomes.append(execute(defs, request, instance, progress=out,
                                         log_level="INFO" if verbose else "CRITICAL"))
+            print("\nThe analytics models and the report:", file=out, flush=True)
+            outcomes.append(execute_analytics(defs, instance, progress=out,
+                                              log_level="INFO" if verbose else "CRITICAL"))
     failed = [o for o in outcomes if not o.success]
     print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} runs succeeded in "
           f"{time.monotonic() - began:.0f} s" + "".join(
@@ -221,6 +260,12 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
               for o in failed), file=out)
     print(f"\nThe summary, read back from {database} with SQL:\n", file=out)
     summarize(database, out)
+    from podcast_pipeline.analytics.report import HTML_NAME, report_dir
+
+    report = report_dir(database) / HTML_NAME
+    if report.exists():
+        print(f"\nReport: {report.resolve()} (open it in a browser; CSV files beside it)",
+              file=out)
     return outcomes
 
 
@@ -230,4 +275,4 @@ def _describe(request: dg.RunRequest) -> str:
         return f"Snapshots of {request.partition_key} ({n} assets):"
     start = request.tags.get("dagster/asset_partition_range_start")
     end = request.tags.get("dagster/asset_partition_range_end")
-    return f"Daily numbers {start} .. {end} ({n} assets, one run):"
+    return f"Today's snapshots and the daily numbers {start} .. {end} ({n} assets, one run):"

@@ -152,3 +152,33 @@ class NotFound(ApiError):
     """HTTP 404."""
 
     kind = "not_found"
+
+
+class LimitExceeded(MalformedResponse):
+    """An answer went past a bound the client keeps (time, size, nesting, pages).
+
+    The message names the limit and the setting that raises it. Not re-fetched and not
+    retried by Dagster: the same request would meet the same bound.
+    """
+
+    kind = "limit_exceeded"
+
+
+BASE_URL_VARS: dict[str, str] = {"anchor": "ANCHOR_BASE_URL", "op3": "OP3_BASE_URL"}
+
+
+class UnauthorizedAfterRedirect(ApiError):
+    """A 401 from the target of a redirect: says nothing about whether the credential works.
+
+    Only same-origin redirects carry the credential, so a 401 from another host is expected;
+    it is not reported as an expired credential (no alert, no 401 verdict for the run).
+    """
+
+    kind = "unauthorized_after_redirect"
+
+
+class RefusedReplace(ApiError):
+    """A well-formed answer that would wipe or shrink stored partitions without the API
+    saying they are empty: kept out of the warehouse, the old rows stay."""
+
+    kind = "refused_replace"

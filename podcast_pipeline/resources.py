@@ -22,7 +22,8 @@ from pydantic import Field
 
 from podcast_pipeline import warehouse
 from podcast_pipeline.anchor.client import AnchorClient
-from podcast_pipeline.http import CallStats, Recorder, RetryPolicy
+from podcast_pipeline.completeness import DEFAULT_MAX_SHRINK
+from podcast_pipeline.http import CallStats, CredentialVerdict, Limits, Recorder, RetryPolicy
 from podcast_pipeline.op3.client import Op3Client
 from podcast_pipeline.settings import (
     ANCHOR_DEFAULT_BASE_URL,
@@ -53,10 +54,36 @@ class _ApiResource(dg.ConfigurableResource):
     backoff_factor: float = Field(1.0, description="Seconds; the wait before retry n is about "
                                   "backoff_factor * 2**n, with jitter.")
     timeout_seconds: float = Field(60.0, description="Read timeout of one request, in seconds.")
+    # The bounds on an answer (http.Limits), from the settings model.
+    request_deadline_seconds: float = Field(Limits.deadline, gt=0, description=(
+        "PODCAST_PIPELINE_REQUEST_DEADLINE_SECONDS: the whole of one request, body included."))
+    max_body_mb: float = Field(Limits.max_body_bytes / 2**20, gt=0, description=(
+        "PODCAST_PIPELINE_MAX_BODY_MB: one body, counted after decompression."))
+    max_json_depth: int = Field(Limits.max_json_depth, gt=0,
+                                description="PODCAST_PIPELINE_MAX_JSON_DEPTH")
+    max_retry_wait_seconds: float = Field(Limits.max_retry_wait, gt=0, description=(
+        "PODCAST_PIPELINE_MAX_RETRY_WAIT_SECONDS: a longer Retry-After is cut to this."))
+    max_rows_per_day: int = Field(Limits.max_rows_per_day, gt=0, description=(
+        "PODCAST_PIPELINE_MAX_ROWS_PER_DAY: bounds how many pages a window's answer may have."))
+    max_episodes: int = Field(Limits.max_episodes, gt=0, description=(
+        "PODCAST_PIPELINE_MAX_EPISODES: bounds how many pages the episode list may have."))
 
     def retry_policy(self) -> RetryPolicy:
+        limits = Limits(deadline=self.request_deadline_seconds,
+                        max_body_bytes=int(self.max_body_mb * 2**20),
+                        max_json_depth=self.max_json_depth,
+                        max_retry_wait=self.max_retry_wait_seconds,
+                        max_rows_per_day=self.max_rows_per_day, max_episodes=self.max_episodes)
         return RetryPolicy(total=self.max_retries, backoff_factor=self.backoff_factor,
-                           read_timeout=self.timeout_seconds)
+                           read_timeout=self.timeout_seconds, limits=limits)
+
+
+def _limit_fields(settings: Settings) -> dict[str, Any]:
+    limits = settings.limits()
+    return {"request_deadline_seconds": limits.deadline,
+            "max_body_mb": limits.max_body_bytes / 2**20, "max_json_depth": limits.max_json_depth,
+            "max_retry_wait_seconds": limits.max_retry_wait,
+            "max_rows_per_day": limits.max_rows_per_day, "max_episodes": limits.max_episodes}
 
 
 # Station ids learned per share key (a run id): the steps of a run that share a process (the
@@ -147,7 +174,8 @@ class AnchorResource(_ApiResource):
                       "show_uri": settings.spotify_show_uri,
                       "accounts_url": settings.spotify_accounts_url,
                       "graphql_url": settings.spotify_graphql_url,
-                      "legacy_api_url": settings.spotify_legacy_api_url, **overrides})
+                      "legacy_api_url": settings.spotify_legacy_api_url,
+                      **_limit_fields(settings), **overrides})
 
     def _model(self) -> Settings:
         return Settings.from_env({k: v for k, v in {
@@ -165,10 +193,12 @@ class AnchorResource(_ApiResource):
         return self._model().spotify_view()
 
     def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
-               share_key: str | None = None) -> AnchorClient | SpotifyGraphQLClient:
+               share_key: str | None = None,
+               verdict: CredentialVerdict | None = None) -> AnchorClient | SpotifyGraphQLClient:
         """``share_key`` (the run id): clients under one key share the station id (REST) or
         the login (GraphQL). Without one (the credential probe) every client logs in itself."""
-        kw: dict[str, Any] = {"retry": self.retry_policy(), "recorder": recorder, "stats": stats}
+        kw: dict[str, Any] = {"retry": self.retry_policy(), "recorder": recorder, "stats": stats,
+                              "verdict": verdict}
         settings = self.settings()
         if isinstance(settings, SpotifySettings):
             if share_key is None:
@@ -193,16 +223,19 @@ class Op3Resource(_ApiResource):
     def from_settings(cls, settings: Settings, **overrides: Any) -> Op3Resource:
         return cls(**{"base_url": settings.op3_base_url, "show_uuid": settings.op3_show_uuid,
                       "url_prefix": settings.op3_url_prefix,
-                      "token": _env_secret("OP3_TOKEN", settings.op3_token), **overrides})
+                      "token": _env_secret("OP3_TOKEN", settings.op3_token),
+                      **_limit_fields(settings), **overrides})
 
     def settings(self) -> Op3Settings:
         return Op3Settings(token=self.token or "", show_uuid=self.show_uuid or "",
                            base_url=self.base_url, url_prefix=self.url_prefix)
 
     def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
-               share_key: str | None = None) -> Op3Client:
+               share_key: str | None = None,
+               verdict: CredentialVerdict | None = None) -> Op3Client:
         """``share_key`` is accepted for symmetry with Anchor; OP3 needs no bootstrap."""
-        return Op3Client(self.settings(), retry=self.retry_policy(), recorder=recorder, stats=stats)
+        return Op3Client(self.settings(), retry=self.retry_policy(), recorder=recorder,
+                         stats=stats, verdict=verdict)
 
 
 class WarehouseResource(DuckDBResource):
@@ -212,11 +245,16 @@ class WarehouseResource(DuckDBResource):
         DEFAULT_LOCK_TIMEOUT_SECONDS, gt=0,
         description="PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS: how long a write waits for the "
                     "database file held by another process.")
+    max_shrink_fraction: float = Field(
+        DEFAULT_MAX_SHRINK, ge=0, le=1,
+        description="PODCAST_PIPELINE_MAX_SHRINK_FRACTION: the largest share of a stored day's "
+                    "rows a new answer may drop without the API saying the day is empty.")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> WarehouseResource:
         return cls(**{"database": settings.duckdb_path,
-                      "lock_timeout_seconds": settings.db_lock_timeout_seconds, **overrides})
+                      "lock_timeout_seconds": settings.db_lock_timeout_seconds,
+                      "max_shrink_fraction": settings.max_shrink_fraction, **overrides})
 
     @contextmanager
     def writer(self, on_wait=None) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -1,4 +1,4 @@
-"""The daily refresh: yesterday for everything, plus a look-back for restated days."""
+"""The daily refresh: today's snapshots, and yesterday plus a look-back for restated days."""
 
 from __future__ import annotations
 
@@ -18,13 +18,15 @@ from podcast_pipeline.tables import ALL_TABLES
 
 __all__ = ["CREDENTIAL_ENV", "GRAPHQL_CREDENTIAL_ENV", "LOOKBACK_ENV", "build_daily_refresh_schedule", "daily_refresh_job"]
 
+ALL_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES]
 SNAPSHOT_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.kind == "snapshot"]
 WINDOWED_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.kind != "snapshot"]
 
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh",
-    selection=dg.AssetSelection.assets(*SNAPSHOT_KEYS, *WINDOWED_KEYS),  # daily: from the assets
-    description="Every asset for one or more days; the schedule and the demo launch it.",
+    selection=dg.AssetSelection.assets(*ALL_KEYS),
+    description="Every asset: the snapshots (unpartitioned) once, the windowed assets for a "
+                "range of days in one run; the schedule and the demo launch it.",
 )
 
 
@@ -46,21 +48,14 @@ def build_daily_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
         yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
         first = max(yesterday - timedelta(days=lookback), first_partition)
         day = yesterday.isoformat()
-        return [
-            dg.RunRequest(
-                run_key=f"snapshots-{day}",
-                partition_key=day,
-                asset_selection=[k for k in SNAPSHOT_KEYS if k.path[0] in apis],
-            ),
-            dg.RunRequest(
-                run_key=f"windowed-{first}-{day}",
-                asset_selection=[k for k in WINDOWED_KEYS if k.path[0] in apis],
-                tags={
-                    "dagster/asset_partition_range_start": first.isoformat(),
-                    "dagster/asset_partition_range_end": day,
-                },
-            ),
-        ]
+        # One run: the episode list is taken before the per-episode assets read it, and the
+        # snapshots (unpartitioned) land under today, the day they are taken.
+        return [dg.RunRequest(
+            run_key=f"daily-{first}-{day}",
+            asset_selection=[k for k in ALL_KEYS if k.path[0] in apis],
+            tags={"dagster/asset_partition_range_start": first.isoformat(),
+                  "dagster/asset_partition_range_end": day},
+        )]
 
     try:
         return dg.schedule(
@@ -70,10 +65,10 @@ def build_daily_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
             execution_timezone="UTC",
             default_status=dg.DefaultScheduleStatus.RUNNING,
             description=(
-                f"Cron {settings.schedule_cron} (UTC, {CRON_ENV}): snapshots for yesterday's "
-                f"partition, and the ranged endpoints for yesterday plus the {lookback} days "
-                f"before it ({LOOKBACK_ENV}), because Spotify's numbers arrive late and get "
-                "restated."
+                f"Cron {settings.schedule_cron} (UTC, {CRON_ENV}), one run: every snapshot asset "
+                f"(stored under today), and the windowed assets for yesterday plus the "
+                f"{lookback} days before it ({LOOKBACK_ENV}), because Spotify's numbers arrive "
+                "late and get restated."
             ),
         )(refresh)
     except dg.DagsterInvalidDefinitionError:

@@ -22,13 +22,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from podcast_pipeline.errors import FIX_STEPS, ConfigError
-from podcast_pipeline.http import is_loopback_url
+from podcast_pipeline import validate
+from podcast_pipeline.completeness import DEFAULT_MAX_SHRINK, SHRINK_ENV
+from podcast_pipeline.errors import ConfigError
+from podcast_pipeline.http import (
+    DEADLINE_ENV,
+    MAX_BODY_ENV,
+    MAX_EPISODES_ENV,
+    MAX_JSON_DEPTH_ENV,
+    MAX_RETRY_WAIT_ENV,
+    MAX_ROWS_PER_DAY_ENV,
+    Limits,
+)
 from podcast_pipeline.redact import register_secret
 
 ANCHOR_DEFAULT_BASE_URL = "https://podcasters.spotify.com/pod/api/proxy/v3"
@@ -39,7 +49,6 @@ SPOTIFY_DEFAULT_LEGACY_API_URL = "https://api-v5.anchor.fm"
 BACKEND_ENV = "SPOTIFY_BACKEND"
 BACKENDS = ("auto", "graphql", "rest")
 GRAPHQL_CREDENTIAL_ENV = "SPOTIFY_SP_DC"  # Spotify for Creators over GraphQL
-EMULATOR_PREFIX = "emulator-"
 
 # The variables of the pipeline-wide settings, named where their checks and tests refer to them.
 DUCKDB_PATH_ENV = "DUCKDB_PATH"
@@ -48,6 +57,7 @@ LOOKBACK_ENV = "PODCAST_PIPELINE_LOOKBACK_DAYS"
 CRON_ENV = "PODCAST_PIPELINE_SCHEDULE_CRON"
 LOCK_TIMEOUT_ENV = "PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS"
 PROBE_INTERVAL_ENV = "PODCAST_PIPELINE_PROBE_INTERVAL_SECONDS"
+REPORT_DIR_ENV = "PODCAST_PIPELINE_REPORT_DIR"
 WEBHOOK_ENV = "PODCAST_PIPELINE_ALERT_WEBHOOK_URL"
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 SLACK_CHANNEL_ENV = "SLACK_CHANNEL"
@@ -64,50 +74,10 @@ MIN_PROBE_INTERVAL = 60
 
 _WEBSTATION_ID = re.compile(r"^[0-9a-f]{6,12}$")
 _SHOW_UUID = re.compile(r"^[0-9a-f]{32}$")
-_BAD_SECRET_CHARS = re.compile(r"[\s;,\"']")
-_SHOW_ID = re.compile(r"^[0-9A-Za-z]{22}$")
-
-
-# ---------------------------------------------------------------------- field checks
-def _base_url(var: str, value: str) -> str:
-    value = value.strip().rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(var, f"is not an http(s) URL ({value!r})",
-                          f"Set {var} to a URL like the default, or unset it")
-    if parts.scheme != "https" and not is_loopback_url(value):
-        # The cookie/token would travel in cleartext.
-        raise ConfigError(var, "uses http:// for a non-local host",
-                          f"Use https:// in {var} (plain http is only allowed for localhost)")
-    return value
-
-
-def _secret(var: str, value: str) -> None:
-    if not value:
-        other = (" Or use the GraphQL backend the dashboard uses today: set SPOTIFY_SP_DC and "
-                 "SPOTIFY_SP_KEY instead (see .env.example)." if var == "ANCHOR_PW_S" else "")
-        raise ConfigError(var, "is not set", f"To fix: {FIX_STEPS[_api_of(var)]}{other}")
-    if _BAD_SECRET_CHARS.search(value):
-        raise ConfigError(var, "contains spaces, quotes, ';' or ','",
-                          f"Paste only the value itself into {var}, without quotes")
-
-
-def _api_of(var: str) -> str:
-    if var.startswith("SPOTIFY"):
-        return "spotify_graphql"
-    return "anchor" if var.startswith("ANCHOR") else "op3"
-
-
-def _emulator_guard(var: str, secret: str, base_var: str, base_url: str) -> None:
-    if unquote(secret).removeprefix("s:").startswith(EMULATOR_PREFIX) and not is_loopback_url(
-            base_url):
-        raise ConfigError(var, "holds an emulator credential but "
-                          f"{base_var} points at {urlsplit(base_url).hostname}",
-                          "emulator credentials can only be used with the local emulator; "
-                          f"set a real credential or point {base_var} at the emulator")
 
 
 # ---------------------------------------------------------------------- per-API views
+# (the field checks themselves live in validate.py)
 @dataclass(frozen=True)
 class AnchorSettings:
     """Spotify for Creators (Anchor): base URL, short hex web station id, ``anchorpw_s`` cookie."""
@@ -119,7 +89,7 @@ class AnchorSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "webstation_id", (self.webstation_id or "").strip())
         object.__setattr__(self, "cookie", (self.cookie or "").strip())
-        object.__setattr__(self, "base_url", _base_url("ANCHOR_BASE_URL", self.base_url))
+        object.__setattr__(self, "base_url", validate.base_url("ANCHOR_BASE_URL", self.base_url))
         if not self.webstation_id:
             raise ConfigError("ANCHOR_WEBSTATION_ID", "is not set",
                               "Set it to the short hex id from your podcast's URL, e.g. fb37d7a4")
@@ -128,12 +98,16 @@ class AnchorSettings:
                               f"({self.webstation_id!r})",
                               "Use the 6-12 lowercase hex characters from your podcast's URL, "
                               "e.g. fb37d7a4")
-        _secret("ANCHOR_PW_S", self.cookie)
+        validate.secret("ANCHOR_PW_S", self.cookie)
         if self.cookie.lower().startswith("anchorpw_s="):
             raise ConfigError("ANCHOR_PW_S", "includes the cookie name",
                               "Put only the value after 'anchorpw_s=' into ANCHOR_PW_S")
-        _emulator_guard("ANCHOR_PW_S", self.cookie, "ANCHOR_BASE_URL", self.base_url)
+        validate.emulator_guard("ANCHOR_PW_S", self.cookie, "ANCHOR_BASE_URL", self.base_url)
         register_secret(self.cookie)
+
+    def show_key(self) -> str:
+        """The warehouse's key for the show (the GraphQL backend uses the same one if set)."""
+        return self.webstation_id
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AnchorSettings:
@@ -153,9 +127,9 @@ class Op3Settings:
         object.__setattr__(self, "token", (self.token or "").strip())
         object.__setattr__(self, "show_uuid", (self.show_uuid or "").strip())
         object.__setattr__(self, "url_prefix", (self.url_prefix or "").strip() or None)
-        object.__setattr__(self, "base_url", _base_url("OP3_BASE_URL", self.base_url))
-        _secret("OP3_TOKEN", self.token)
-        _emulator_guard("OP3_TOKEN", self.token, "OP3_BASE_URL", self.base_url)
+        object.__setattr__(self, "base_url", validate.base_url("OP3_BASE_URL", self.base_url))
+        validate.secret("OP3_TOKEN", self.token)
+        validate.emulator_guard("OP3_TOKEN", self.token, "OP3_BASE_URL", self.base_url)
         if not self.show_uuid:
             raise ConfigError("OP3_SHOW_UUID", "is not set",
                               "Set it to your show's uuid from https://op3.dev/show/<uuid>")
@@ -175,6 +149,9 @@ class Op3Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Op3Settings:
         return Settings.from_env(environ).op3()
+
+
+_SHOW_ID = re.compile(r"^[0-9A-Za-z]{22}$")
 
 
 def show_uri(value: str) -> str:
@@ -216,10 +193,10 @@ class SpotifySettings:
         for attr, var in (("accounts_url", "SPOTIFY_ACCOUNTS_URL"),
                           ("graphql_url", "SPOTIFY_GRAPHQL_URL"),
                           ("legacy_url", "SPOTIFY_LEGACY_API_URL")):
-            object.__setattr__(self, attr, _base_url(var, getattr(self, attr)))
-        _secret("SPOTIFY_SP_DC", self.sp_dc)
+            object.__setattr__(self, attr, validate.base_url(var, getattr(self, attr)))
+        validate.secret("SPOTIFY_SP_DC", self.sp_dc)
         if self.sp_key:
-            _secret("SPOTIFY_SP_KEY", self.sp_key)
+            validate.secret("SPOTIFY_SP_KEY", self.sp_key)
         for var, value, name in (("SPOTIFY_SP_DC", self.sp_dc, "sp_dc"),
                                  ("SPOTIFY_SP_KEY", self.sp_key or "", "sp_key")):
             if value.lower().startswith(name + "="):
@@ -230,7 +207,7 @@ class SpotifySettings:
         for var, url in (("SPOTIFY_ACCOUNTS_URL", self.accounts_url),
                          ("SPOTIFY_GRAPHQL_URL", self.graphql_url),
                          ("SPOTIFY_LEGACY_API_URL", self.legacy_url)):
-            _emulator_guard("SPOTIFY_SP_DC", self.sp_dc, var, url)
+            validate.emulator_guard("SPOTIFY_SP_DC", self.sp_dc, var, url)
         if self.show_uri is not None:
             object.__setattr__(self, "show_uri", show_uri(self.show_uri))
         if self.webstation_id and not _WEBSTATION_ID.match(self.webstation_id):
@@ -240,6 +217,19 @@ class SpotifySettings:
                               "or unset it")
         register_secret(self.sp_dc)
         register_secret(self.sp_key)
+
+    def show_key(self) -> str:
+        """The warehouse's key for the show, known before any request: ANCHOR_WEBSTATION_ID
+        (shared with the REST backend's rows), else the id of SPOTIFY_SHOW_URI."""
+        if self.webstation_id:
+            return self.webstation_id
+        if self.show_uri:
+            return self.show_uri.rsplit(":", 1)[1]
+        raise ConfigError("ANCHOR_WEBSTATION_ID", "is not set (nor SPOTIFY_SHOW_URI)",
+                          "With the GraphQL backend, set ANCHOR_WEBSTATION_ID (the short hex "
+                          "id in your dashboard URL) so the warehouse knows the show before "
+                          "asking Spotify, and REST and GraphQL rows of one show share a key; "
+                          "or set SPOTIFY_SHOW_URI")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SpotifySettings:
@@ -289,6 +279,17 @@ class Settings(BaseSettings):
     start_date: date = Field(DEFAULT_START_DATE, validation_alias=START_DATE_ENV)
     lookback_days: int = Field(DEFAULT_LOOKBACK_DAYS, validation_alias=LOOKBACK_ENV)
     schedule_cron: str = Field(DEFAULT_CRON, validation_alias=CRON_ENV)
+    # Bounds on what an API answer may cost (http.Limits) and the replace guard
+    request_deadline_seconds: float = Field(Limits.deadline, validation_alias=DEADLINE_ENV)
+    max_body_mb: float = Field(Limits.max_body_bytes / 2**20, validation_alias=MAX_BODY_ENV)
+    max_json_depth: int = Field(Limits.max_json_depth, validation_alias=MAX_JSON_DEPTH_ENV)
+    max_retry_wait_seconds: float = Field(Limits.max_retry_wait,
+                                          validation_alias=MAX_RETRY_WAIT_ENV)
+    max_rows_per_day: int = Field(Limits.max_rows_per_day, validation_alias=MAX_ROWS_PER_DAY_ENV)
+    max_episodes: int = Field(Limits.max_episodes, validation_alias=MAX_EPISODES_ENV)
+    max_shrink_fraction: float = Field(DEFAULT_MAX_SHRINK, validation_alias=SHRINK_ENV)
+    # The report's folder (None: <database name>-report beside the database)
+    report_dir: str | None = Field(None, validation_alias=REPORT_DIR_ENV)
     # Alerts
     probe_interval_seconds: int = Field(DEFAULT_PROBE_INTERVAL, validation_alias=PROBE_INTERVAL_ENV)
     alert_webhook_url: SecretStr | None = Field(None, validation_alias=WEBHOOK_ENV)
@@ -361,7 +362,28 @@ class Settings(BaseSettings):
                               f"Set it to e.g. {DEFAULT_LOCK_TIMEOUT_SECONDS:.0f}, or unset it.")
         return seconds
 
+    @field_validator("request_deadline_seconds", "max_body_mb", "max_json_depth",
+                     "max_retry_wait_seconds", "max_rows_per_day", "max_episodes", mode="before")
+    @classmethod
+    def _positive(cls, value: Any, info: ValidationInfo) -> Any:
+        field_ = cls.model_fields[str(info.field_name)]
+        number = validate.positive_number(str(field_.validation_alias), str(value),
+                                          float(field_.default))
+        return int(number) if field_.annotation in (int, "int") else number
+
+    @field_validator("max_shrink_fraction", mode="before")
+    @classmethod
+    def _shrink(cls, value: Any) -> Any:
+        return validate.fraction(SHRINK_ENV, str(value), DEFAULT_MAX_SHRINK)
+
     # ---- views
+    def limits(self) -> Limits:
+        return Limits(deadline=self.request_deadline_seconds,
+                      max_body_bytes=int(self.max_body_mb * 2**20),
+                      max_json_depth=self.max_json_depth,
+                      max_retry_wait=self.max_retry_wait_seconds,
+                      max_rows_per_day=self.max_rows_per_day, max_episodes=self.max_episodes)
+
     def anchor(self) -> AnchorSettings:
         """The validated Anchor settings; ConfigError names what is missing or malformed."""
         return AnchorSettings(webstation_id=self.anchor_webstation_id or "",

@@ -12,8 +12,9 @@ times are TIMESTAMPTZ in UTC; days are DATE.
   land in that day's partition (one request may cover many days).
 - ``per_day``: the API answers one aggregate per window (percent breakdowns), so
   each day is one request.
-- ``snapshot``: the API only knows current values; a partition stores the snapshot
-  taken on that day (``as_of``), and only recent partitions can be materialized.
+- ``snapshot``: the API only knows current values; the asset is unpartitioned and each
+  run stores its snapshot under the UTC day it was taken (``partition_date`` is the date
+  of ``as_of``), so the table keeps one snapshot per day.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ COLUMN_DOCS: dict[str, str] = {
     "partition_date": "The UTC day (Dagster partition) this row belongs to.",
     "fetched_at": "When the pipeline fetched it (UTC).",
     "as_of": "When the snapshot was taken (UTC); the API only knows current values.",
+    "computed_at": "When OP3 computed these numbers (its 'asof'; UTC), which can be before "
+                   "the snapshot was taken (as_of).",
     "date": "The UTC day the API counted this in.",
     "time": "When it happened (UTC).",
     "plays": "Plays. Spotify-only or all platforms depends on the table and backend: see the "
@@ -87,6 +90,13 @@ COLUMN_DOCS: dict[str, str] = {
     "window_name": "The API's named rolling window (e.g. WINDOW_LAST_THIRTY_DAYS), ending on the "
               "snapshot day; its time zone and exact edges are not documented.",
 }
+
+
+# The value contract beyond the type (enforced by completeness.py): BIGINT and DOUBLE
+# columns hold counts, ids, durations or shares, so they are never negative, except the
+# columns named here; fraction columns lie in [0, 1]; every number is finite.
+SIGNED_COLUMNS = frozenset({"hour_offset"})  # minus the creator's UTC offset, in hours
+FRACTION_COLUMNS = frozenset({"fraction"})
 
 
 @dataclass(frozen=True)
@@ -312,7 +322,7 @@ OP3_TABLES: tuple[Table, ...] = (
        "episode_id VARCHAR, episode_title VARCHAR, pubdate TIMESTAMPTZ, item_guid VARCHAR",
        "The show as OP3 knows it, one row per episode, as of the snapshot day."),
     _t("op3", "recent_episodes_with_transcripts", "snapshot",
-       "asof TIMESTAMPTZ, pubdate TIMESTAMPTZ, podcast_guid VARCHAR, episode_item_guid VARCHAR,"
+       "computed_at TIMESTAMPTZ, pubdate TIMESTAMPTZ, podcast_guid VARCHAR, episode_item_guid VARCHAR,"
        "has_transcripts BOOLEAN, date DATE, downloads BIGINT",
        "OP3-wide list of recent episodes that ship transcripts, with their daily downloads."),
     _t("op3", "top_apps_for_show", "snapshot",
@@ -323,7 +333,7 @@ OP3_TABLES: tuple[Table, ...] = (
        "app VARCHAR, fraction DOUBLE, min_date DATE, max_date DATE, device_name VARCHAR",
        "OP3-wide share of downloads per app over the last 30 days (fractions)."),
     _t("op3", "show_download_counts", "snapshot",
-       "show_uuid VARCHAR, asof DATE, days VARCHAR, monthly_downloads BIGINT,"
+       "show_uuid VARCHAR, computed_at TIMESTAMPTZ, days VARCHAR, monthly_downloads BIGINT,"
        "weekly_downloads BIGINT[], weekly_avg_downloads BIGINT, num_weeks BIGINT",
        "The show's downloads over the last 30 days and per week, as OP3 computes them daily.",
        headline="monthly_downloads"),

@@ -11,21 +11,22 @@ from a registered DataFrame.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from podcast_pipeline.errors import ConfigError, PodcastPipelineError
+from podcast_pipeline import completeness, validate
+from podcast_pipeline.errors import PodcastPipelineError
 from podcast_pipeline.http import RawResponse
+from podcast_pipeline.redact import redact, scrub_frame
 from podcast_pipeline.tables import ALL_TABLES, Table
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,21 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("status", "INTEGER"),
     ("fetched_at", "TIMESTAMPTZ"),
     ("body", "VARCHAR"),
+    # The days this body is the stored truth for. Windows of different writes overlap; a
+    # later write trims the older bodies' coverage (splitting it when it lands inside),
+    # so every stored day is covered by exactly one write's bodies and re-parsing the
+    # bodies of each day's coverage gives back the tables exactly.
+    ("covers_start", "DATE"),
+    ("covers_end", "DATE"),
 )
 
 
 class WarehouseBusy(PodcastPipelineError):
     """The database stayed locked by another process for longer than we wait."""
+
+
+class WarehouseWriteError(PodcastPipelineError):
+    """DuckDB could not write (disk full, file too large, I/O error); nothing was written."""
 
 
 def table_columns(table: Table) -> tuple[tuple[str, str], ...]:
@@ -65,42 +76,38 @@ def ddl(table: Table) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table.qualified} ({cols})"
 
 
+def add_column(qualified: str, column: str, type_: str) -> str:
+    """SQL adding a contract column (identifiers from tables.py / RAW_COLUMNS only)."""
+    return f'ALTER TABLE {qualified} ADD COLUMN "{column}" {type_}'
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = ALL_TABLES) -> None:
+    """Create what is missing; a database from an earlier version gains the columns added
+    to the contract since (nullable; a column the contract dropped stays, unused)."""
     for schema in sorted({t.schema for t in tables} | {"raw"}):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table in tables:
         con.execute(ddl(table))
-    _add_new_columns(con, tables)
     raw_cols = ", ".join(f"{n} {t}" for n, t in RAW_COLUMNS)
     con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_TABLE} ({raw_cols})")
-
-
-def _add_new_columns(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> None:
-    """Columns the contract gained since the file was made (e.g. ``backend``) are added,
-    empty, so an existing warehouse keeps working."""
-    have = {(s, t, c) for s, t, c in con.execute(
-        "SELECT table_schema, table_name, column_name FROM information_schema.columns").fetchall()}
-    for table in tables:
-        for name, type_ in table_columns(table):
-            if (table.schema, table.name, name) not in have:
-                column_sql = f'"{name}" {type_}'  # identifiers from tables.py only
-                con.execute(f"ALTER TABLE {table.qualified} ADD COLUMN {column_sql}")
+    have: dict[str, set[str]] = {}
+    for schema, name, column in con.execute(
+            "SELECT table_schema, table_name, column_name FROM information_schema.columns"
+    ).fetchall():
+        have.setdefault(f"{schema}.{name}", set()).add(column)
+    wanted = [(t.qualified, table_columns(t)) for t in tables] + [(RAW_TABLE, RAW_COLUMNS)]
+    for qualified, columns in wanted:
+        for column, type_ in columns:
+            if column not in have.get(qualified, set()):
+                con.execute(add_column(qualified, column, type_))
+    if "covers_start" not in have.get(RAW_TABLE, set()):  # bodies from before coverage
+        con.execute(f"UPDATE {RAW_TABLE} SET covers_start = window_start, "
+                    "covers_end = window_end")
 
 
 def check_writable(path: str) -> None:
-    """Fail early, naming the setting, when the database file cannot be created."""
-    if Path(path).expanduser().is_dir():
-        raise ConfigError("DUCKDB_PATH", f"({path}) is a folder, not a database file",
-                          "Set DUCKDB_PATH to a file path such as data/podcast.duckdb.")
-    parent = Path(path).expanduser().resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError("DUCKDB_PATH", f"points into {parent}, which cannot be created ({exc})",
-                          "Set DUCKDB_PATH to a file in a writable folder.") from None
-    if not os.access(parent, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
-        raise ConfigError("DUCKDB_PATH", f"({path}) is not writable",
-                          "Set DUCKDB_PATH to a file in a writable folder.")
+    """Fail early, naming the setting, when ``path`` cannot hold the warehouse."""
+    validate.duckdb_path("DUCKDB_PATH", path)
 
 
 @contextmanager
@@ -146,9 +153,11 @@ def connect(path: str, *, timeout: float = 120.0, on_wait=None) -> Iterator[duck
         try:
             con = duckdb.connect(str(Path(path).expanduser()))
             break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise
+        except duckdb.Error as exc:
+            if not validate.held_elsewhere(str(exc)):
+                raise WarehouseWriteError(f"could not open {path} for writing "
+                                          f"({type(exc).__name__}: {str(exc)[:300]}); nothing "
+                                          "was written") from None
             if time.monotonic() >= deadline:
                 raise WarehouseBusy(
                     f"could not open {path} for writing for {timeout:.0f} s: {exc}. Close the "
@@ -170,8 +179,9 @@ class WriteResult:
     table: str
     rows: int
     window: tuple[date, date]
-    dropped_outside_window: int
     rows_per_day: dict[date, int]
+    rows_before: int  # what the window held before
+    emptied_days: tuple[date, ...] = ()  # stored days the API explicitly answered as empty
 
 
 def replace_window(
@@ -183,38 +193,51 @@ def replace_window(
     frame: pd.DataFrame,
     raw: Sequence[RawResponse],
     fetched_at: datetime,
+    *,
+    max_shrink: float = completeness.DEFAULT_MAX_SHRINK,
 ) -> WriteResult:
     """Atomically replace ``[start, end]`` of ``table`` for ``show_id`` with ``frame``.
 
-    ``frame`` holds the endpoint's contract columns plus ``partition_date`` (and
-    ``as_of`` for snapshots). Rows whose ``partition_date`` falls outside the window
-    are dropped (and counted) so that a write can never touch another partition.
+    ``frame`` holds the endpoint's contract columns plus ``partition_date`` (and, for
+    snapshots, ``as_of`` where the API said when). Whether the answer may replace the
+    window at all is :mod:`podcast_pipeline.completeness`'s rule: rows outside the window
+    or outside the value contract, or a replace that would silently empty or shrink
+    stored days, raise and leave everything as it was. ``max_shrink``: the largest share
+    of a stored day's rows the answer may drop (``PODCAST_PIPELINE_MAX_SHRINK_FRACTION``).
     """
     columns = [name for name, _ in table_columns(table)]
     data = frame.copy()
     data["show_id"] = show_id
     data["fetched_at"] = fetched_at
-    if table.kind == "snapshot" and "as_of" not in data:
-        data["as_of"] = fetched_at
+    if table.kind == "snapshot":
+        data["as_of"] = data["as_of"].fillna(fetched_at) if "as_of" in data else fetched_at
     if table.has_backend and "backend" not in data:
         data["backend"] = None
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise PodcastPipelineError(f"{table.qualified}: rows lack columns {missing}")
-    in_window = pd.to_datetime(data["partition_date"]).dt.date.between(start, end)
-    dropped = int((~in_window).sum())
-    data = data.loc[in_window, columns]
+    completeness.check_answer(table, data, start, end, show_id)
+    data = scrub_frame(data[columns])  # the storage gate, whoever built the frame
     per_day = data.groupby(pd.to_datetime(data["partition_date"]).dt.date).size().to_dict()
 
     raw_frame = pd.DataFrame(
-        [(table.qualified, r.api, r.endpoint, show_id, start, end, i, r.path, r.status, r.fetched_at, r.body)
+        [(table.qualified, r.api, r.endpoint, show_id, start, end, i, r.path, r.status,
+          r.fetched_at, redact(r.body), *_covers(r, start, end))
          for i, r in enumerate(raw)],
         columns=[n for n, _ in RAW_COLUMNS],
     )
     col_list = ", ".join(f'"{c}"' for c in columns)
     select_list = ", ".join(f'CAST("{c}" AS {t})' for c, t in table_columns(table))
+    raw_names = ", ".join(n for n, _ in RAW_COLUMNS)
+    raw_select = ", ".join(f"CAST({n} AS {t})" for n, t in RAW_COLUMNS)
+    key = [table.qualified, show_id]
     con.execute("BEGIN TRANSACTION")
     try:
+        before = dict(con.execute(
+            f"SELECT partition_date, count(*) FROM {table.qualified} "
+            "WHERE show_id = ? AND partition_date BETWEEN ? AND ? GROUP BY 1",
+            [show_id, start, end]).fetchall())
+        emptied = completeness.check_replace(table, before, per_day, start, end, max_shrink)
         con.register("incoming_rows", data)
         con.register("incoming_raw", raw_frame)
         con.execute(
@@ -222,21 +245,66 @@ def replace_window(
             [show_id, start, end],
         )
         con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} FROM incoming_rows")
-        con.execute(
-            f"DELETE FROM {RAW_TABLE} WHERE asset = ? AND show_id = ? "
-            "AND window_start >= ? AND window_end <= ?",
-            [table.qualified, show_id, start, end],
-        )
-        raw_cols = ", ".join(f"CAST({n} AS {t})" for n, t in RAW_COLUMNS)
-        con.execute(f"INSERT INTO {RAW_TABLE} SELECT {raw_cols} FROM incoming_raw")
+        # Older bodies stop covering the window's days: split those that span past both
+        # ends, trim those reaching into it, drop those inside it.
+        con.execute(f"INSERT INTO {RAW_TABLE} SELECT * REPLACE (CAST(? AS DATE) AS covers_start) "
+                    f"FROM {RAW_TABLE} WHERE asset = ? AND show_id = ? "
+                    "AND covers_start < ? AND covers_end > ?", [end + timedelta(1), *key, start, end])
+        con.execute(f"UPDATE {RAW_TABLE} SET covers_end = ? WHERE asset = ? AND show_id = ? "
+                    "AND covers_start < ? AND covers_end >= ?",
+                    [start - timedelta(1), *key, start, start])
+        con.execute(f"UPDATE {RAW_TABLE} SET covers_start = ? WHERE asset = ? AND show_id = ? "
+                    "AND covers_start BETWEEN ? AND ? AND covers_end > ?",
+                    [end + timedelta(1), *key, start, end, end])
+        con.execute(f"DELETE FROM {RAW_TABLE} WHERE asset = ? AND show_id = ? "
+                    "AND covers_start >= ? AND covers_end <= ?", [*key, start, end])
+        con.execute(f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} FROM incoming_raw")
         con.execute("COMMIT")
+    except duckdb.Error as exc:
+        _rollback(con)
+        raise WarehouseWriteError(
+            f"writing {table.qualified} {start}..{end} failed ({type(exc).__name__}: "
+            f"{str(exc)[:300]}). The transaction was rolled back: those partitions keep "
+            "what they had. Free disk space or fix the file, then re-run them.") from None
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
     finally:
-        con.unregister("incoming_rows")
-        con.unregister("incoming_raw")
-    return WriteResult(table.qualified, len(data), (start, end), dropped, per_day)
+        for view in ("incoming_rows", "incoming_raw"):
+            try:
+                con.unregister(view)
+            except duckdb.Error:
+                pass
+    return WriteResult(table.qualified, len(data), (start, end), per_day,
+                       sum(before.values()), tuple(emptied))
+
+
+def _covers(r: RawResponse, start: date, end: date) -> tuple[date, date]:
+    lo, hi = r.covers or (start, end)
+    return max(lo, start), min(hi, end)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if a transaction is still open: a failed COMMIT has already ended it, and
+    the "no transaction is active" that a second ROLLBACK raises would hide the real error."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+def latest_episode_ids(con: duckdb.DuckDBPyConnection, listing: Table,
+                       show_id: str) -> tuple[date | None, list[int]]:
+    """(day of the latest snapshot of ``listing`` for the show, its published episode ids);
+    ``(None, [])`` when it was never stored. Drafts (no publish time) have no analytics."""
+    (day,) = con.execute(f"SELECT max(partition_date) FROM {listing.qualified} WHERE show_id = ?",
+                         [show_id]).fetchone()
+    if day is None:
+        return None, []
+    rows = con.execute(f"SELECT DISTINCT episode_id FROM {listing.qualified} WHERE show_id = ? "
+                       "AND partition_date = ? AND publish_on IS NOT NULL ORDER BY 1",
+                       [show_id, day]).fetchall()
+    return day, [int(eid) for (eid,) in rows]
 
 
 def checksum(con: duckdb.DuckDBPyConnection, table: Table) -> tuple[int, str]:

@@ -3,6 +3,7 @@ against the emulator and a DuckDB file, and compare databases by checksums."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -48,9 +49,12 @@ class Materialize:
     """``dagster asset materialize`` in its own process group; its output is collected live."""
 
     def __init__(self, env: dict[str, str], select: list[str], *, partition: str | None = None,
-                 partition_range: tuple[str, str] | None = None) -> None:
+                 partition_range: tuple[str, str] | None = None,
+                 run_config: dict | None = None) -> None:
         cmd = [DAGSTER, "asset", "materialize", "-m", "podcast_pipeline.definitions",
                "--select", ",".join(select)]
+        if run_config:
+            cmd += ["--config-json", json.dumps(run_config)]
         if partition:
             cmd += ["--partition", partition]
         if partition_range:

@@ -13,6 +13,7 @@ import http.client
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +52,8 @@ class Exchange:
     path: str  # path and query string
     headers: dict[str, str]
     status: int
+    started: float = 0.0  # time.monotonic() when the request arrived ...
+    ended: float = 0.0  # ... and when the emulator's answer was in
 
 
 Rule = Callable[[str, Answer], Answer]  # (path with query, the emulator's answer) -> answer
@@ -123,6 +126,7 @@ class Tamper:
 
     # ---- forwarding --------------------------------------------------------------------
     def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        started = time.monotonic()
         conn = http.client.HTTPConnection(*self._upstream, timeout=30)
         try:
             sent = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
@@ -139,7 +143,8 @@ class Tamper:
             with self._lock:
                 self.rewritten += 1
         with self._lock:
-            self._exchanges.append(Exchange(method, path, dict(headers), answer.status))
+            self._exchanges.append(Exchange(method, path, dict(headers), answer.status,
+                                            started, time.monotonic()))
         return answer
 
 

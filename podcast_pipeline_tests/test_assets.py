@@ -6,12 +6,15 @@ written into the test: the same per-day data the emulated APIs serve.
 
 from __future__ import annotations
 
+import logging
 import math
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import dagster as dg
@@ -20,6 +23,7 @@ import pytest
 
 from podcast_pipeline import warehouse
 from podcast_pipeline.anchor.assets import anchor_assets
+from podcast_pipeline.assets import NO_ROWS_HINT
 from podcast_pipeline.emulator import Dataset, Emulator, EmulatorConfig
 from podcast_pipeline.op3.assets import op3_assets
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
@@ -38,6 +42,7 @@ SEED = 11
 ALL_ASSETS = [*anchor_assets, *op3_assets]
 ENV_KEYS = ("ANCHOR_BASE_URL", "ANCHOR_WEBSTATION_ID", "ANCHOR_PW_S", "OP3_BASE_URL",
             "OP3_TOKEN", "OP3_SHOW_UUID", "OP3_URL_PREFIX", "DUCKDB_PATH")
+EPISODES = dg.AssetKey(["anchor", "episodes"])
 OP3_PAGE = 20000  # the client's downloads page size
 HITS_PAGE = 1000  # the client's redirect-logs page size
 
@@ -101,21 +106,29 @@ def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetMat
 @dataclass(frozen=True)
 class Run:
     db: Path
-    day: date
+    day: date  # the partition of the windowed assets
+    snapshot_day: date  # the UTC day the snapshots were taken, which they are stored under
     result: dg.ExecuteInProcessResult
     by_endpoint: dict[str, int]
 
 
 @pytest.fixture(scope="module")
 def yesterday(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """All 25 assets materialized for the latest partition (yesterday, UTC)."""
+    """All 25 assets: the windowed ones for the latest partition (yesterday, UTC), the
+    snapshots once."""
     db = tmp_path_factory.mktemp("assets") / "podcast.duckdb"
     day = emu.dataset.yesterday
     emu.reset_stats()
     result = dg.materialize(ALL_ASSETS, resources=resources_for(emu, db),
                             partition_key=day.isoformat(), raise_on_error=False)
     assert result.success, failures(result)
-    return Run(db, day, result, emu.stats()["by_endpoint"])
+    taken = materializations(result)["anchor.episodes"].metadata["snapshot_date"].value
+    return Run(db, day, date.fromisoformat(taken), result, emu.stats()["by_endpoint"])
+
+
+def day_of(run: Run, table: str) -> date:
+    """The day ``table``'s rows of this run are stored under."""
+    return run.snapshot_day if TABLES_BY_KEY[table].kind == "snapshot" else run.day
 
 
 # ---------------------------------------------------------------------- expectations
@@ -142,7 +155,7 @@ def _top_countries(ds: Dataset, n: int = 5) -> list[str]:
 def check_episodes(run: Run, ds: Dataset, table: str) -> None:
     got = {eid: (title, ts) for eid, title, ts in query(
         run.db, f"SELECT episode_id, title, epoch(publish_on) FROM {table} "
-        "WHERE partition_date = ?", run.day)}
+        "WHERE partition_date = ?", run.snapshot_day)}
     assert got == {e.episode_id: (e.title, e.publish_ts) for e in ds.episodes}  # drafts too
 
 
@@ -154,7 +167,7 @@ def check_total_plays_by_episode(run: Run, ds: Dataset, table: str) -> None:
 def _single(column: str, expected: Callable[[Dataset], int]) -> Callable[[Run, Dataset, str], None]:
     def check(run: Run, ds: Dataset, table: str) -> None:
         assert query(run.db, f"SELECT partition_date, {column} FROM {table}") == [
-            (run.day, expected(ds))]
+            (run.snapshot_day, expected(ds))]
     return check
 
 
@@ -318,7 +331,7 @@ def test_every_table_has_an_expectation():
 @pytest.mark.parametrize("table", sorted(EXPECTED))
 def test_asset_materializes_expected_rows(yesterday: Run, emu: Emulator, table: str):
     (partitions,) = query(yesterday.db, f"SELECT list(DISTINCT partition_date) FROM {table}")
-    assert partitions == ([yesterday.day],)
+    assert partitions == ([day_of(yesterday, table)],)
     EXPECTED[table](yesterday, emu.dataset, table)
 
 
@@ -336,9 +349,15 @@ def test_materialization_metadata_for_the_ui(yesterday: Run, emu: Emulator):
     for name, mat in mats.items():
         table = TABLES_BY_KEY[name]
         meta = mat.metadata
-        assert mat.partition == yesterday.day.isoformat()
+        snapshot = table.kind == "snapshot"
+        assert mat.partition == (None if snapshot else yesterday.day.isoformat()), name
         (rows,) = query(yesterday.db, f"SELECT count(*) FROM {name}")[0]
         assert meta["dagster/row_count"].value == rows > 0, name
+        if snapshot:
+            assert meta["snapshot_date"].value == yesterday.snapshot_day.isoformat()
+        else:
+            assert meta["window"].value == f"{yesterday.day}..{yesterday.day}"
+            assert meta["window_rows"].value == rows and meta["requests"].value >= 1
         assert meta["dagster/table_name"].value == name
         columns = [c.name for c in meta["dagster/column_schema"].schema.columns]
         assert columns == [c for c, _ in warehouse.table_columns(table)]
@@ -396,6 +415,25 @@ def redirect_log_pages(hits: list[tuple[str, str]], limit: int = HITS_PAGE) -> i
         lo = last
 
 
+def per_partition_metadata(instance: dg.DagsterInstance, table: str) -> dict[str, dict[str, Any]]:
+    """The latest materialization's metadata of each partition, read back from the instance."""
+    key = dg.AssetKey(table.split("."))
+    found: dict[str, dict[str, Any]] = {}
+    for record in instance.fetch_materializations(key, limit=10_000).records:  # newest first
+        mat = record.asset_materialization
+        assert mat is not None and mat.partition is not None
+        found.setdefault(mat.partition, {k: v.value for k, v in mat.metadata.items()})
+    return found
+
+
+def warehouse_per_day(db: Path, table: str, headline: str | None) -> dict[str, tuple[int, int]]:
+    """partition -> (rows, headline number) as stored."""
+    value = f"sum({headline})" if headline and headline in dict(TABLES_BY_KEY[table].columns) \
+        else "count(*)"
+    return {d.isoformat(): (int(n), int(v or 0)) for d, n, v in query(
+        db, f"SELECT partition_date, count(*), {value} FROM {table} GROUP BY 1")}
+
+
 def test_single_run_backfill_of_30_days_makes_minimal_requests(
         emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from podcast_pipeline.definitions import build_definitions
@@ -408,12 +446,15 @@ def test_single_run_backfill_of_30_days_makes_minimal_requests(
     db = tmp_path / "backfill.duckdb"
     point_env_at(monkeypatch, emu, db)
     job = build_definitions().resolve_job_def("daily_refresh")
+    # The windowed assets and the episode list the per-episode one reads, as the schedule runs them.
+    selection = [*WINDOWED_KEYS, EPISODES]
+    instance = dg.DagsterInstance.ephemeral()
     emu.reset_stats()
-    result = job.execute_in_process(asset_selection=WINDOWED_KEYS, tags=range_tags(start, end),
-                                    instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    result = job.execute_in_process(asset_selection=selection, tags=range_tags(start, end),
+                                    instance=instance, raise_on_error=False)
     assert result.success, failures(result)
     steps = [e.step_key for e in result.all_events if e.is_step_start]
-    assert sorted(steps) == sorted("__".join(k.path) for k in WINDOWED_KEYS)  # one step each
+    assert sorted(steps) == sorted("__".join(k.path) for k in selection)  # one step each
 
     requests = emu.requests
     anchor = [r for r in requests if r.api == "anchor"]
@@ -429,7 +470,7 @@ def test_single_run_backfill_of_30_days_makes_minimal_requests(
         "plays": 1, "playsByEpisode": 1, "impressions": 1,
         "playsByAgeRange": per_day, "playsByApp": per_day, "playsByDevice": per_day,
         "playsByGender": per_day,
-        # One per published episode, plus the episode list.
+        # One per published episode; the ids come from anchor.episodes, listed once.
         "episodePlays": len(ds.published),
         "episodePage": math.ceil(len(ds.episodes) / 50) + expected_bootstraps,
         # A full page always carries a continuation token, so the last page may be empty.
@@ -450,24 +491,30 @@ def test_single_run_backfill_of_30_days_makes_minimal_requests(
         sums = query(db, f"SELECT partition_date, sum(fraction) FROM {name} GROUP BY 1 ORDER BY 1")
         assert [d for d, _ in sums] == days and all(s == pytest.approx(1) for _, s in sums)
 
-    # The UI's per-partition plot: one observation per day of the headline number.
-    observed: dict[str, dict[str, int]] = {}
-    for e in result.all_events:
-        if e.event_type_value == "ASSET_OBSERVATION":
-            obs = e.event_specific_data.asset_observation
-            name = obs.asset_key.to_user_string().replace("/", ".")
-            headline = TABLES_BY_KEY[name].headline
-            if headline:
-                observed.setdefault(name, {})[obs.partition] = obs.metadata[headline].value
-    assert observed["anchor.plays"] == {d.isoformat(): ds.station_plays(d) for d in days}
-    assert observed["op3.downloads"] == {d.isoformat(): ds.download_count(d) for d in days}
-    # A window's totals are not stated under per-day names, which Dagster would copy onto
-    # every partition of the window.
-    for e in result.all_events:
-        if e.event_type_value == "ASSET_MATERIALIZATION":
-            meta = e.event_specific_data.materialization.metadata
-            assert "dagster/row_count" not in meta and "rows_in_window" in meta
-            assert "plays" not in meta and "downloads" not in meta
+    # Each partition of the one run carries its own numbers (what the Partitions-mode plots
+    # draw), read back from the instance: the warehouse's per-day rows and headline.
+    keys = [d.isoformat() for d in days]
+    expected_requests = {"anchor.plays": 1, "anchor.plays_by_app": 1, "op3.downloads": None,
+                         "anchor.episode_plays": len(ds.published)}
+    for name, requests_per_day in expected_requests.items():
+        table = TABLES_BY_KEY[name]
+        meta = per_partition_metadata(instance, name)
+        assert sorted(meta) == keys, name
+        stored = warehouse_per_day(db, name, table.headline)
+        for key in keys:
+            assert meta[key]["dagster/row_count"] == stored[key][0] > 0, (name, key)
+            if table.headline:
+                assert meta[key][table.headline] == stored[key][1], (name, key)
+            if requests_per_day is not None:
+                assert meta[key]["requests"] == requests_per_day, (name, key)
+            assert meta[key]["window"] == f"{start}..{end}"
+            assert meta[key]["window_rows"] == sum(n for n, _ in stored.values())
+            assert "note" not in meta[key]
+    plays, downloads = (per_partition_metadata(instance, n) for n in ("anchor.plays", "op3.downloads"))
+    assert {k: m["plays"] for k, m in plays.items()} == {d.isoformat(): ds.station_plays(d) for d in days}
+    assert {k: m["downloads"] for k, m in downloads.items()} == {
+        d.isoformat(): ds.download_count(d) for d in days}
+    assert len({m["plays"] for m in plays.values()}) > 1  # a daily series, not a window total
 
     # Re-running one day inside the range replaces that day only: nothing changes.
     before = checksums(db)
@@ -479,47 +526,117 @@ def test_single_run_backfill_of_30_days_makes_minimal_requests(
     assert checksums(db) == before
 
 
+def test_days_without_data_are_named_in_the_log_and_on_each_partition(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A window reaching before the emulated show's first day writes 0 rows there: said so."""
+    ds = emu.dataset
+    start, end = ds.first_day - timedelta(days=3), ds.first_day + timedelta(days=1)
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([a for a in ALL_ASSETS if a.key == dg.AssetKey(["anchor", "plays"])],
+                            resources=resources_for(emu, tmp_path / "w.duckdb"),
+                            tags=range_tags(start, end), instance=instance, raise_on_error=False)
+    assert result.success, failures(result)
+    empty = [start + timedelta(days=k) for k in range(3)]
+    warned = [r.user_message for r in instance.all_logs(result.run_id)
+              if r.level == logging.WARNING and "returned no rows" in r.user_message]
+    assert warned == [f"anchor.plays: the API returned no rows for 3 of 5 days "
+                      f"({empty[0]}..{empty[-1]}); they are stored empty. " + NO_ROWS_HINT]
+    meta = per_partition_metadata(instance, "anchor.plays")
+    for day in empty:
+        assert meta[day.isoformat()]["dagster/row_count"] == 0
+        assert "returned no rows for this day" in meta[day.isoformat()]["note"]
+    for day in (ds.first_day, end):
+        assert meta[day.isoformat()]["dagster/row_count"] == 1 and "note" not in meta[day.isoformat()]
+
+
 # ---------------------------------------------------------------------- snapshots
-def test_old_snapshot_partitions_refuse_and_write_nothing(yesterday: Run, emu: Emulator):
-    snapshot_assets = [a for a in ALL_ASSETS if a.key in SNAPSHOT_KEYS]
-    before = checksums(yesterday.db)
-    old = (yesterday.day - timedelta(days=3)).isoformat()
-    emu.reset_stats()
-    result = dg.materialize(snapshot_assets, resources=resources_for(emu, yesterday.db),
-                            partition_key=old, raise_on_error=False)
-    failed = failures(result)
-    assert len(failed) == len(SNAPSHOT_KEYS) == 15
-    for message in failed.values():
-        assert "the API only returns current values" in message
-        assert f"only the latest partition ({yesterday.day})" in message and old in message
-    assert emu.stats()["requests"] == 0  # refused before asking the API
-    assert checksums(yesterday.db) == before
-
-
-def test_snapshot_range_reaching_back_refuses(yesterday: Run, emu: Emulator):
-    """A backfill that ends on the latest day but starts earlier must not store
-    today's numbers under the earlier days either."""
-    from podcast_pipeline.schedules import daily_refresh_job
-
-    before = checksums(yesterday.db)
-    from podcast_pipeline.spotify.assets import spotify_assets
-
-    job = dg.Definitions(assets=[*ALL_ASSETS, *spotify_assets], jobs=[daily_refresh_job],
-                         resources=resources_for(emu, yesterday.db)).resolve_job_def(
-        "daily_refresh")
-    result = job.execute_in_process(
-        asset_selection=[dg.AssetKey(["anchor", "total_plays"])],
-        tags=range_tags(yesterday.day - timedelta(days=1), yesterday.day),
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-    (message,) = failures(result).values()
-    assert "the API only returns current values" in message
-    assert checksums(yesterday.db) == before
-
-
-def test_snapshot_for_latest_partition_works(yesterday: Run, emu: Emulator):
+def test_snapshots_are_unpartitioned_and_stored_under_the_day_they_were_taken(yesterday: Run):
     mats = materializations(yesterday.result)
     for key in SNAPSHOT_KEYS:
         name = ".".join(key.path)
-        assert mats[name].partition == yesterday.day.isoformat()
-        (as_of,) = query(yesterday.db, f"SELECT DISTINCT as_of IS NOT NULL FROM {name}")
-        assert as_of == (True,)
+        assert mats[name].partition is None, name
+        assert query(yesterday.db, f"SELECT DISTINCT partition_date, "
+                     f"(as_of AT TIME ZONE 'UTC')::DATE FROM {name}") == [
+            (yesterday.snapshot_day, yesterday.snapshot_day)], name
+    assert yesterday.snapshot_day == yesterday.day + timedelta(days=1)  # taken today, UTC
+
+
+def test_a_range_backfill_of_every_asset_stores_snapshots_only_under_today(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Selecting everything for past days: the windowed assets fill those days, each snapshot
+    is taken once and stored under today, never as the history of a day it was not taken."""
+    from podcast_pipeline.definitions import build_definitions
+
+    ds = emu.dataset
+    end = ds.yesterday - timedelta(days=20)
+    start = end - timedelta(days=2)
+    db = tmp_path / "all.duckdb"
+    point_env_at(monkeypatch, emu, db)
+    result = build_definitions().resolve_job_def("daily_refresh").execute_in_process(
+        tags=range_tags(start, end), instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success, failures(result)
+    today = ds.yesterday + timedelta(days=1)
+    for table in ALL_TABLES:
+        stored = {d for (d,) in query(db, f"SELECT DISTINCT partition_date FROM {table.qualified}")}
+        if table.kind == "snapshot":
+            assert stored == {today}, table.qualified
+        else:
+            assert stored == set(ds.data_days(start, end)), table.qualified
+
+
+def test_per_episode_assets_need_the_episode_list_first(emu: Emulator, tmp_path: Path):
+    per_episode = [a for a in ALL_ASSETS if TABLES_BY_KEY[a.key.to_user_string().replace("/", ".")]
+                   .episode_level]
+    assert len(per_episode) == 4
+    emu.reset_stats()
+    result = dg.materialize(per_episode, resources=resources_for(emu, tmp_path / "empty.duckdb"),
+                            partition_key=emu.dataset.yesterday.isoformat(), raise_on_error=False)
+    assert set(failures(result)) == {"__".join(a.key.path) for a in per_episode}
+    for message in failures(result).values():
+        assert "needs the episode list" in message and "materialize anchor/episodes first" in message
+    assert emu.stats()["requests"] == 0
+
+
+def test_per_episode_assets_take_the_ids_of_the_stored_episode_list(
+        yesterday: Run, emu: Emulator, tmp_path: Path):
+    """One listing a day: the per-episode assets read the published ids of the latest
+    anchor.episodes snapshot instead of listing the show again."""
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(yesterday.db, db)
+    published = sorted(e.episode_id for e in emu.dataset.published)
+    dropped = published[0]
+    with duckdb.connect(str(db)) as con:
+        con.execute("DELETE FROM anchor.episodes WHERE episode_id = ?", [dropped])
+    per_episode = [a for a in ALL_ASSETS if TABLES_BY_KEY[a.key.to_user_string().replace("/", ".")]
+                   .episode_level]
+    emu.reset_stats()
+    result = dg.materialize(per_episode, resources=resources_for(emu, db),
+                            partition_key=yesterday.day.isoformat(), raise_on_error=False)
+    assert result.success, failures(result)
+    listings = [r for r in emu.requests if r.endpoint == "episodePage" and "orderBy" in r.path_with_query]
+    assert listings == []
+    asked = {int(r.path_with_query.split("/episodes/")[1].split("/")[0]) for r in emu.requests
+             if r.endpoint == "episodeOverview"}
+    assert asked == set(published) - {dropped}
+    for name in ("anchor.episode_plays", "anchor.episode_metadata"):
+        assert {e for (e,) in query(db, f"SELECT DISTINCT episode_id FROM {name}")} == asked
+
+
+def test_each_snapshot_day_keeps_its_own_snapshot(yesterday: Run, emu: Emulator, tmp_path: Path):
+    """A snapshot taken on an earlier day stays; today's run replaces only today's."""
+    db = tmp_path / "history.duckdb"
+    shutil.copy(yesterday.db, db)
+    name = "anchor.total_plays"
+    earlier = yesterday.snapshot_day - timedelta(days=1)
+    with duckdb.connect(str(db)) as con:  # make the stored snapshot one taken a day earlier
+        con.execute(f"UPDATE {name} SET partition_date = ?, plays = plays - 7, "
+                    "as_of = as_of - INTERVAL 1 DAY", [earlier])
+    (before,) = query(db, f"SELECT * FROM {name}")
+    asset = next(a for a in ALL_ASSETS if a.key == dg.AssetKey(["anchor", "total_plays"]))
+    for _ in range(2):  # the day's last run wins; the earlier day is never touched
+        result = dg.materialize([asset], resources=resources_for(emu, db), raise_on_error=False)
+        assert result.success, failures(result)
+    rows = query(db, f"SELECT * FROM {name} ORDER BY partition_date")
+    assert rows[0] == before and len(rows) == 2
+    assert query(db, f"SELECT partition_date, plays FROM {name} ORDER BY 1") == [
+        (earlier, emu.dataset.total_plays() - 7), (yesterday.snapshot_day, emu.dataset.total_plays())]

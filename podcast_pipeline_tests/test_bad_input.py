@@ -12,19 +12,23 @@ Budget: about 25 s.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import duckdb
 import pytest
 
+from podcast_pipeline import warehouse
 from podcast_pipeline.anchor.assets import anchor_assets
 from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
 from podcast_pipeline.emulator.common import b58encode
+from podcast_pipeline.http import DEADLINE_ENV, MAX_JSON_DEPTH_ENV
 from podcast_pipeline.op3.assets import op3_assets
 from podcast_pipeline.partitions import START_DATE_ENV
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
@@ -188,6 +192,20 @@ def non_utf8_json(body: bytes) -> bytes:
     return body.replace(b'"kind":"plays"', b'"kind":"pl\xffays"', 1)
 
 
+SENTINEL = 987654321
+
+
+def bare_number(literal: bytes) -> Rule:
+    """Put a bare JSON token (``Infinity``, ``NaN``: not JSON, but Python's json reads
+    them) where the first day's plays are."""
+    def rule(path: str, answer: Answer) -> Answer:
+        body = answer.json()
+        rows_of(body)[0][1] = SENTINEL
+        text = json.dumps(body).encode().replace(str(SENTINEL).encode(), literal)
+        return Answer(answer.status, answer.headers, text)
+    return rule
+
+
 def conflicting_day(body: dict[str, Any]) -> None:
     day, plays = rows_of(body)[0]
     rows_of(body).append([day, plays + 5])
@@ -203,6 +221,7 @@ class Rejected:
     faults: Faults | None = None
     path: str = ""
     rule: Rule | None = None
+    kind: str = "malformed_response"  # the error_kind in the failure's metadata
 
 
 def html(endpoint: str) -> Faults:
@@ -237,14 +256,86 @@ REJECTED = [
     Rejected("same-day-twice-with-different-values", "anchor/plays", "plays",
              "comes back in 2 rows with different plays", path=PLAYS,
              rule=json_rule(conflicting_day)),
-    Rejected("op3-repeated-continuation-token", "op3/downloads", "downloads", "came back twice",
-             path=DOWNLOADS, rule=repeat_token),
+    Rejected("op3-repeated-continuation-token", "op3/downloads", "downloads",
+             "stopping instead of looping", path=DOWNLOADS, rule=repeat_token),
     Rejected("tsv-line-missing-a-field", "op3/downloads", "downloads", "TSV line 3 has 18 fields, the header has 19",
              path=DOWNLOADS, rule=tsv_rule(cut_field)),
     Rejected("non-utf8-byte-json", "anchor/plays", "plays", "not valid UTF-8 (byte 0xff",
              path=PLAYS, rule=bytes_rule(non_utf8_json)),
     Rejected("non-utf8-byte-tsv", "op3/downloads", "downloads", "not valid UTF-8 (byte 0xff",
              path=DOWNLOADS, rule=tsv_rule(put_byte)),
+    # -- suspicious answers that would replace good rows with fewer or none
+    Rejected("op3-empty-body-200", "op3/downloads", "downloads",
+             "the body is empty, without the header line", path=DOWNLOADS,
+             rule=bytes_rule(lambda b: b"")),
+    Rejected("anchor-empty-body-200", "anchor/plays", "plays",
+             "not valid JSON (truncated or corrupt, 0 characters)", path=PLAYS,
+             rule=bytes_rule(lambda b: b"")),
+    Rejected("only-row-outside-the-window", "anchor/plays", "plays",
+             "1 of 1 rows lie outside the requested 2025-05-30..2025-05-30 (field 'date' is "
+             "3000-01-01", path=PLAYS, rule=json_rule(lambda b: rows_of(b)[0].__setitem__(
+                 0, 32503680000))),
+    Rejected("row-for-the-day-before", "anchor/plays", "plays", "lie outside the requested",
+             path=PLAYS, rule=json_rule(lambda b: rows_of(b).append(
+                 [rows_of(b)[0][0] - 86400, 3]))),
+    Rejected("op3-rows-outside-the-window", "op3/redirect_logs", "redirect_logs",
+             "lie outside the requested", path=HITS,
+             rule=json_rule(lambda b: [r.__setitem__("time", "2999-01-01T00:00:00.000Z")
+                                       for r in b["rows"]])),
+    Rejected("duplicate-json-key", "anchor/plays", "plays",
+             "the key 'rows' appears twice in one JSON object", path=PLAYS,
+             rule=bytes_rule(lambda b: b.replace(b'"data":{', b'"data":{"rows":[],', 1))),
+    Rejected("duplicate-tsv-column", "op3/downloads", "downloads",
+             "the TSV header names column(s) ['agentType'] twice", path=DOWNLOADS,
+             rule=tsv_rule(lambda lines: [lines[0].replace("agentName", "agentType"),
+                                          *lines[1:]])),
+    Rejected("breakdown-shrinks-by-more-than-half", "anchor/plays_by_gender", "plays_by_gender",
+             "would shrink from 4 to 1 rows (75% fewer; at most 50% is accepted)", path=GENDER,
+             rule=json_rule(lambda b: b["data"].__setitem__("rows", rows_of(b)[:1])),
+             kind="refused_replace"),
+    Rejected("downloads-shrink-by-more-than-half", "op3/downloads", "downloads",
+             "would shrink from", path=DOWNLOADS, rule=tsv_rule(lambda lines: lines[:6] + [""]),
+             kind="refused_replace"),
+    Rejected("answer-for-another-station", "anchor/plays", "plays",
+             "the answer is for stationId 1234, not", path=PLAYS,
+             rule=json_rule(lambda b: b.__setitem__("stationId", 1234))),
+    Rejected("op3-rows-of-another-show", "op3/downloads", "downloads",
+             "rows belong to show 0123456789abcdef0123456789abcdef, not to", path=DOWNLOADS,
+             rule=tsv_rule(lambda lines: [lines[0]] + [
+                 "\t".join(f if i != 3 else "0123456789abcdef0123456789abcdef"
+                           for i, f in enumerate(line.split("\t"))) if line else line
+                 for line in lines[1:]])),
+    Rejected("partial-content-206", "anchor/plays", "plays",
+             "HTTP 206 instead of 200: not a complete answer to a GET", path=PLAYS,
+             rule=lambda path, answer: Answer(206, answer.headers, answer.body)),
+    # -- values outside their column's contract
+    Rejected("negative-count", "anchor/plays", "plays",
+             "column 'plays' holds -3 on 2025-05-30: a count, id, duration or share cannot be "
+             "negative", path=PLAYS, rule=json_rule(lambda b: rows_of(b)[0].__setitem__(1, -3))),
+    Rejected("boolean-as-count", "anchor/plays", "plays",
+             "column 'plays' is not BIGINT: True is a boolean, not a number", path=PLAYS,
+             rule=json_rule(lambda b: rows_of(b)[0].__setitem__(1, True))),
+    Rejected("fraction-above-one", "anchor/plays_by_gender", "plays_by_gender",
+             "column 'fraction' holds 1.5 on 2025-05-30: a fraction lies between 0 and 1",
+             path=GENDER, rule=json_rule(lambda b: rows_of(b)[0].__setitem__(1, 1.5))),
+    Rejected("negative-fraction", "anchor/plays_by_gender", "plays_by_gender",
+             "column 'fraction' holds -0.25", path=GENDER,
+             rule=json_rule(lambda b: rows_of(b)[0].__setitem__(1, -0.25))),
+    Rejected("infinity-as-text", "anchor/plays_by_gender", "plays_by_gender",
+             "column 'fraction' is not DOUBLE: 'Infinity' is not a number", path=GENDER,
+             rule=json_rule(lambda b: rows_of(b)[0].__setitem__(1, "Infinity"))),
+    Rejected("infinity-literal", "anchor/plays", "plays", "Infinity is not a JSON number",
+             path=PLAYS, rule=bare_number(b"Infinity")),
+    Rejected("nan-literal", "anchor/plays", "plays", "NaN is not a JSON number",
+             path=PLAYS, rule=bare_number(b"NaN")),
+    Rejected("number-beyond-a-double", "anchor/plays_by_gender", "plays_by_gender",
+             "'1e999' is not a finite number", path=GENDER,
+             rule=json_rule(lambda b: rows_of(b)[0].__setitem__(1, "1e999"))),
+    # -- bounds
+    Rejected("deeply-nested-json", "anchor/plays", "plays",
+             f"the JSON nests 100000 levels deep, more than the limit of 64; raise "
+             f"{MAX_JSON_DEPTH_ENV}", path=PLAYS,
+             rule=bytes_rule(lambda b: b"[" * 100_000 + b"]" * 100_000), kind="limit_exceeded"),
 ]
 
 
@@ -265,7 +356,7 @@ def test_rejected_input_fails_typed_and_writes_nothing(pipeline: Pipeline, case:
     assert description.startswith(f"{table} partition {PARTITION}: "), description
     assert f"endpoint '{case.endpoint}'" in description and case.expect in description, description
     assert "\n" not in description
-    assert meta["error_kind"] == "malformed_response" and meta["endpoint"] == case.endpoint
+    assert meta["error_kind"] == case.kind and meta["endpoint"] == case.endpoint
     assert meta["first_partition"] == PARTITION
     # The bad answer was really served, and nothing of it reached the warehouse.
     served = pipeline.emu.stats()["faults"].get("malformed", 0) + pipeline.proxy.rewritten
@@ -276,8 +367,8 @@ def test_rejected_input_fails_typed_and_writes_nothing(pipeline: Pipeline, case:
 # ---------------------------------------------------------------------------- tolerated inputs
 # One test each below; these are their rows in docs/bad-input.md.
 TOLERATED_IDS = ["unknown-extra-column", "unknown-extra-tsv-column", "nulls-for-numbers",
-                 "string-numbers", "empty-rows", "duplicate-rows", "duplicate-tsv-lines",
-                 "utf8-text-in-tsv"]
+                 "string-numbers", "empty-rows", "empty-tsv-with-its-header", "duplicate-rows",
+                 "duplicate-tsv-lines", "utf8-text-in-tsv", "small-shrink"]
 
 
 def add_column(body: dict[str, Any]) -> None:
@@ -358,8 +449,55 @@ def test_empty_rows_replace_the_partition_with_nothing_and_say_so(pipeline: Pipe
     meta = materialization(result)
     assert meta["dagster/row_count"] == 0 and "returned no rows" in meta["note"]
     rows, raw = pipeline.stored("anchor/plays_by_gender")
-    bodies = [r[-1] for r in raw if r[2] == "plays_by_gender"]  # the empty answer, as evidence
+    body = [n for n, _ in warehouse.RAW_COLUMNS].index("body")
+    bodies = [r[body] for r in raw if r[2] == "plays_by_gender"]  # the empty answer, as evidence
     assert rows == [] and len(bodies) == 1 and '"rows":[]' in bodies[0].replace(" ", "")
+
+
+def test_a_tsv_with_only_its_header_empties_the_day_and_says_so(pipeline: Pipeline) -> None:
+    """OP3's own empty envelope (the header line, no rows) is an explicit "no downloads"."""
+    assert pipeline.seed("op3/downloads")[0]
+    pipeline.proxy.rewrite(DOWNLOADS, tsv_rule(lambda lines: [lines[0], ""]))
+
+    result = pipeline.materialize("op3/downloads")
+
+    assert result.success
+    meta = materialization(result)
+    assert meta["dagster/row_count"] == 0 and "returned no rows" in meta["note"]
+    assert pipeline.stored("op3/downloads")[0] == []
+
+
+def test_a_small_shrink_is_accepted(pipeline: Pipeline) -> None:
+    """Fewer rows than before, but within PODCAST_PIPELINE_MAX_SHRINK_FRACTION (a day's
+    downloads restated a little lower): replaced as sent."""
+    before = pipeline.seed("op3/downloads")[0]
+    pipeline.proxy.rewrite(DOWNLOADS, tsv_rule(lambda lines: lines[:-3] + [""]))  # 2 fewer
+
+    result = pipeline.materialize("op3/downloads")
+
+    assert result.success and len(pipeline.stored("op3/downloads")[0]) == len(before) - 2
+
+
+def test_request_counts_in_metadata_are_exact(pipeline: Pipeline) -> None:
+    """A 503, then a body cut off, then the answer: 3 requests, 1 retry, 1 re-fetch."""
+    pipeline.seed("anchor/plays")
+    pipeline.proxy.clear()
+    answers = iter(["503", "cut"])
+
+    def flaky(path: str, answer: Answer) -> Answer:
+        step = next(answers, "ok")
+        if step == "503":
+            return Answer(503, [("Content-Type", "application/json")], b'{"error":"busy"}')
+        return Answer(answer.status, answer.headers, answer.body[:20]) if step == "cut" else answer
+    pipeline.proxy.rewrite(PLAYS, flaky)
+
+    result = pipeline.materialize("anchor/plays")
+
+    assert result.success
+    meta = materialization(result)
+    sent = pipeline.proxy.exchanges  # everything the run sent, the station-id bootstrap too
+    assert (meta["requests"], meta["retries"], meta["malformed_refetches"]) == (len(sent), 1, 1)
+    assert [e.status for e in sent if "/plays?" in e.path] == [503, 200, 200]
 
 
 def test_exact_duplicate_rows_are_dropped_and_counted(pipeline: Pipeline) -> None:
@@ -403,7 +541,8 @@ def test_utf8_text_in_tsv_without_charset_is_stored_exactly(pipeline: Pipeline) 
 
 # ---------------------------------------------------------------------------- bad configuration
 CREDENTIAL_VARS = ("ANCHOR_PW_S", "ANCHOR_WEBSTATION_ID", "ANCHOR_BASE_URL", "OP3_TOKEN",
-                   "OP3_SHOW_UUID", "OP3_BASE_URL", "OP3_URL_PREFIX", "DUCKDB_PATH")
+                   "OP3_SHOW_UUID", "OP3_BASE_URL", "OP3_URL_PREFIX", "DUCKDB_PATH",
+                   DEADLINE_ENV, "PODCAST_PIPELINE_MAX_SHRINK_FRACTION")
 
 
 @dataclass(frozen=True)
@@ -439,6 +578,26 @@ BAD_CONFIG = [
               environ={START_DATE_ENV: "2025-05-31"}),
     BadConfig("start-date-not-a-date", "op3/downloads", START_DATE_ENV, "YYYY-MM-DD",
               environ={START_DATE_ENV: "2025/01/01"}),
+    BadConfig("cookie-with-a-zero-width-space", "anchor/plays", "ANCHOR_PW_S",
+              "at position 17 of 21: U+200B (ZERO WIDTH SPACE)",
+              {"anchor": {"cookie": "s%3Aemulator-abc\u200bdefg"}}),
+    BadConfig("token-with-an-en-dash", "op3/downloads", "OP3_TOKEN", "U+2013 (EN DASH)",
+              {"op3": {"token": "emulator\u2013token"}}),
+    BadConfig("base-url-with-user-and-password", "op3/downloads", "OP3_BASE_URL",
+              "never in the URL", {"op3": {"base_url": "USERINFO"}}),
+    BadConfig("base-url-with-a-query", "anchor/plays", "ANCHOR_BASE_URL",
+              "Remove everything from '?' on", {"anchor": {"base_url": "QUERY"}}),
+    BadConfig("duckdb-path-is-a-text-file", "anchor/plays", "DUCKDB_PATH",
+              "is a file of another kind, not a DuckDB database", {"database": "TEXT"}),
+    BadConfig("duckdb-path-is-an-empty-file", "op3/downloads", "DUCKDB_PATH",
+              "is an empty file, not a DuckDB database", {"database": "EMPTY"}),
+    BadConfig("duckdb-path-is-sqlite", "anchor/plays", "DUCKDB_PATH",
+              "is an SQLite database, not a DuckDB database", {"database": "SQLITE"}),
+    BadConfig("request-deadline-not-a-number", "op3/downloads", DEADLINE_ENV,
+              "a number above 0", environ={DEADLINE_ENV: "ten"}),
+    BadConfig("shrink-guard-out-of-range", "anchor/plays", "PODCAST_PIPELINE_MAX_SHRINK_FRACTION",
+              "not a fraction between 0 and 1", environ={
+                  "PODCAST_PIPELINE_MAX_SHRINK_FRACTION": "2"}),
 ]
 
 
@@ -452,9 +611,19 @@ def test_bad_configuration_is_one_line_before_any_request(
         monkeypatch.setenv(var, value)
     (tmp_path / "FILE").write_text("not a folder")
     (tmp_path / "DIR").mkdir()
-    overrides = dict(case.overrides)
+    (tmp_path / "TEXT").write_text("date,plays\n2025-05-30,59\n")
+    (tmp_path / "EMPTY").write_bytes(b"")
+    with sqlite3.connect(tmp_path / "SQLITE") as lite:
+        lite.execute("CREATE TABLE plays (day TEXT, plays INTEGER)")
+    overrides = {k: dict(v) if isinstance(v, dict) else v for k, v in case.overrides.items()}
     if "database" in overrides:
         overrides["database"] = str(tmp_path / overrides["database"])
+    proxy = urlsplit(pipeline.proxy.url)
+    urls = {"USERINFO": f"http://user:pw@{proxy.netloc}/api/1",
+            "QUERY": f"{pipeline.proxy.url}/pod/api/proxy/v3?isMumsCompatible=true"}
+    for api in ("anchor", "op3"):
+        if overrides.get(api, {}).get("base_url") in urls:
+            overrides[api]["base_url"] = urls[overrides[api]["base_url"]]
     pipeline.overrides = overrides
     pipeline.emu.reset_stats()
 

@@ -296,7 +296,7 @@ def test_every_op3_method_matches_the_dataset(emu: Emulator, pair: Pair) -> None
     last30 = days(Y - timedelta(days=29), Y)
     assert counts["show_uuid"].tolist() == [ds.show_uuid]
     assert counts["monthly_downloads"].tolist() == [sum(ds.download_count(d) for d in last30)]
-    assert str(counts["asof"].iloc[0])[:10] == Y.isoformat()
+    assert str(counts["computed_at"].iloc[0])[:10] == Y.isoformat()
     assert counts["days"].iloc[0] == "1" * 30
 
     assert {r.endpoint for r in emu.requests} >= {

@@ -14,16 +14,19 @@ from datetime import date
 
 import duckdb
 import pytest
+import yaml
 
 from podcast_pipeline import warehouse
-from podcast_pipeline.emulator import Emulator, EmulatorConfig
+from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults, anchor_api, op3_api
 from podcast_pipeline_tests.procs import (
+    PROJECT,
     Materialize,
     dagster_home,
     materialize_in_process,
     pipeline_env,
     table_checksums,
 )
+from podcast_pipeline_tests.tamper import Exchange, Tamper
 
 TODAY = date(2025, 6, 1)
 ASSETS = ["op3/downloads", "anchor/plays"]
@@ -85,6 +88,50 @@ def test_a_user_holding_the_file_makes_runs_wait_then_fail_naming_it(emu, tmp_pa
     with duckdb.connect(db, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM anchor.plays").fetchone()[0] == 1
         assert con.execute("SELECT count(*) FROM anchor.impressions").fetchone()[0] == 0
+
+
+# ---------------------------------------------------------------------- pools
+# Anchor steps that each make one request per day, one after the other, plus OP3's two.
+POOLED = ["anchor/plays_by_age_range", "anchor/plays_by_app", "anchor/plays_by_device",
+          "op3/downloads"]
+# Four steps at once per run: without the pools, two runs would call Anchor 6 at a time.
+MAX_STEPS_PER_RUN = {"execution": {"config": {"multiprocess": {"max_concurrent": 4}}}}
+
+
+def max_in_flight(exchanges: list[Exchange]) -> int:
+    """The most requests that were open at the same moment."""
+    edges = sorted([(e.started, 1) for e in exchanges] + [(e.ended, -1) for e in exchanges])
+    peak = open_ = 0
+    for _, step in edges:  # at equal times an end sorts before a start: not an overlap
+        open_ += step
+        peak = max(peak, open_)
+    return peak
+
+
+def test_pools_bound_the_calls_each_api_gets_across_parallel_runs(tmp_path):
+    """Two CLI runs, each running four steps at once, against an emulator answering after
+    500 ms: Dagster's pools (one per API, limit from the shipped dagster.yaml) keep the
+    requests each API sees at once at the limit, measured by a proxy in front of it. (With
+    ``pool=None`` on the assets the same runs had 6 Anchor requests in flight at once.)"""
+    limit = yaml.safe_load((PROJECT / "dagster.yaml").read_text())["concurrency"]["pools"][
+        "default_limit"]
+    with Emulator(EmulatorConfig(seed=7, today=TODAY), faults=Faults(latency_ms=500)) as emu, \
+            Tamper(emu.url) as proxy:
+        env = pipeline_env(emu, str(tmp_path / "pooled.duckdb"), dagster_home(tmp_path),
+                           **{k: v for k, v in proxy.env(emu.env).items() if k.endswith("BASE_URL")})
+        runs = [Materialize(env, POOLED, partition_range=span, run_config=MAX_STEPS_PER_RUN)
+                for span in (("2025-05-22", "2025-05-26"), ("2025-05-27", "2025-05-31"))]
+        codes = [run.finish(timeout=400) for run in runs]
+        exchanges = proxy.exchanges
+    for run, code in zip(runs, codes, strict=True):
+        assert code == 0, run.log[-4000:]
+    by_api = {api: [e for e in exchanges if e.path.startswith(prefix)]
+              for api, prefix in (("anchor", anchor_api.PREFIX), ("op3", op3_api.PREFIX))}
+    assert len(by_api["anchor"]) >= 2 * 3 * 5  # every day of every per-day asset, both runs
+    # The limit held for both APIs, and bound Anchor: its steps queued for the pool's slots.
+    assert max_in_flight(by_api["anchor"]) == limit
+    assert 1 <= max_in_flight(by_api["op3"]) <= limit
+    assert any("Step blocked by limit for pool anchor" in run.log for run in runs)
 
 
 def test_lock_timeout_setting_is_validated(monkeypatch):

@@ -80,13 +80,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str, str]
 
 def test_demo_writes_every_table_for_the_days_asked(demo: tuple[Path, str, str, str]) -> None:
     db = demo[0]
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
     days = [yesterday - timedelta(days=k) for k in reversed(range(DAYS))]
     with duckdb.connect(str(db), read_only=True) as con:
         for table in ALL_TABLES:
             partitions = [d for (d,) in con.execute(
                 f"SELECT DISTINCT partition_date FROM {table.qualified} ORDER BY 1").fetchall()]
-            assert partitions == (days if table.kind != "snapshot" else [yesterday]), table
+            # Snapshots are stored under the UTC day they were taken (today), once a day.
+            assert partitions == (days if table.kind != "snapshot" else [today]), table
 
 
 def test_progress_is_one_line_per_asset_and_dagster_log_only_when_verbose(
@@ -116,7 +118,7 @@ def test_summary_numbers_are_the_shows(demo: tuple[Path, str, str, str]) -> None
         assert match, label
         return num(match[1])
 
-    assert f"as of {yesterday} (UTC)" in out
+    assert f"as of {yesterday + timedelta(days=1)} (UTC)" in out  # snapshots: the day taken
     assert headline("Lifetime plays (Spotify)") == ds.total_plays()
     assert headline("Lifetime unique listeners (Spotify)") == ds.unique_listeners()
     last30 = [yesterday - timedelta(days=k) for k in range(30)]

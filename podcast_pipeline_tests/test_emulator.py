@@ -612,10 +612,14 @@ def test_credential_expiry_and_refresh(emulator: Emulator) -> None:
     assert c.station("totalPlays").status_code == 200
 
 
-def test_thirty_days_of_everything_is_fast(emulator: Emulator) -> None:
+def test_thirty_days_of_everything_in_one_request_each(emulator: Emulator) -> None:
+    # No timing here (a loaded CI machine makes any bound flaky): speed is benchmarks/' job.
     c = Clients(emulator)
     start = YESTERDAY - timedelta(days=29)
     for kind in ("plays", "playsByEpisode", "playsByAgeRange", "playsByApp"):
-        assert c.station(kind, **rng(start, YESTERDAY)).elapsed.total_seconds() < 1.0
+        r = c.station(kind, **rng(start, YESTERDAY))
+        assert r.status_code == 200 and r.json()["data"]["rows"], kind
+    assert len(c.station("plays", **rng(start, YESTERDAY, timeInterval=86400))
+               .json()["data"]["rows"]) == 30
     r = c.o(f"/downloads/show/{c.ds.show_uuid}", start=start.isoformat(), limit=20000)
-    assert r.elapsed.total_seconds() < 1.0 and r.text.count("\n") > 20 * 100
+    assert r.status_code == 200 and r.text.count("\n") > 20 * 100

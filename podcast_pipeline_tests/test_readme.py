@@ -4,7 +4,7 @@ Every ```bash / ```python block in the README carries a marker on the line above
 ``<!-- readme-test: NAME -->`` (run here, by name) or ``<!-- readme-test: skip (why) -->``.
 The flow runs in a scratch folder laid out like a fresh clone (the project's files, ``.venv``
 pointing at this interpreter's environment) with none of the developer's settings. Only two
-things differ from pasting, both for ports shared with other processes on this machine: the
+things differ from pasting, both for ports used by other processes on this machine: the
 emulator gets ``--port 0`` instead of ``--port 8765``, and ``dagster dev`` a free ``-p``.
 """
 

@@ -223,7 +223,7 @@ def test_recent_episodes_with_transcripts(server: FakeServer, client: Op3Client,
     assert len(df) == 5
     assert df["downloads"].tolist() == [14, 15889, 7, 14, 9]
     assert df["date"].iloc[0] == date(2024, 5, 19)
-    assert df["asof"].iloc[0] == pd.Timestamp("2024-05-20T00:00:00Z")
+    assert df["computed_at"].iloc[0] == pd.Timestamp("2024-05-20T00:00:00Z")  # OP3's "asof"
     assert df["has_transcripts"].all()
     assert server.requests[0].params["limit"] == "100"
 
@@ -264,7 +264,7 @@ def test_show_download_counts(server: FakeServer, client: Op3Client) -> None:
     row = df.iloc[0]
     assert row["weekly_downloads"] == [411, 640, 628, 471]
     assert row["monthly_downloads"] == 2183 and row["num_weeks"] == 4
-    assert row["asof"] == date(2024, 5, 19) and row["days"] == "1" * 30
+    assert row["computed_at"] == pd.Timestamp("2024-05-19T00:00:00Z") and row["days"] == "1" * 30
     assert server.requests[0].query == [("showUuid", SHOW), ("showUuid", "f" * 32)]
 
 

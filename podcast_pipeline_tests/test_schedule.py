@@ -43,11 +43,11 @@ def tick(when: datetime) -> list[dg.RunRequest]:
     return list(data.run_requests or [])
 
 
-def split(requests: list[dg.RunRequest]) -> tuple[dg.RunRequest, dg.RunRequest]:
-    snapshots = [r for r in requests if r.partition_key is not None]
-    windowed = [r for r in requests if r.partition_key is None]
-    assert len(snapshots) == len(windowed) == 1 and len(requests) == 2
-    return snapshots[0], windowed[0]
+def only(requests: list[dg.RunRequest]) -> dg.RunRequest:
+    """The tick's one run: a partition range for the windowed assets, the snapshots once."""
+    (request,) = requests
+    assert request.partition_key is None
+    return request
 
 
 @pytest.fixture(autouse=True)
@@ -60,28 +60,25 @@ def _no_user_settings(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("SPOTIFY_BACKEND", raising=False)
 
 
-def test_defaults_yesterday_for_snapshots_and_four_days_for_ranged():
-    snapshots, windowed = split(tick(datetime(2026, 3, 10, 6, tzinfo=UTC)))
-    assert snapshots.partition_key == "2026-03-09"
-    assert set(snapshots.asset_selection) == set(SNAPSHOT_KEYS)
+def test_one_run_of_every_asset_with_four_days_for_the_windowed_ones():
+    request = only(tick(datetime(2026, 3, 10, 6, tzinfo=UTC)))
     # Yesterday plus the default 3 days before it: Spotify restates late numbers.
-    assert (windowed.tags[RANGE_START], windowed.tags[RANGE_END]) == ("2026-03-06", "2026-03-09")
-    assert set(windowed.asset_selection) == set(WINDOWED_KEYS)
-    assert snapshots.run_key != windowed.run_key
-    # Together they cover every asset exactly once.
-    keys = [*snapshots.asset_selection, *windowed.asset_selection]
-    assert sorted(".".join(k.path) for k in keys) == sorted(t.qualified for t in ALL_TABLES)
-    assert {TABLES_BY_KEY[".".join(k.path)].kind for k in windowed.asset_selection} == {
-        "ranged", "per_day"}
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2026-03-06", "2026-03-09")
+    # Every asset once, in one run, so the episode list is taken before the per-episode
+    # assets read it; the snapshots are unpartitioned and ignore the range.
+    assert sorted(".".join(k.path) for k in request.asset_selection) == sorted(
+        t.qualified for t in ALL_TABLES)
+    assert set(SNAPSHOT_KEYS) | set(WINDOWED_KEYS) == set(request.asset_selection)
+    assert {TABLES_BY_KEY[".".join(k.path)].kind for k in WINDOWED_KEYS} == {"ranged", "per_day"}
+    assert request.run_key == "daily-2026-03-06-2026-03-09"
 
 
 @pytest.mark.parametrize("lookback", [0, 1, 7])
 def test_lookback_is_configurable(lookback: int, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv(LOOKBACK_ENV, str(lookback))
     when = datetime(2026, 3, 10, 6, tzinfo=UTC)
-    snapshots, windowed = split(tick(when))
+    windowed = only(tick(when))
     yesterday = date(2026, 3, 9)
-    assert snapshots.partition_key == yesterday.isoformat()  # snapshots never look back
     start = date.fromisoformat(windowed.tags[RANGE_START])
     assert windowed.tags[RANGE_END] == yesterday.isoformat()
     assert (yesterday - start).days + 1 == lookback + 1
@@ -106,7 +103,7 @@ def test_range_never_starts_before_the_first_partition(monkeypatch: pytest.Monke
     monkeypatch.delenv(START_DATE_ENV, raising=False)
     first = daily_partitions().start.date()
     when = datetime.combine(first + timedelta(days=2), datetime.min.time(), UTC).replace(hour=6)
-    _, windowed = split(tick(when))
+    windowed = only(tick(when))
     assert windowed.tags[RANGE_START] == first.isoformat()
     assert windowed.tags[RANGE_END] == (first + timedelta(days=1)).isoformat()
 
@@ -114,9 +111,9 @@ def test_range_never_starts_before_the_first_partition(monkeypatch: pytest.Monke
 def test_requested_partitions_exist_on_the_tick():
     """Yesterday is the newest partition Dagster knows at 06:00 UTC."""
     when = datetime(2026, 3, 10, 6, tzinfo=UTC)
-    snapshots, windowed = split(tick(when))
+    windowed = only(tick(when))
     keys = daily_partitions().get_partition_keys(current_time=when)
-    assert keys[-1] == snapshots.partition_key == windowed.tags[RANGE_END]
+    assert keys[-1] == windowed.tags[RANGE_END]
     assert windowed.tags[RANGE_START] in keys
 
 
@@ -131,16 +128,15 @@ def test_runs_daily_at_six_utc():
 def test_only_configured_sources_are_refreshed(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("ANCHOR_PW_S")
     monkeypatch.delenv(GRAPHQL_CREDENTIAL_ENV)
-    snapshots, windowed = split(tick(datetime(2026, 3, 10, 6, tzinfo=UTC)))
-    for request in (snapshots, windowed):
-        assert request.asset_selection and {k.path[0] for k in request.asset_selection} == {"op3"}
+    request = only(tick(datetime(2026, 3, 10, 6, tzinfo=UTC)))
+    assert {k.path[0] for k in request.asset_selection} == {"op3"}
+    assert len(request.asset_selection) == sum(t.schema == "op3" for t in ALL_TABLES)
 
 
 def test_rest_backend_leaves_the_graphql_only_tables_out(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv(GRAPHQL_CREDENTIAL_ENV)  # ANCHOR_PW_S alone: the REST backend
-    snapshots, windowed = split(tick(datetime(2026, 3, 10, 6, tzinfo=UTC)))
-    for request in (snapshots, windowed):
-        assert {k.path[0] for k in request.asset_selection} == {"anchor", "op3"}
+    request = only(tick(datetime(2026, 3, 10, 6, tzinfo=UTC)))
+    assert {k.path[0] for k in request.asset_selection} == {"anchor", "op3"}
 
 
 def test_no_source_configured_skips_with_the_variables_named(monkeypatch: pytest.MonkeyPatch):

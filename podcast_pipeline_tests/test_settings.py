@@ -45,7 +45,7 @@ def test_op3_from_env_defaults() -> None:
     ("ANCHOR_WEBSTATION_ID", "FB37D7A4", "not a short hex id"),
     ("ANCHOR_PW_S", None, "is not set"),
     ("ANCHOR_PW_S", "  ", "is not set"),
-    ("ANCHOR_PW_S", "abc; other=1", "contains"),
+    ("ANCHOR_PW_S", "abc; other=1", "position 4 of 12: U\\+003B"),
     ("ANCHOR_PW_S", "anchorpw_s=s%3Aabc", "cookie name"),
     ("ANCHOR_BASE_URL", "podcasters.spotify.com/pod", "not an http"),
     ("ANCHOR_BASE_URL", "http://podcasters.spotify.com/pod/api/proxy/v3", "http://"),
@@ -64,7 +64,7 @@ def test_anchor_bad_values(var: str, value: str | None, match: str) -> None:
 @pytest.mark.parametrize(("var", "value", "match"), [
     ("OP3_TOKEN", None, "is not set"),
     ("OP3_TOKEN", "", "is not set"),
-    ("OP3_TOKEN", "two words", "contains"),
+    ("OP3_TOKEN", "two words", "position 4 of 9: U\\+0020 \\(SPACE\\)"),
     ("OP3_SHOW_UUID", None, "is not set"),
     ("OP3_SHOW_UUID", "a18389b8-a52d-4112-a782-b32f40f73df6", "32 lowercase hex"),
     ("OP3_SHOW_UUID", "xyz", "32 lowercase hex"),
@@ -190,3 +190,26 @@ def test_resources_show_every_value_and_only_the_names_of_secrets(
     # Unset secrets stay None: an EnvVar of an unset variable would fail every step of a run.
     monkeypatch.delenv("ANCHOR_PW_S")
     assert AnchorResource.from_settings(Settings.load()).cookie is None
+
+
+def test_the_ui_config_of_the_definitions_shows_values_and_names_secrets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the UI's Resources tab lists: the resources' configured values, as Dagster holds them."""
+    from podcast_pipeline.definitions import build_definitions
+
+    env = {**ANCHOR, **OP3, "OP3_URL_PREFIX": "https://op3.dev/e/example.com/*",
+           "DUCKDB_PATH": "data/x.duckdb"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    defs = build_definitions()
+    shown = {key: res.get_resource_definition().config_schema.as_field().default_value
+             for key, res in defs.resources.items()}
+    assert shown["anchor"]["webstation_id"] == "fb37d7a4"
+    assert shown["anchor"]["base_url"] == ANCHOR_DEFAULT_BASE_URL
+    assert shown["anchor"]["cookie"] == {"env": "ANCHOR_PW_S"}
+    assert shown["op3"]["show_uuid"] == OP3["OP3_SHOW_UUID"]
+    assert shown["op3"]["url_prefix"] == env["OP3_URL_PREFIX"]
+    assert shown["op3"]["token"] == {"env": "OP3_TOKEN"}
+    assert shown["warehouse"]["database"] == "data/x.duckdb"
+    assert {"max_retries", "backoff_factor", "timeout_seconds"} <= set(shown["anchor"])
+    assert "real-cookie" not in str(shown) and "tok-abcdef" not in str(shown)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from podcast_pipeline import warehouse
-from podcast_pipeline.errors import ConfigError
+from podcast_pipeline.errors import ConfigError, MalformedResponse
 from podcast_pipeline.http import RawResponse
 from podcast_pipeline.tables import TABLES_BY_KEY
 
@@ -54,12 +54,13 @@ def test_replace_is_idempotent_and_scoped_to_window(tmp_path):
     assert [r[2] for r in read(db)] == [10, 20, 999, 40, 50]
 
 
-def test_rows_outside_window_are_dropped_not_written(tmp_path):
+def test_rows_outside_window_refuse_the_whole_answer(tmp_path):
     db = str(tmp_path / "w.duckdb")
-    result = write(db, plays_frame({date(2026, 11, 1): 1, date(2026, 11, 9): 9}),
-                   date(2026, 11, 1), date(2026, 11, 1))
-    assert result.dropped_outside_window == 1
-    assert [r[2] for r in read(db)] == [1]
+    write(db, plays_frame({date(2026, 11, 1): 5}), date(2026, 11, 1), date(2026, 11, 1))
+    with pytest.raises(MalformedResponse, match="1 of 2 rows lie outside the requested"):
+        write(db, plays_frame({date(2026, 11, 1): 1, date(2026, 11, 9): 9}),
+              date(2026, 11, 1), date(2026, 11, 1))
+    assert [r[2] for r in read(db)] == [5]
 
 
 def test_empty_answer_replaces_window_with_nothing(tmp_path):
@@ -74,7 +75,7 @@ def test_failed_insert_rolls_back_the_delete(tmp_path):
     write(db, plays_frame({date(2026, 11, 1): 5}), date(2026, 11, 1), date(2026, 11, 1))
     bad = plays_frame({date(2026, 11, 1): 5})
     bad["plays"] = ["not a number"]
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(warehouse.WarehouseWriteError, match="rolled back"):
         write(db, bad, date(2026, 11, 1), date(2026, 11, 1))
     assert [r[2] for r in read(db)] == [5]
 

@@ -6,18 +6,9 @@ The common machinery (windows, warehouse writes, metadata) is in ``podcast_pipel
 from __future__ import annotations
 
 import dagster as dg
-import pandas as pd
 
 from podcast_pipeline.assets import Endpoint, Source, build_assets
-from podcast_pipeline.tables import ANCHOR_TABLES
-
-
-def published_episode_ids(client) -> list[int]:
-    """Episodes with a publish time: drafts have no analytics (and may answer 403 live)."""
-    episodes = client.episodes()
-    published = episodes[pd.notna(episodes["publish_on"])]
-    return [int(e) for e in published["episode_id"]]
-
+from podcast_pipeline.tables import ANCHOR_TABLES, TABLES_BY_KEY
 
 FETCH = {
     "episodes": lambda c: c.episodes(),
@@ -44,8 +35,9 @@ SOURCE = Source(
     api="anchor",
     resource_key="anchor",
     kinds=frozenset({"python", "spotify", "duckdb"}),
-    show_id=lambda settings, client: client.show_id(),
-    list_episode_ids=published_episode_ids,
+    show_id=lambda settings: settings.show_key(),  # either backend's settings
+    # Per-episode assets take the published episodes of the latest anchor.episodes snapshot.
+    episode_list=TABLES_BY_KEY["anchor.episodes"],
 )
 
 # Fields API.md documents for these endpoints that the tables do not store.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import threading
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -17,22 +18,25 @@ from urllib.parse import unquote
 
 import pandas as pd
 
-from podcast_pipeline.anchor.parse import (
-    conform,
-    parse_analytics,
-    snake_keys,
-    table,
-    validate_envelope,
-)
+from podcast_pipeline.anchor.parse import parse_analytics, validate_envelope
+from podcast_pipeline.contract import conform, snake_keys, table
 from podcast_pipeline.errors import MalformedResponse
-from podcast_pipeline.http import ApiSession, CallStats, ClientBase, Recorder, RetryPolicy
+from podcast_pipeline.http import (
+    MAX_EPISODES_ENV,
+    ApiSession,
+    CallStats,
+    ClientBase,
+    CredentialVerdict,
+    Recorder,
+    RetryPolicy,
+    paginate,
+)
 from podcast_pipeline.settings import AnchorSettings
 from podcast_pipeline.timeutil import as_utc_date, as_utc_datetime, epoch, from_epoch, utc_now
 
 log = logging.getLogger(__name__)
 
 DAILY = 86400
-MAX_PAGES = 500  # 25,000 episodes at limit=50: beyond that `next` is not ending
 IMPRESSIONS_DAYS = 29
 IMPRESSIONS_LAG = timedelta(days=2)
 
@@ -79,12 +83,14 @@ class AnchorClient(ClientBase):
     backend = "rest"
 
     def __init__(self, settings: AnchorSettings, *, retry: RetryPolicy | None = None,
-                 recorder: Recorder | None = None, stats: CallStats | None = None) -> None:
+                 recorder: Recorder | None = None, stats: CallStats | None = None,
+                 verdict: CredentialVerdict | None = None) -> None:
         self.settings = settings
         self.session = ApiSession(
             "anchor", settings.base_url,
-            headers={"Cookie": f"anchorpw_s={settings.cookie}"},  # exactly as the browser has it
-            retry=retry, recorder=recorder, stats=stats,
+            # Exactly as the browser sends it, and like the browser only to the API's host.
+            credential={"Cookie": f"anchorpw_s={settings.cookie}"},
+            retry=retry, recorder=recorder, stats=stats, verdict=verdict,
         )
         self._station_id: int | None = None
         self._lock = threading.Lock()
@@ -99,10 +105,23 @@ class AnchorClient(ClientBase):
 
     # ------------------------------------------------------------------ plumbing
     def _json(self, endpoint: str, path: str, params: Mapping[str, Any] | None = None,
-              validate: Any = validate_envelope) -> Any:
+              validate: Any = validate_envelope, covers: tuple[date, date] | None = None,
+              owner: tuple[str, int] | None = None) -> Any:
+        """``owner`` (``("stationId", S)`` or ``("episodeId", E)``): the envelope, when it
+        names one, must name what was asked for; an answer about another show or episode
+        must not replace this one's rows."""
         # Without isMumsCompatible, accounts with delegated access get 403.
         query = {**(params or {}), "isMumsCompatible": "true"}
-        return self.session.get_json(endpoint, path, query, validate=validate)
+
+        def check(body: Any) -> str | None:
+            problem = validate(body)
+            if problem is None and owner is not None and isinstance(body, dict):
+                key, want = owner
+                got = body.get(key)
+                if got is not None and str(got) != str(want):
+                    return f"the answer is for {key} {str(got)[:20]}, not {want}"
+            return problem
+        return self.session.get_json(endpoint, path, query, validate=check, covers=covers)
 
     def station_id(self) -> int:
         """The numeric station id, bootstrapped once from the legacy episodePage form."""
@@ -118,7 +137,9 @@ class AnchorClient(ClientBase):
 
     def _station(self, endpoint: str, suffix: str, params: Mapping[str, Any] | None = None,
                  lead: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        body = self._json(endpoint, f"/analytics/station/{self.station_id()}{suffix}", params)
+        sid = self.station_id()
+        body = self._json(endpoint, f"/analytics/station/{sid}{suffix}", params,
+                          covers=_covers(params), owner=("stationId", sid))
         return parse_analytics(body, endpoint, lead)
 
     @staticmethod
@@ -135,9 +156,9 @@ class AnchorClient(ClientBase):
     def episodes(self, limit: int = 50) -> pd.DataFrame:
         """Every episode (follows ``next``); drafts may lack title / publish time."""
         items: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        token: str | None = None
-        for _ in range(MAX_PAGES):
+        ids: set[Any] = set()
+
+        def page(token: str | None) -> tuple[list[dict[str, Any]], str | None]:
             params: dict[str, Any] = {"limit": limit, "orderBy": "publishOn"}
             if token is not None:
                 params["pageToken"] = token
@@ -145,25 +166,29 @@ class AnchorClient(ClientBase):
                               validate=_validate_page)
             if self._station_id is None and isinstance(body.get("stationId"), int):
                 self._station_id = body["stationId"]
+            new = 0
             for n, item in enumerate(body["items"]):
                 if not isinstance(item, dict) or item.get("episodeId") is None:
-                    raise MalformedResponse("anchor", "episodes",
-                                            f"item {n} has no episodeId")
-                items.append(item)
+                    raise MalformedResponse("anchor", "episodes", f"item {n} has no episodeId")
+                new += item["episodeId"] not in ids
+                ids.add(item["episodeId"])
             nxt = body.get("next")
             if not nxt:
-                break
-            if "pageToken=" not in nxt:
-                raise MalformedResponse("anchor", "episodes", f"'next' has no pageToken: {nxt!r}")
-            token = unquote(nxt.split("pageToken=", 1)[1].split("&", 1)[0])
-            if token in seen:
-                raise MalformedResponse("anchor", "episodes",
-                                        f"pageToken {token!r} came back twice; stopping "
+                return body["items"], None
+            if not isinstance(nxt, str) or "pageToken=" not in nxt:
+                raise MalformedResponse("anchor", "episodes", f"'next' has no pageToken: "
+                                        f"{str(nxt)[:80]!r}")
+            if not new:
+                raise MalformedResponse("anchor", "episodes", "a page listed no episode that "
+                                        "was not listed before, yet 'next' goes on; stopping "
                                         "instead of looping")
-            seen.add(token)
-        else:
-            raise MalformedResponse("anchor", "episodes",
-                                    f"more than {MAX_PAGES} pages; 'next' never ends")
+            return body["items"], unquote(nxt.split("pageToken=", 1)[1].split("&", 1)[0])
+
+        most = self.session.limits.max_episodes
+        for found in paginate("anchor", "episodes", page, max_pages=math.ceil(most / limit) + 1,
+                              why=f"more than {most} episodes at {limit} a page; raise "
+                                  f"{MAX_EPISODES_ENV} if the show really has more"):
+            items.extend(found)
         df, extras = snake_keys(items, EPISODE_FIELDS)
         if len(df):
             dupes = df["episode_id"].duplicated()
@@ -238,15 +263,23 @@ class AnchorClient(ClientBase):
         include = ["impressions", "dailyImpressions", "impressionsBySource"]
         query = {"include": include, "options": {k: window for k in include}}
         encoded = base64.b64encode(json.dumps(query, separators=(",", ":")).encode()).decode()
-        body = self._json("impressions", f"/analytics/station/{self.station_id()}",
-                          {"query": encoded}, validate=_validate_impressions)
+        # Whole UTC days (the asset's case) are what the answer is complete for.
+        covers = (start, end) if type(start) is date and type(end) is date else None
+        sid = self.station_id()
+        body = self._json("impressions", f"/analytics/station/{sid}", {"query": encoded},
+                          validate=_validate_impressions, covers=covers, owner=("stationId", sid))
         counts = _daily_impressions(body) or []
         rows = []
         for n, c in enumerate(counts):
             if not isinstance(c, dict) or "count" not in c or "date" not in c:
                 raise MalformedResponse("anchor", "impressions",
                                         f"dailyImpressions.counts[{n}] lacks date/count")
-            rows.append({**c, "date": _impressions_date(c["date"]), "impressions": c["count"]})
+            day = _impressions_date(c["date"])
+            if covers and day == covers[1] + timedelta(days=1):
+                # endTime is the next UTC midnight; a server that reads it inclusively
+                # answers for that day too. It was not asked for: leave it out.
+                continue
+            rows.append({**c, "date": day, "impressions": c["count"]})
         df, extras = snake_keys(rows, {"date": "date", "impressions": "impressions"},
                                 skip=("count",))
         return conform(df, table("anchor", "impressions"), "impressions", extras)
@@ -254,18 +287,21 @@ class AnchorClient(ClientBase):
     # ------------------------------------------------------------------ per episode
     def episode_plays(self, episode_id: int, start: date | datetime,
                       end: date | datetime) -> pd.DataFrame:
+        params = self._range_params(start, end, interval=True)
         body = self._json("episode_plays", f"/analytics/episode/{int(episode_id)}/plays",
-                          self._range_params(start, end, interval=True))
+                          params, covers=_covers(params), owner=("episodeId", int(episode_id)))
         return parse_analytics(body, "episode_plays", {"episode_id": int(episode_id)})
 
     def episode_performance(self, episode_id: int) -> pd.DataFrame:
         body = self._json("episode_performance",
-                          f"/analytics/episode/{int(episode_id)}/performance")
+                          f"/analytics/episode/{int(episode_id)}/performance",
+                          owner=("episodeId", int(episode_id)))
         return parse_analytics(body, "episode_performance", {"episode_id": int(episode_id)})
 
     def episode_aggregated_performance(self, episode_id: int) -> pd.DataFrame:
         body = self._json("episode_aggregated_performance",
-                          f"/analytics/episode/{int(episode_id)}/aggregatedPerformance")
+                          f"/analytics/episode/{int(episode_id)}/aggregatedPerformance",
+                          owner=("episodeId", int(episode_id)))
         return parse_analytics(body, "episode_aggregated_performance",
                                {"episode_id": int(episode_id)})
 
@@ -290,6 +326,13 @@ def overview_frame(episode_id: int, body: Mapping[str, Any]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------- helpers
+def _covers(params: Mapping[str, Any] | None) -> tuple[date, date] | None:
+    """The UTC days a ranged request's answer is complete for (its inclusive range)."""
+    if not params or "timeRangeStart" not in params:
+        return None
+    return from_epoch(params["timeRangeStart"]).date(), from_epoch(params["timeRangeEnd"]).date()
+
+
 def _validate_station(body: Any) -> str | None:
     if not isinstance(body, dict) or not isinstance(body.get("stationId"), int):
         return "the episodePage body has no integer 'stationId'"

@@ -5,22 +5,19 @@ Columns are mapped by header *name* (never by position: Spotify adds columns, e.
 "Episode URI" in Aug 2025); headers we do not know are kept as extra snake_case
 columns after the contract columns, so schema drift is visible instead of lost.
 
-:func:`conform` (casting to the contract's dtypes) is generic and also used by the
-OP3 client.
+Casting to the contract's dtypes is :mod:`podcast_pipeline.contract`'s, shared with OP3.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import pandas as pd
 
+from podcast_pipeline.contract import conform, snake, table
 from podcast_pipeline.errors import MalformedResponse
-from podcast_pipeline.tables import TABLES_BY_KEY, Table
 from podcast_pipeline.timeutil import DAY, day_of_epoch
 
 # Known header names → contract column, per analytics endpoint (client method name).
@@ -51,16 +48,6 @@ HEADERS: dict[str, dict[str, str]] = {
 
 # Time series with one row per day: a day seen twice with different values is a conflict.
 SERIES = frozenset({"plays", "episode_plays"})
-
-
-def snake(name: str) -> str:
-    """"Percent of Plays" → percent_of_plays, "EpisodeTitle" → episode_title."""
-    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
-    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower() or "column"
-
-
-def table(api: str, name: str) -> Table:
-    return TABLES_BY_KEY[f"{api}.{name}"]
 
 
 def validate_envelope(body: Any) -> str | None:
@@ -157,11 +144,16 @@ def _refuse_conflicting_buckets(df: pd.DataFrame, endpoint: str) -> None:
 def _bucket_date(value: Any, endpoint: str) -> date | None:
     if value is None:
         return None
-    try:
+    # Whole epoch seconds only: int() would also take True, "  12 " or 1748563200.7.
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value.isdigit():
         seconds = int(value)
-    except (TypeError, ValueError):
-        raise MalformedResponse("anchor", endpoint, f"time bucket {value!r} is not epoch "
-                                "seconds") from None
+    elif isinstance(value, float) and value.is_integer():
+        seconds = int(value)
+    else:
+        raise MalformedResponse("anchor", endpoint, f"time bucket {str(value)[:40]!r} is not "
+                                "epoch seconds")
     if seconds % DAY:
         # A bucket off UTC midnight means the day attribution is ambiguous: refuse it.
         raise MalformedResponse("anchor", endpoint, f"time bucket {seconds} is not a UTC "
@@ -181,126 +173,3 @@ def _cast_extra(s: pd.Series, header: Mapping[str, Any]) -> pd.Series:
     except (TypeError, ValueError):
         pass
     return s
-
-
-# ---------------------------------------------------------------------- contract
-def conform(df: pd.DataFrame, tbl: Table, endpoint: str,
-            extras: Iterable[str] | None = None) -> pd.DataFrame:
-    """Cast ``df`` to ``tbl``'s columns and dtypes, contract columns first, extras after.
-
-    Contract columns absent from ``df`` become all-null (OP3 omits blank JSON fields);
-    a value that cannot be cast raises :class:`MalformedResponse` naming the endpoint.
-    Extra columns keep their values; nested ones become JSON text so they stay storable.
-    """
-    out: dict[str, pd.Series] = {}
-    index = df.index
-    for col, sql in tbl.columns:
-        raw = df[col] if col in df.columns else pd.Series([None] * len(df), index=index,
-                                                          dtype=object)
-        try:
-            out[col] = _cast(raw, sql)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise MalformedResponse(tbl.schema, endpoint, f"column '{col}' is not {sql}: "
-                                    f"{exc}") from None
-    contract = {c for c, _ in tbl.columns}
-    for col in extras if extras is not None else df.columns:
-        if col not in contract:
-            s = df[col]
-            if s.dtype == object and s.map(lambda v: isinstance(v, dict | list)).any():
-                s = s.map(lambda v: json.dumps(v) if isinstance(v, dict | list) else v)
-            out[col] = s
-    return pd.DataFrame(out, index=index).reset_index(drop=True)
-
-
-def _is_null(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT
-
-
-def _cast(s: pd.Series, sql: str) -> pd.Series:
-    if sql == "BIGINT":
-        num = pd.to_numeric(s.map(lambda v: None if _is_null(v) or v == "" else v))
-        return num.astype("Int64")
-    if sql == "DOUBLE":
-        return pd.to_numeric(s.map(lambda v: None if _is_null(v) or v == "" else v)
-                             ).astype("float64")
-    if sql == "VARCHAR":
-        return s.map(lambda v: None if _is_null(v) else str(v)).astype("str")
-    if sql == "BOOLEAN":
-        return s.map(_bool).astype("boolean")
-    if sql == "DATE":
-        return s.map(_date).astype(object)
-    if sql == "TIMESTAMPTZ":
-        return _timestamps(s)
-    if sql == "BIGINT[]":
-        return s.map(_int_list).astype(object)
-    raise TypeError(f"unsupported contract type {sql}")
-
-
-def _bool(v: Any) -> bool | None:
-    if _is_null(v):
-        return None
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    if isinstance(v, int) and v in (0, 1):
-        return bool(v)
-    raise ValueError(f"{v!r} is not a boolean")
-
-
-def _date(v: Any) -> date | None:
-    if _is_null(v):
-        return None
-    if isinstance(v, datetime):
-        return v.date()
-    if isinstance(v, date):
-        return v
-    if isinstance(v, str):
-        return date.fromisoformat(v[:10])
-    raise ValueError(f"{v!r} is not a date")
-
-
-def _timestamps(s: pd.Series) -> pd.Series:
-    vals = s.map(lambda v: None if _is_null(v) or v == "" else v)
-    present = vals.dropna()
-    if len(present) and all(isinstance(v, int | float) and not isinstance(v, bool)
-                            for v in present):
-        out = pd.to_datetime(pd.to_numeric(vals), unit="s", utc=True)
-    else:
-        out = pd.to_datetime(vals, utc=True, format="ISO8601")
-    return out.astype("datetime64[us, UTC]")  # one resolution whatever the source
-
-
-def _int_list(v: Any) -> list[int] | None:
-    if _is_null(v):
-        return None
-    if not isinstance(v, list | tuple) or not all(
-            isinstance(x, int) and not isinstance(x, bool) for x in v):
-        raise ValueError(f"{v!r} is not a list of integers")
-    return list(v)
-
-
-def snake_keys(items: Sequence[Mapping[str, Any]], mapping: Mapping[str, str],
-               skip: Iterable[str] = ()) -> tuple[pd.DataFrame, list[str]]:
-    """JSON objects → DataFrame: ``mapping`` renames known keys, others become snake_case.
-
-    Returns the frame and the extra column names in first-seen order.
-    """
-    skipped = set(skip)
-    extras: list[str] = []
-    records = []
-    for item in items:
-        rec: dict[str, Any] = {}
-        for k, v in item.items():
-            if k in skipped:
-                continue
-            col = mapping.get(k)
-            if col is None:
-                col = snake(k)
-                while col in mapping.values():
-                    col += "_extra"  # an unknown key must not overwrite a contract column
-                if col not in extras:
-                    extras.append(col)
-            rec[col] = v
-        records.append(rec)
-    return pd.DataFrame(records, dtype=object), extras

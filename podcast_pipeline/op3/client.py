@@ -10,23 +10,25 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import time
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
-from podcast_pipeline.anchor.parse import conform, snake, snake_keys, table
+from podcast_pipeline.contract import conform, number, snake, snake_keys, table
 from podcast_pipeline.errors import MalformedResponse
 from podcast_pipeline.http import (
+    MAX_ROWS_PER_DAY_ENV,
     ApiSession,
     CallStats,
     ClientBase,
+    CredentialVerdict,
     Recorder,
+    Reply,
     RetryPolicy,
-    excerpt,
-    utf8_text,
+    page_budget,
+    paginate,
 )
 from podcast_pipeline.settings import Op3Settings
 from podcast_pipeline.timeutil import as_utc_date
@@ -39,7 +41,6 @@ DOWNLOAD_COLUMNS = (
     "countryCode", "continentCode", "regionCode", "regionName", "timezone", "metroCode",
 )
 REDIRECT_FILTERS = ("url", "urlSha256", "userAgent", "referer", "hashedIpAddress", "ulid", "xpsId")
-MAX_PAGES = 100_000  # only a guard against a server that never stops paging
 
 
 def _range(start: date | datetime, end: date | datetime) -> tuple[str, str]:
@@ -63,11 +64,12 @@ class Op3Client(ClientBase):
     api = "op3"
 
     def __init__(self, settings: Op3Settings, *, retry: RetryPolicy | None = None,
-                 recorder: Recorder | None = None, stats: CallStats | None = None) -> None:
+                 recorder: Recorder | None = None, stats: CallStats | None = None,
+                 verdict: CredentialVerdict | None = None) -> None:
         self.settings = settings
         self.session = ApiSession(
-            "op3", settings.base_url, headers={"Authorization": f"Bearer {settings.token}"},
-            retry=retry, recorder=recorder, stats=stats,
+            "op3", settings.base_url, credential={"Authorization": f"Bearer {settings.token}"},
+            retry=retry, recorder=recorder, stats=stats, verdict=verdict,
         )
 
     @classmethod
@@ -83,26 +85,38 @@ class Op3Client(ClientBase):
         if not 1 <= limit <= 20000:
             raise ValueError("limit must be within 1..20000")
         s, e = _range(start, end)
+        days = (as_utc_date(end) - as_utc_date(start)).days + 1
+        covers = (as_utc_date(start), as_utc_date(end))
         base: list[tuple[str, Any]] = [("start", s), ("end", e), ("format", "tsv"),
                                        ("limit", limit), ("bots", bots)]
         if episode_id:
             base.append(("episodeId", episode_id))
-        frames: list[pd.DataFrame] = []
-        seen: set[str] = set()
-        token: str | None = None
-        for _ in range(MAX_PAGES):
+        path = f"/downloads/show/{self.settings.show_uuid}"
+        last_time = [""]  # of the page before: pages must move forward in time
+
+        def page(token: str | None) -> tuple[pd.DataFrame, str | None]:
             params = base + ([("continuationToken", token)] if token else [])
-            page, token = self._tsv_page("downloads", f"/downloads/show/{self.settings.show_uuid}",
-                                         params)
-            frames.append(page)
-            if not token:  # a full page always carries a token, so the last may be empty
-                break
-            if token in seen:
-                raise MalformedResponse("op3", "downloads", f"continuationToken {token!r} came "
-                                        "back twice; stopping instead of looping")
-            seen.add(token)
-        else:
-            raise MalformedResponse("op3", "downloads", f"more than {MAX_PAGES} pages")
+            frame, nxt = self.session.fetch("downloads", path, params, parse=_tsv_page,
+                                            accept="text/tab-separated-values", covers=covers)
+            if len(frame):  # OP3 sends downloads in time order: pages must move forward
+                first, last = frame["time"].min(), frame["time"].max()
+                if first < last_time[0]:
+                    raise MalformedResponse("op3", "downloads", f"a page starts at {first}, "
+                                            f"before the page ahead of it ended "
+                                            f"({last_time[0]}): the pages are not moving "
+                                            "forward; stopping instead of looping")
+                if not s <= first[:10] <= last[:10] < e:
+                    raise MalformedResponse("op3", "downloads", f"a page holds downloads from "
+                                            f"{first} to {last}, outside the requested {s} "
+                                            f"up to (not including) {e}")
+                last_time[0] = last
+            return frame, nxt
+
+        most = self.session.limits.max_rows_per_day
+        frames = list(paginate(
+            "op3", "downloads", page, max_pages=page_budget(days, most, limit),
+            why=f"more than {days} day(s) can hold at {most} downloads a day; raise "
+                f"{MAX_ROWS_PER_DAY_ENV} if the show really has more"))
         df = pd.concat(frames, ignore_index=True)
         extras = [c for c in df.columns if c not in DOWNLOAD_COLUMNS]
         df = df.rename(columns={c: snake(c) for c in df.columns})
@@ -110,27 +124,6 @@ class Op3Client(ClientBase):
         df = conform(df, table("op3", "downloads"), "downloads", [snake(c) for c in extras])
         df["date"] = df["time"].dt.date  # UTC, since conform made time tz-aware UTC
         return df
-
-    def _tsv_page(self, endpoint: str, path: str,
-                  params: list[tuple[str, Any]]) -> tuple[pd.DataFrame, str | None]:
-        """One TSV page and its continuation token; a malformed page is fetched again."""
-        attempt = 0
-        while True:
-            resp, raw = self.session.get(endpoint, path, params,
-                                         accept="text/tab-separated-values")
-            try:
-                frame = _parse_tsv(utf8_text(resp))
-            except ValueError as exc:
-                if attempt >= self.session.retry.malformed_retries:
-                    raise MalformedResponse("op3", endpoint, str(exc), status=resp.status_code,
-                                            path=raw.path, excerpt=excerpt(resp.text)) from None
-                attempt += 1
-                self.session.stats.add(malformed=1)
-                log.warning("op3 %s: %s; fetching again (%d)", endpoint, exc, attempt)
-                time.sleep(min(self.session.retry.backoff_factor * attempt, 5.0))
-                continue
-            self.session.record(raw)
-            return frame, resp.headers.get("x-continuation-token") or None
 
     # ------------------------------------------------------------------ redirect logs
     def redirect_logs(self, start: date | datetime, end: date | datetime, *,
@@ -153,34 +146,42 @@ class Op3Client(ClientBase):
         if not 1 <= limit <= 1000:
             raise ValueError("limit must be within 1..1000")
         s, e = _range(start, end)
+        days = (as_utc_date(end) - as_utc_date(start)).days + 1
+        covers = (as_utc_date(start), as_utc_date(end))
         rows: dict[str, dict[str, Any]] = {}
-        cursor: tuple[str, str] = ("start", s)
-        for _ in range(MAX_PAGES):
+
+        def page(cursor: tuple[str, str] | None) -> tuple[None, tuple[str, str] | None]:
+            cursor = cursor or ("start", s)
             params = [cursor, ("end", e), ("format", "json"), ("limit", limit),
                       *filters.items()]
             body = self.session.get_json("redirect_logs", "/redirect-logs", params,
-                                         validate=_has("rows", list))
-            page = body["rows"]
+                                         validate=_has("rows", list), covers=covers)
+            found = body["rows"]
             new = 0
-            for n, row in enumerate(page):
-                if not isinstance(row, dict) or not row.get("uuid") or not row.get("time"):
+            for n, row in enumerate(found):
+                if not isinstance(row, dict) or not row.get("uuid") or not isinstance(
+                        row.get("time"), str):
                     raise MalformedResponse("op3", "redirect_logs", f"row {n} has no uuid/time")
                 if row["uuid"] not in rows:
                     rows[row["uuid"]] = row
                     new += 1
-            if len(page) < limit:
-                break
-            last = max(str(r["time"]) for r in page)  # max, in case the server sorts desc
+            if len(found) < limit:
+                return None, None
+            last = max(str(r["time"]) for r in found)  # max, in case the server sorts desc
             # Inclusive start at the last time re-reads rows of that millisecond instead of
-            # skipping them (deduped on uuid). If a whole page shares it, step past it.
+            # skipping them (deduped on uuid). If a whole page shares it, step past it; a
+            # server that ignores that sends the same cursor back, which paginate refuses.
             if new and cursor != ("start", last):
-                cursor = ("start", last)
-            else:
-                log.warning("op3 redirect_logs: more than %d rows at %s; continuing after it, "
-                            "rows of that millisecond beyond the page may be missed", limit, last)
-                cursor = ("startAfter", last)
-        else:
-            raise MalformedResponse("op3", "redirect_logs", f"more than {MAX_PAGES} pages")
+                return None, ("start", last)
+            log.warning("op3 redirect_logs: more than %d rows at %s; continuing after it, "
+                        "rows of that millisecond beyond the page may be missed", limit, last)
+            return None, ("startAfter", last)
+
+        most = self.session.limits.max_rows_per_day
+        for _ in paginate("op3", "redirect_logs", page, max_pages=page_budget(days, most, limit),
+                          why=f"more than {days} day(s) can hold at {most} requests a day; "
+                              f"raise {MAX_ROWS_PER_DAY_ENV} if the show really has more"):
+            pass
         df, extras = snake_keys(list(rows.values()), {})
         df = conform(df, table("op3", "redirect_logs"), "redirect_logs", extras)
         df["date"] = df["time"].dt.date
@@ -221,7 +222,7 @@ class Op3Client(ClientBase):
             if not isinstance(ep, dict):
                 raise MalformedResponse("op3", "recent_episodes_with_transcripts",
                                         "an episode is not an object")
-            base = {"asof": inner.get("asof"),
+            base = {"computed_at": inner.get("asof"),
                     **{snake(k): v for k, v in ep.items() if k != "dailyDownloads"}}
             # An episode without downloads yet still gets a row (null date), not dropped.
             for day, n in (daily or {}).items() or [(None, None)]:
@@ -247,10 +248,10 @@ class Op3Client(ClientBase):
         body = self.session.get_json("top_apps", "/queries/top-apps", params,
                                      validate=_has("appShares", dict))
         shares = body["appShares"]
-        try:
-            fractions = [float(v) / 100 for v in shares.values()]
-        except (TypeError, ValueError):
-            raise MalformedResponse("op3", "top_apps", "a share is not a number") from None
+        try:  # number(): no booleans, NaN or infinities posing as a share
+            fractions = [None if number(v) is None else number(v) / 100 for v in shares.values()]
+        except ValueError as exc:
+            raise MalformedResponse("op3", "top_apps", f"a share is not a number: {exc}") from None
         n = len(shares)
         df = pd.DataFrame({"app": list(shares), "fraction": fractions,
                            "min_date": [body.get("minDate")] * n,
@@ -270,7 +271,8 @@ class Op3Client(ClientBase):
             if not isinstance(counts, dict):
                 raise MalformedResponse("op3", "show_download_counts",
                                         f"counts of {uuid} are not an object")
-            records.append({"show_uuid": uuid, "asof": body.get("asof"),
+            # OP3's "asof" is when it computed the counts; as_of stays the snapshot's time.
+            records.append({"show_uuid": uuid, "computed_at": body.get("asof"),
                             **{snake(k): v for k, v in counts.items()}})
         return conform(pd.DataFrame(records, dtype=object), table("op3", "show_download_counts"),
                        "show_download_counts")
@@ -284,18 +286,30 @@ def _validate_recent(body: Any) -> str | None:
     return None
 
 
+def _tsv_page(reply: Reply) -> tuple[pd.DataFrame, str | None]:
+    """One downloads page and its continuation token (the ``parse`` of ApiSession.fetch)."""
+    return _parse_tsv(reply.text), reply.headers.get("x-continuation-token") or None
+
+
 def _parse_tsv(text: str) -> pd.DataFrame:
-    """A downloads TSV page → string DataFrame; raises ValueError when it is not one."""
+    """A downloads TSV page → string DataFrame; raises ValueError when it is not one.
+
+    OP3 always sends the header line, even for no rows: an empty body is not an empty page.
+    """
     if text.lstrip()[:1] in ("<", "{"):
         raise ValueError("expected TSV but got HTML or JSON")
-    if not text.strip():
-        return pd.DataFrame(columns=list(DOWNLOAD_COLUMNS), dtype=str)
+    if not text:
+        raise ValueError("the body is empty, without the header line OP3 always sends")
     if not text.endswith("\n"):
         raise ValueError("TSV does not end with a newline (truncated)")
     # read_csv pads short lines with "" (keep_default_na=False) and may turn a surplus field
     # into an index: check every line's field count first so nothing shifts silently.
     lines = text[:-1].split("\n")
-    fields = lines[0].count("\t")
+    header = lines[0].split("\t")
+    if len(set(header)) != len(header):
+        twice = sorted({c for c in header if header.count(c) > 1})
+        raise ValueError(f"the TSV header names column(s) {twice} twice")
+    fields = len(header) - 1
     for n, line in enumerate(lines[1:], start=2):
         if line.count("\t") != fields:
             raise ValueError(f"TSV line {n} has {line.count(chr(9)) + 1} fields, the header "

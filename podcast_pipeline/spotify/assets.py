@@ -48,7 +48,7 @@ SOURCE = Source(
     resource_key="anchor",
     kinds=frozenset({"python", "spotify", "duckdb"}),
     show_id=ANCHOR_SOURCE.show_id,
-    list_episode_ids=ANCHOR_SOURCE.list_episode_ids,
+    episode_list=ANCHOR_SOURCE.episode_list,  # per-episode assets follow anchor.episodes
 )
 
 ENDPOINTS = [Endpoint(t, graphql_only(FETCH[t.name])) for t in SPOTIFY_TABLES]

@@ -105,7 +105,7 @@ class BearerSource:
         # No redirects: the cookies must not follow one to another host.
         self.session = ApiSession(API, settings.accounts_url, headers={"Accept": "*/*"},
                                   retry=self.retry, stats=stats, follow_redirects=False,
-                                  stop_on_401=False)
+                                  renewable_401=True)
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
@@ -173,17 +173,12 @@ class BearerSource:
         cookies = f"sp_dc={self.settings.sp_dc}"
         if self.settings.sp_key:
             cookies += f"; sp_key={self.settings.sp_key}"
-        resp, _ = self.session.request("GET", "login", "/oauth2/v2/auth", {
+        page = self.session.fetch("login", "/oauth2/v2/auth", {
             "response_type": "code", "client_id": CLIENT_ID, "scope": SCOPE,
             "redirect_uri": REDIRECT_URI, "code_challenge": challenge,
             "code_challenge_method": "S256", "state": state,
             "response_mode": "web_message", "prompt": "none",
-        }, headers={"Cookie": cookies})
-        try:
-            page = resp.content.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedResponse(API, "login", "the accounts page is not UTF-8",
-                                    path="/oauth2/v2/auth") from None
+        }, headers={"Cookie": cookies}, parse=lambda reply: reply.text)  # strict UTF-8
         code = parse_authorization_page(page, state)
         body = self.session.request_json("POST", "token", "/api/token", form={
             "grant_type": "authorization_code", "client_id": CLIENT_ID, "code": code,

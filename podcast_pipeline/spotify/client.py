@@ -36,7 +36,14 @@ from podcast_pipeline.errors import (
     GraphQLError,
     MalformedResponse,
 )
-from podcast_pipeline.http import ApiSession, CallStats, ClientBase, Recorder, RetryPolicy
+from podcast_pipeline.http import (
+    ApiSession,
+    CallStats,
+    ClientBase,
+    CredentialVerdict,
+    Recorder,
+    RetryPolicy,
+)
 from podcast_pipeline.redact import redact
 from podcast_pipeline.settings import SpotifySettings
 from podcast_pipeline.spotify import parse as P
@@ -86,7 +93,8 @@ class SpotifyGraphQLClient(ClientBase):
     def __init__(self, settings: SpotifySettings, *, retry: RetryPolicy | None = None,
                  recorder: Recorder | None = None, stats: CallStats | None = None,
                  clock: Callable[[], float] | None = None,
-                 auth: BearerSource | None = None) -> None:
+                 auth: BearerSource | None = None,
+                 verdict: CredentialVerdict | None = None) -> None:
         """``auth``: a login shared with other clients (the steps of one run); it stays open
         when this client closes."""
         self.settings = settings
@@ -94,13 +102,18 @@ class SpotifyGraphQLClient(ClientBase):
         self._own_auth = auth is None
         self.auth = auth or BearerSource(settings, retry=self.retry, stats=stats,
                                          **({"clock": clock} if clock else {}))
-        posts = frozenset({"GET", "POST"})  # persisted queries only read: POST is safe to repeat
+        # The run's 401 verdict: consulted before every request; recorded here only when a
+        # fresh login does not help (a 401 alone means the bearer expired).
+        self.verdict = verdict or CredentialVerdict()
+        # Persisted queries only read, so the shared retry loop may repeat their POSTs.
         self.session = ApiSession(API, settings.graphql_url, headers=GRAPHQL_HEADERS,
                                   retry=self.retry, recorder=recorder, stats=stats,
-                                  retry_methods=posts, follow_redirects=False, stop_on_401=False)
+                                  verdict=self.verdict, follow_redirects=False,
+                                  renewable_401=True)
         self.legacy = ApiSession(API, settings.legacy_url, headers=LEGACY_HEADERS,
                                  retry=self.retry, recorder=recorder, stats=stats,
-                                 follow_redirects=False, stop_on_401=False)
+                                 verdict=self.verdict, follow_redirects=False,
+                                 renewable_401=True)
         self._lock = threading.Lock()
         self._show_uri: str | None = None  # resolved (and checked) on first use
         self._shows: list[Mapping[str, Any]] | None = None
@@ -122,15 +135,29 @@ class SpotifyGraphQLClient(ClientBase):
         """``call(bearer)``; after a 401, one silent login and one more try."""
         if self._dead is not None:
             raise self._dead
-        token, fresh = self.auth.bearer()
+        if self.verdict.refused(API):  # another step of this run already met a dead login
+            raise CredentialsExpired(API, endpoint, status=None, backend="graphql",
+                                     reason="an earlier call of this run was refused; not "
+                                            "calling again")
+        try:
+            token, fresh = self.auth.bearer()
+        except CredentialsExpired:
+            self.verdict.record_401(API)  # a dead cookie: the run's other steps stop too
+            raise
         try:
             return call(token)
-        except CredentialsExpired:
+        except CredentialsExpired as exc:
+            if exc.status is None:  # refused by the run's verdict, not a 401: no login helps
+                raise
             if fresh:
                 raise self._die(endpoint, "401 right after a fresh login") from None
             log.info("Spotify %s: bearer no longer accepted (401); logging in again", endpoint)
             self.auth.invalidate(token)
-        token, _ = self.auth.bearer()
+        try:
+            token, _ = self.auth.bearer()
+        except CredentialsExpired:
+            self.verdict.record_401(API)
+            raise
         try:
             return call(token)
         except CredentialsExpired:
@@ -138,6 +165,7 @@ class SpotifyGraphQLClient(ClientBase):
 
     def _die(self, endpoint: str, reason: str) -> CredentialsExpired:
         self._dead = CredentialsExpired(API, endpoint, reason=reason, backend="graphql")
+        self.verdict.record_401(API)  # the run's other steps stop calling too
         return self.auth.kill(self._dead)
 
     def graphql(self, endpoint: str, operation: str, variables: Mapping[str, Any] | None = None,
