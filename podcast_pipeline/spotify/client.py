@@ -389,10 +389,13 @@ class SpotifyGraphQLClient(ClientBase):
         rows = []
         for r in top.itertuples(index=False):
             known = r.episode_uri in index.index
-            rows.append({"episode_id": index.at[r.episode_uri, "episode_id"] if known else None,
-                         "episode_title": r.title, "plays": r.plays,
+            eid = index.at[r.episode_uri, "episode_id"] if known else None
+            rows.append({"episode_id": int(eid) if eid is not None and pd.notna(eid) else None,
+                         "episode_title": r.title,
+                         "plays": None if pd.isna(r.plays) else int(r.plays),
                          "publish_time": index.at[r.episode_uri, "publish_on"] if known else None,
-                         "rank": r.rank, "episode_uri": r.episode_uri})
+                         "rank": None if pd.isna(r.rank) else int(r.rank),
+                         "episode_uri": r.episode_uri})
         return P.frame("total_plays_by_episode", rows)
 
     def _discovery(self, window: str) -> dict[str, Any]:
