@@ -173,6 +173,8 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
         with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id,
                                  verdict=verdict) as client:
             frame, requests_per_day = _fetch(context, ep, client, start, end, stats, episode_ids)
+            if table.has_backend:  # anchor.*: which Spotify backend filled the rows
+                frame["backend"] = getattr(client, "backend", None)
     except ConfigError as exc:  # found only once the API answered (e.g. which show to read)
         raise dg.Failure(description=f"{table.qualified}: {exc}", allow_retries=False,
                          metadata={"error_kind": "config_error", "setting": exc.setting}) from None
@@ -305,8 +307,6 @@ def _fetch(context: dg.AssetExecutionContext, ep: Endpoint, client: Any, start: 
         frame = ep.fetch(client)
 
     frame = frame.copy()
-    if table.has_backend:  # anchor.*: which Spotify backend filled the rows
-        frame["backend"] = getattr(client, "backend", None)
     if table.kind == "ranged":
         frame["partition_date"] = pd.to_datetime(frame["date"]).dt.date if len(frame) else []
     elif table.kind == "snapshot":
