@@ -1,4 +1,4 @@
-"""``podcast-pipeline``: emulator | demo | summary | chaos | check-credentials."""
+"""``podcast-pipeline``: emulator | demo | summary | report | chaos | check-credentials."""
 
 from __future__ import annotations
 
@@ -10,8 +10,22 @@ def _demo(args: argparse.Namespace) -> int:
     from podcast_pipeline.demo import run_demo
 
     outcomes = run_demo(days=args.days, database=args.database, seed=args.seed,
-                        verbose=args.verbose)
+                        verbose=args.verbose, broken_fraction=args.broken_fraction)
     return 0 if all(o.success for o in outcomes) else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from podcast_pipeline.analytics.report import ReportError, run_report
+
+    try:
+        written = run_report(args.database, args.out, build_models=args.build_models)
+    except ReportError as exc:
+        print(f"podcast-pipeline report: {exc}", file=sys.stderr)
+        return 1
+    print(f"Report: {written.html}")
+    print(f"CSV files: {written.html.parent}/{{{','.join(written.csv)}}}.csv")
+    print(written.summary.replace("**", ""))
+    return 0
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -98,6 +112,7 @@ def _add_chaos_parser(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from podcast_pipeline.emulator import cli as emulator_cli
+    from podcast_pipeline.emulator.data import BREAKDOWNS
 
     parser = argparse.ArgumentParser(prog="podcast-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="emulator data seed (default 7)")
     demo.add_argument("--verbose", action="store_true",
                       help="show Dagster's own INFO log too (off: one line per asset)")
+    demo.add_argument("--broken-fraction", choices=BREAKDOWNS, default=None,
+                      help="bad data on purpose: this Anchor breakdown sums to 1.25 on the last "
+                           "day, so its blocking check fails and the models over it are not rebuilt")
     demo.set_defaults(func=_demo)
     summary = sub.add_parser("summary", help="lifetime plays and listeners, the last 7 days, top "
                              "episodes, apps and countries, read from the DuckDB file")
@@ -118,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="DuckDB file to read (default DUCKDB_PATH, else "
                               "data/podcast.duckdb); the demo's is data/demo.duckdb")
     summary.set_defaults(func=_summary)
+    report = sub.add_parser("report", help="write the HTML report and one CSV file per "
+                            "analytics model; print where they are")
+    report.add_argument("--database", default=None,
+                        help="DuckDB file (default DUCKDB_PATH, else data/podcast.duckdb)")
+    report.add_argument("--out", default=None, help="folder to write into (default "
+                        "PODCAST_PIPELINE_REPORT_DIR, else <database>-report beside the database)")
+    report.add_argument("--build-models", action="store_true",
+                        help="rebuild the analytics models from the raw tables first (writes to "
+                             "the database; the pipeline must not be writing it)")
+    report.set_defaults(func=_report)
     _add_chaos_parser(sub)
     check = sub.add_parser("check-credentials", help="one authenticated call per API with the "
                            "credentials in the environment and ./.env; one line per API, exit 1 unless "

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from podcast_pipeline.analytics.assets import analytics_assets, analytics_automation, analytics_job
+from podcast_pipeline.analytics.checks import raw_table_checks
 from podcast_pipeline.anchor.assets import build_anchor_assets
 from podcast_pipeline.op3.assets import build_op3_assets
 from podcast_pipeline.partitions import daily_partitions
@@ -23,10 +25,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     s = settings or Settings.load()
     partitions = daily_partitions(s.start_date)
     return dg.Definitions(
-        assets=[*build_anchor_assets(partitions), *build_op3_assets(partitions)],
-        jobs=[daily_refresh_job],
+        assets=[*build_anchor_assets(partitions), *build_op3_assets(partitions),
+                *analytics_assets],
+        asset_checks=raw_table_checks,
+        jobs=[daily_refresh_job, analytics_job],
         schedules=[build_daily_refresh_schedule(s)],
-        sensors=[credential_expiry_alert, build_credential_probe(s)],
+        sensors=[credential_expiry_alert, build_credential_probe(s), analytics_automation],
         resources={
             "anchor": AnchorResource.from_settings(s),
             "op3": Op3Resource.from_settings(s),

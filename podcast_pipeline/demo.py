@@ -117,6 +117,20 @@ def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterIn
     return outcome
 
 
+def execute_analytics(defs: dg.Definitions, instance: dg.DagsterInstance, *,
+                      log_level: str = "INFO", progress: TextIO | None = None) -> RunOutcome:
+    """The analytics models and the report, in process (under ``dagster dev`` the automation
+    sensor starts these by itself once their inputs changed)."""
+    run_id = str(uuid.uuid4())
+    if progress is not None:
+        instance.add_event_listener(run_id, Progress(progress))
+    result = defs.resolve_job_def("analytics").execute_in_process(
+        run_id=run_id, instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
+    failed = [e.step_key for e in result.all_events if e.is_step_failure and e.step_key]
+    return RunOutcome(result.run_id, result.success, failed, "analytics")
+
+
 def _code_config(defs: dg.Definitions, key: str) -> dict[str, Any]:
     """The config the definitions built a resource with (an EnvVar as ``{"env": NAME}``)."""
     schema = defs.resources[key].get_resource_definition().config_schema
@@ -138,6 +152,7 @@ class Progress:
         self.window_rows: dict[str, int] = {}  # a window's total, stated on each partition
         self.partition_rows: dict[str, int] = {}  # per-partition counts, to be added up
         self.asset: dict[str, str] = {}
+        self.checks: dict[str, list[tuple[str, bool]]] = {}  # check step -> (name, passed)
 
     def __call__(self, entry: Any) -> None:
         event = entry.dagster_event
@@ -155,6 +170,15 @@ class Progress:
             elif "dagster/row_count" in meta:
                 self.partition_rows[step] = self.partition_rows.get(step, 0) + _int(
                     meta["dagster/row_count"])
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            self.asset.setdefault(step, f"{evaluation.asset_key.to_user_string()} checks")
+            self.checks.setdefault(step, []).append((evaluation.check_name, evaluation.passed))
+        elif event.is_step_success and step in self.checks and step not in self.partitions:
+            failed = [name for name, passed in self.checks[step] if not passed]
+            n = len(self.checks[step])
+            self._line("✓" if not failed else "!", step,
+                       f"{n} passed" if not failed else f"warning: {', '.join(failed)} failed")
         elif event.is_step_success:
             rows = self.window_rows.get(step, self.partition_rows.get(step))
             days = self.partitions.get(step, 0)
@@ -166,6 +190,9 @@ class Progress:
         elif event.is_step_failure:
             error = event.step_failure_data.error if event.step_failure_data else None
             message = (error.message if error else "failed").strip().splitlines()[0]
+            failed = [name for name, passed in self.checks.get(step, []) if not passed]
+            if failed and step not in self.partitions:  # a check step: name the blocking check
+                message = f"{', '.join(failed)} failed (blocking)"
             self._line("✗", step, f"FAILED: {message}")
         elif event.is_step_up_for_retry:
             self._line("↻", step, "failed, Dagster retries it")
@@ -184,7 +211,8 @@ def summarize(db_path: str, out: TextIO = sys.stdout) -> None:
 
 
 def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: Faults | None = None,
-             out: TextIO = sys.stdout, verbose: bool = False) -> list[RunOutcome]:
+             out: TextIO = sys.stdout, verbose: bool = False,
+             broken_fraction: str | None = None) -> list[RunOutcome]:
     """Materialize every asset for the last ``days`` days against the emulator into ``database``,
     printing a line per asset, then the summary. ``verbose`` adds Dagster's INFO log."""
     from podcast_pipeline.definitions import build_definitions
@@ -193,7 +221,7 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
         raise SystemExit("--days must be at least 1")
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
-    config = EmulatorConfig(seed=seed)
+    config = EmulatorConfig(seed=seed, broken_fraction=broken_fraction)
     began = time.monotonic()
     with Emulator(config, faults=faults or Faults()) as emu:
         env = {k: v for k, v in emu.env.items() if k in ENV_KEYS}
@@ -208,6 +236,9 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
                 print(f"\n{_describe(request)}", file=out, flush=True)
                 outcomes.append(execute(defs, request, instance, progress=out,
                                         log_level="INFO" if verbose else "CRITICAL"))
+            print("\nThe analytics models and the report:", file=out, flush=True)
+            outcomes.append(execute_analytics(defs, instance, progress=out,
+                                              log_level="INFO" if verbose else "CRITICAL"))
     failed = [o for o in outcomes if not o.success]
     print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} runs succeeded in "
           f"{time.monotonic() - began:.0f} s" + "".join(
@@ -215,6 +246,12 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
               for o in failed), file=out)
     print(f"\nThe summary, read back from {database} with SQL:\n", file=out)
     summarize(database, out)
+    from podcast_pipeline.analytics.report import HTML_NAME, report_dir
+
+    report = report_dir(database) / HTML_NAME
+    if report.exists():
+        print(f"\nReport: {report.resolve()} (open it in a browser; CSV files beside it)",
+              file=out)
     return outcomes
 
 

@@ -51,6 +51,7 @@ LOOKBACK_ENV = "PODCAST_PIPELINE_LOOKBACK_DAYS"
 CRON_ENV = "PODCAST_PIPELINE_SCHEDULE_CRON"
 LOCK_TIMEOUT_ENV = "PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS"
 PROBE_INTERVAL_ENV = "PODCAST_PIPELINE_PROBE_INTERVAL_SECONDS"
+REPORT_DIR_ENV = "PODCAST_PIPELINE_REPORT_DIR"
 WEBHOOK_ENV = "PODCAST_PIPELINE_ALERT_WEBHOOK_URL"
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 SLACK_CHANNEL_ENV = "SLACK_CHANNEL"
@@ -176,6 +177,8 @@ class Settings(BaseSettings):
     max_rows_per_day: int = Field(Limits.max_rows_per_day, validation_alias=MAX_ROWS_PER_DAY_ENV)
     max_episodes: int = Field(Limits.max_episodes, validation_alias=MAX_EPISODES_ENV)
     max_shrink_fraction: float = Field(DEFAULT_MAX_SHRINK, validation_alias=SHRINK_ENV)
+    # The report's folder (None: <database name>-report beside the database)
+    report_dir: str | None = Field(None, validation_alias=REPORT_DIR_ENV)
     # Alerts
     probe_interval_seconds: int = Field(DEFAULT_PROBE_INTERVAL, validation_alias=PROBE_INTERVAL_ENV)
     alert_webhook_url: SecretStr | None = Field(None, validation_alias=WEBHOOK_ENV)

@@ -237,6 +237,8 @@ def _station(ds: Dataset, sid: int, kind: str | None, query: dict[str, str]) -> 
     else:
         keys = sorted((k for k in counts if counts[k] > 0), key=lambda k: (k == "Other", -counts[k], k))
     rows = [[k, counts[k] / total if counts[k] else 0] for k in keys]
+    if ds.config.broken_fraction == cat and ds.yesterday in days:
+        rows[0][1] += 0.25  # --broken-fraction: a share that makes the day sum to 1.25
     mapping = {k: k for k in (sorted(keys) if kind == "playsByGender" else keys)}
     return env({"rows": rows, "translationMapping": mapping, "columnHeaders": headers,
                 "colors": {k: colors.get(k, "#9691FF") for k in keys}}, params([start, end]))

@@ -22,7 +22,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from .data import EmulatorConfig
+from .data import BREAKDOWNS, EmulatorConfig
 from .faults import APIS, Faults
 from .server import Emulator
 
@@ -66,6 +66,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="the emulated 'today' (default: the real UTC date)")
     d.add_argument("--redirect-logs-direct", action="store_true",
                    help="serve /redirect-logs itself (documented v0.0.3) instead of a 308 to /hits")
+    p.add_argument("--broken-fraction", choices=BREAKDOWNS, default=None,
+                   help="bad data on purpose: this Anchor breakdown sums to 1.25 on the last "
+                        "data day, so the fractions_sum_to_one check fails and blocks the models")
     f = p.add_argument_group("faults")
     f.add_argument("--latency-ms", type=float, default=0.0,
                    help="latency added to every request, in ms (default 0)")
@@ -160,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     config = EmulatorConfig(seed=args.seed, episodes=args.episodes, days=args.days,
                             downloads_per_day=args.downloads_per_day, today=args.today,
-                            drafts=args.drafts, redirect_logs_direct=args.redirect_logs_direct)
+                            drafts=args.drafts, redirect_logs_direct=args.redirect_logs_direct,
+                            broken_fraction=args.broken_fraction)
     emu = Emulator(config, faults=faults_from_args(args), host=args.host, port=args.port)
     try:
         emu.listen()

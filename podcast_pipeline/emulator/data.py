@@ -27,6 +27,7 @@ APPS = ("Spotify", "Web Browser", "Apple Podcasts", "Pocket Casts", "CastBox", "
 APP_WEIGHTS = (62, 13, 12, 7, 3, 3)
 DEVICES = ("iPhone", "Android", "Mac", "Windows", "Other")
 DEVICE_WEIGHTS = (42, 30, 5, 5, 18)
+BREAKDOWNS = ("age", "gender", "app", "device")  # the per-day percent endpoints
 COUNTRIES: tuple[tuple[str, float], ...] = (
     ("Germany", 33), ("United States", 16), ("United Kingdom", 8), ("France", 6),
     ("Netherlands", 3), ("Canada", 3), ("Australia", 3), ("Poland", 3), ("India", 2),
@@ -111,6 +112,9 @@ class EmulatorConfig:
     today: date | None = None
     drafts: int = 1
     redirect_logs_direct: bool = False  # serve /redirect-logs itself (documented v0.0.3)
+    # Bad data on purpose: this Anchor breakdown ("age", "gender", "app" or "device") sums to
+    # 1.25 instead of 1 on the last data day, so the fraction check fails and blocks models.
+    broken_fraction: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,406 @@
+"""The podcaster's report: one self-contained HTML file plus every model as CSV beside it.
+
+Everything shown comes from a SQL query over the ``analytics`` models (the queries are in
+this module, one per chart or table). The charts are Plotly figures with plotly.js inlined
+once, so the file opens offline and needs nothing installed. Plain Python over a DuckDB
+connection: ``podcast-pipeline report`` and the ``analytics/report`` asset both call
+:func:`write_report`.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from podcast_pipeline.analytics import models
+
+HTML_NAME = "report.html"
+TOP_EPISODES = 10
+MIX_VALUES = 12  # the biggest values per audience chart (shares are of the whole, not of these)
+DIMENSIONS = ("app", "device", "country", "age", "gender")
+SPOTIFY, OP3, ALL_PLATFORMS = "#1DB954", "#5D55FF", "#F28C28"
+PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+class ReportError(RuntimeError):
+    """The report cannot be written; the message says what to do."""
+
+
+class ModelsMissing(ReportError):
+    """The report was asked for before the models it reads exist."""
+
+
+def report_dir(database: str) -> Path:
+    """``PODCAST_PIPELINE_REPORT_DIR``, else ``<database without .duckdb>-report`` beside it."""
+    from podcast_pipeline.settings import Settings
+
+    configured = Settings.load().report_dir
+    if configured:
+        return Path(configured).expanduser()
+    db = Path(database).expanduser()
+    return db.with_name(f"{db.stem}-report")
+
+
+# ---- the queries: one per chart or table, all over analytics.* --------------------------
+
+SHOWS_SQL = "SELECT show_id, coalesce(title, show_id) AS title FROM analytics.shows ORDER BY show_id"
+DAILY_SQL = """
+    SELECT day, spotify_plays, all_platform_plays_and_downloads, op3_downloads,
+           spotify_plays_avg_7d, op3_downloads_avg_7d
+    FROM analytics.daily_listening WHERE show_id = ? ORDER BY day"""
+TOTALS_SQL = """
+    SELECT count(*) AS days, max(day) AS last_day,
+           sum(spotify_plays) AS spotify_plays, sum(op3_downloads) AS op3_downloads
+    FROM analytics.daily_listening
+    WHERE show_id = ? AND day > (SELECT max(day) FROM analytics.daily_listening
+                                 WHERE show_id = ?) - ?"""
+LAUNCH_SQL = """
+    SELECT title, release_date, spotify_plays_1d, spotify_plays_7d, spotify_plays_30d,
+           spotify_plays_90d, op3_downloads_1d, op3_downloads_7d, op3_downloads_30d,
+           op3_downloads_90d, spotify_rank_7d, op3_rank_7d
+    FROM analytics.episode_launch WHERE show_id = ?
+    ORDER BY release_date DESC, title"""
+LAUNCH_CHART_SQL = """
+    SELECT title, release_date, spotify_plays_7d, op3_downloads_7d
+    FROM analytics.episode_launch
+    WHERE show_id = ? AND (spotify_plays_7d IS NOT NULL OR op3_downloads_7d IS NOT NULL)
+    ORDER BY release_date"""
+TOP_SQL = f"""
+    SELECT spotify_rank, title, release_date, spotify_plays, op3_downloads,
+           average_listen_seconds, median_listen_seconds, still_listening_at_50pct,
+           still_listening_at_100pct
+    FROM analytics.episode_leaderboard WHERE show_id = ?
+    ORDER BY spotify_rank NULLS LAST, op3_rank NULLS LAST, title LIMIT {TOP_EPISODES}"""
+# Shares over every day the model holds (Spotify's countries: its all-time snapshot).
+MIX_SQL = f"""
+    WITH d AS (
+        SELECT value, sum(spotify_count) AS spotify, sum(op3_count) AS op3
+        FROM analytics.audience_mix
+        WHERE show_id = ? AND dimension = ? AND period = 'day' GROUP BY value
+        UNION ALL
+        SELECT value, sum(spotify_count), NULL
+        FROM analytics.audience_mix
+        WHERE show_id = ? AND dimension = ? AND period = 'all_time' GROUP BY value
+    ),
+    v AS (SELECT value, sum(spotify) AS spotify, sum(op3) AS op3 FROM d GROUP BY value)
+    SELECT value, 100 * spotify / sum(spotify) OVER () AS spotify_percent,
+           100 * op3 / sum(op3) OVER () AS op3_percent
+    FROM v ORDER BY coalesce(spotify_percent, 0) + coalesce(op3_percent, 0) DESC, value
+    LIMIT {MIX_VALUES}"""
+RETENTION_SQL = """
+    SELECT spotify_episode_id, any_value(title) AS title, any_value(release_date) AS release_date,
+           list(sample_second / 60.0 ORDER BY sample_second) AS minutes,
+           list(percent_of_start ORDER BY sample_second) AS percent
+    FROM analytics.episode_retention WHERE show_id = ? AND percent_of_start IS NOT NULL
+    GROUP BY spotify_episode_id ORDER BY spotify_episode_id"""
+
+
+@dataclass
+class Written:
+    html: Path
+    csv: dict[str, Path] = field(default_factory=dict)
+    summary: str = ""
+    charts: int = 0
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def episode_label(title: str | None, release_date: Any) -> str:
+    """What a chart or table calls an episode (some have no title)."""
+    return title if title else f"Untitled ({release_date})"
+
+
+def fmt(value: Any, decimals: int = 0) -> str:
+    """How a number appears in the report's tables (the tests format SQL results the same)."""
+    if value is None:
+        return "—"
+    if isinstance(value, int | float):
+        return f"{value:,.{decimals}f}"
+    return str(value)
+
+
+def _table(table_id: str, headers: list[str], rows: list[list[str]], note: str = "",
+           text_column: int = 0) -> str:
+    """Numbers right-aligned; ``text_column`` (the episode) left-aligned and allowed to wrap."""
+    def cell(tag: str, i: int, value: str) -> str:
+        cls = " class='text'" if i == text_column else ""
+        return f"<{tag}{cls}>{html.escape(value)}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>"
+                   for r in rows)
+    caption = f"<p class='note'>{html.escape(note)}</p>" if note else ""
+    return (f"<table id='{table_id}' class='data'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table>{caption}")
+
+
+def _figure(fig: go.Figure, div_id: str, height: int = 380) -> str:
+    fig.update_layout(height=height, margin={"l": 50, "r": 20, "t": 40, "b": 40},
+                      template="plotly_white", legend={"orientation": "h", "y": -0.15})
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                       config=PLOT_CONFIG)
+
+
+class _Page:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.charts = 0
+
+    def chart(self, fig: go.Figure, div_id: str, height: int = 380) -> None:
+        self.charts += 1
+        self.parts.append(_figure(fig, div_id, height))
+
+    def add(self, fragment: str) -> None:
+        self.parts.append(fragment)
+
+
+def _daily(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
+    rows = _rows(con, DAILY_SQL, [show])
+    page.add("<h2>Daily listening</h2>")
+    if not rows:
+        page.add("<p class='empty'>No daily numbers yet.</p>")
+        return
+    days = [r["day"].isoformat() for r in rows]
+    fig = go.Figure()
+    fig.add_bar(x=days, y=[r["spotify_plays"] for r in rows], name="Spotify plays",
+                marker_color=SPOTIFY, opacity=0.55)
+    fig.add_bar(x=days, y=[r["op3_downloads"] for r in rows], name="OP3 downloads",
+                marker_color=OP3, opacity=0.55)
+    if any(r["all_platform_plays_and_downloads"] is not None for r in rows):
+        fig.add_scatter(x=days, y=[r["all_platform_plays_and_downloads"] for r in rows],
+                        name="All platforms: plays + downloads", mode="lines+markers",
+                        line_color=ALL_PLATFORMS)
+    fig.add_scatter(x=days, y=[r["spotify_plays_avg_7d"] for r in rows],
+                    name="Spotify, 7-day average", mode="lines", line_color=SPOTIFY)
+    fig.add_scatter(x=days, y=[r["op3_downloads_avg_7d"] for r in rows],
+                    name="OP3, 7-day average", mode="lines", line_color=OP3)
+    fig.update_layout(barmode="group", yaxis_title="per UTC day")
+    page.chart(fig, f"daily-{sid}")
+    totals = [_rows(con, TOTALS_SQL, [show, show, n])[0] for n in (7, 28)]
+    page.add(_table(f"totals-{sid}", ["Days", "Up to", "Spotify plays", "OP3 downloads"],
+                    [[str(t["days"]), fmt(t["last_day"]), fmt(t["spotify_plays"]),
+                      fmt(t["op3_downloads"])] for t in totals],
+                    "Sums over the last 7 and 28 days the warehouse holds (fewer where it holds "
+                    "fewer); — = no data."))
+
+
+def _launch(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
+    page.add("<h2>Episode launches: the first days after release</h2>")
+    chart = _rows(con, LAUNCH_CHART_SQL, [show])
+    if chart:
+        labels = [episode_label(r["title"], r["release_date"]) for r in chart]
+        fig = go.Figure()
+        fig.add_bar(x=labels, y=[r["spotify_plays_7d"] for r in chart],
+                    name="Spotify plays, first 7 days", marker_color=SPOTIFY)
+        fig.add_bar(x=labels, y=[r["op3_downloads_7d"] for r in chart],
+                    name="OP3 downloads, first 7 days", marker_color=OP3)
+        fig.update_layout(barmode="group")
+        page.chart(fig, f"launch-{sid}")
+    else:
+        page.add("<p class='empty'>No episode has 7 days of data since its release yet.</p>")
+    rows = _rows(con, LAUNCH_SQL, [show])
+    page.add(_table(
+        f"launch-table-{sid}",
+        ["Episode", "Released", "Spotify 1d", "7d", "30d", "90d", "OP3 1d", "7d", "30d", "90d",
+         "Spotify rank 7d", "OP3 rank 7d"],
+        [[episode_label(r["title"], r["release_date"]), fmt(r["release_date"]),
+          *(fmt(r[c]) for c in ("spotify_plays_1d", "spotify_plays_7d", "spotify_plays_30d",
+                                "spotify_plays_90d", "op3_downloads_1d", "op3_downloads_7d",
+                                "op3_downloads_30d", "op3_downloads_90d", "spotify_rank_7d",
+                                "op3_rank_7d"))] for r in rows],
+        "Day 1 is the release day (UTC). — = the stored data does not cover the whole "
+        "horizon yet (the episode is younger, or was released before the data starts)."))
+
+
+def _top(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
+    page.add("<h2>Top episodes</h2>")
+    rows = _rows(con, TOP_SQL, [show])
+    if not rows:
+        page.add("<p class='empty'>No episodes yet.</p>")
+        return
+    labels = [episode_label(r["title"], r["release_date"]) for r in rows]
+    fig = go.Figure()
+    fig.add_bar(y=labels, x=[r["spotify_plays"] for r in rows], orientation="h",
+                name="Spotify plays to date", marker_color=SPOTIFY)
+    fig.add_bar(y=labels, x=[r["op3_downloads"] for r in rows], orientation="h",
+                name="OP3 downloads stored", marker_color=OP3)
+    fig.update_layout(barmode="group", yaxis={"autorange": "reversed"})
+    page.chart(fig, f"top-{sid}", height=120 + 45 * len(rows))
+    page.add(_table(
+        f"top-table-{sid}",
+        ["Rank", "Episode", "Released", "Spotify plays", "OP3 downloads", "Avg listen (s)",
+         "Median listen (s)", "Still listening at half (%)", "At the end (%)"],
+        [[fmt(r["spotify_rank"]), episode_label(r["title"], r["release_date"]),
+          fmt(r["release_date"]), fmt(r["spotify_plays"]), fmt(r["op3_downloads"]),
+          fmt(r["average_listen_seconds"]), fmt(r["median_listen_seconds"]),
+          fmt(r["still_listening_at_50pct"]), fmt(r["still_listening_at_100pct"])]
+         for r in rows],
+        "Spotify plays are lifetime totals; OP3 downloads count the days stored in the "
+        "warehouse.", text_column=1))
+
+
+def _mix(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
+    page.add("<h2>Audience mix</h2><p class='note'>Share of Spotify plays and of OP3 downloads "
+             f"over the days the warehouse holds (the {MIX_VALUES} biggest per chart). Spotify "
+             "reports countries for all time only, as names (OP3: ISO codes); the two name "
+             "devices differently.</p><div class='grid'>")
+    for dim in DIMENSIONS:
+        rows = _rows(con, MIX_SQL, [show, dim, show, dim])
+        if not rows:
+            continue
+        values = [r["value"] for r in rows]
+        fig = go.Figure()
+        if any(r["spotify_percent"] is not None for r in rows):
+            fig.add_bar(x=values, y=[r["spotify_percent"] for r in rows], name="Spotify %",
+                        marker_color=SPOTIFY)
+        if any(r["op3_percent"] is not None for r in rows):
+            fig.add_bar(x=values, y=[r["op3_percent"] for r in rows], name="OP3 %",
+                        marker_color=OP3)
+        fig.update_layout(barmode="group", title=dim.capitalize(), yaxis_title="%")
+        page.add("<div class='cell'>")
+        page.chart(fig, f"mix-{dim}-{sid}", height=340)
+        page.add("</div>")
+    page.add("</div>")
+
+
+def _retention(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
+    page.add("<h2>Retention: how far into an episode people listen</h2>")
+    rows = _rows(con, RETENTION_SQL, [show])
+    if not rows:
+        page.add("<p class='empty'>No retention curves yet.</p>")
+        return
+    fig = go.Figure()
+    for r in rows:
+        fig.add_scatter(x=r["minutes"], y=r["percent"], mode="lines",
+                        name=episode_label(r["title"], r["release_date"]))
+    fig.update_layout(xaxis_title="minutes into the episode",
+                      yaxis_title="% of listeners who started", legend={"orientation": "v"})
+    page.chart(fig, f"retention-{sid}", height=460)
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1f;
+background:#f6f6f8}
+main{max-width:1150px;margin:0 auto;padding:24px}
+h1{margin:0 0 4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
+section.show{background:#fff;border-radius:12px;padding:8px 24px 24px;margin:24px 0;
+box-shadow:0 1px 3px rgba(0,0,0,.08)}
+table.data{border-collapse:collapse;font-size:14px;margin-top:8px;width:100%}
+table.data th,table.data td{border-bottom:1px solid #eee;padding:4px 8px;text-align:right;
+white-space:nowrap}
+table.data th{white-space:normal;vertical-align:bottom}
+table.data .text{text-align:left;white-space:normal;min-width:14em}
+.note,.empty{color:#666;font-size:13px}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:12px}
+"""
+
+
+def render(con: duckdb.DuckDBPyConnection) -> tuple[str, int, str]:
+    """(the HTML page, how many charts it has, a markdown summary)."""
+    missing = models.missing(con)
+    if missing:
+        raise ModelsMissing(
+            f"the analytics models {', '.join(missing)} do not exist in this database yet: "
+            "materialize them first (`dagster asset materialize -m podcast_pipeline.definitions "
+            "--select 'group:analytics'`, or `podcast-pipeline report --build-models`)")
+    page = _Page()
+    summary = []
+    shows = _rows(con, SHOWS_SQL, [])
+    for i, s in enumerate(shows):
+        show, sid = s["show_id"], f"s{i}"
+        page.add(f"<section class='show' id='show-{sid}'><h1>{html.escape(s['title'])}</h1>"
+                 f"<p class='note'>show id {html.escape(show)}</p>")
+        _daily(page, con, show, sid)
+        _launch(page, con, show, sid)
+        _top(page, con, show, sid)
+        _mix(page, con, show, sid)
+        _retention(page, con, show, sid)
+        page.add("</section>")
+        week = _rows(con, TOTALS_SQL, [show, show, 7])[0]
+        top = _rows(con, TOP_SQL, [show])
+        summary.append(
+            f"**{s['title']}**: last {week['days']} days up to {fmt(week['last_day'])}: "
+            f"{fmt(week['spotify_plays'])} Spotify plays, {fmt(week['op3_downloads'])} OP3 "
+            "downloads" + (f"; top episode {episode_label(top[0]['title'], top[0]['release_date'])}"
+                           f" ({fmt(top[0]['spotify_plays'])} Spotify plays)" if top else ""))
+    if not shows:
+        page.add("<section class='show'><p class='empty'>No show has data yet: run the daily "
+                 "refresh (or the demo) first.</p></section>")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    doc = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<title>Podcast listening report</title>"
+        f"<style>{CSS}</style><script>{get_plotlyjs()}</script></head><body><main>"
+        f"<p class='note'>Podcast listening report, generated {generated} from the warehouse's "
+        "analytics models. The same tables are in the CSV files beside this file.</p>"
+        + "".join(page.parts) + "</main></body></html>")
+    return doc, page.charts, "\n\n".join(summary) or "No show has data yet."
+
+
+def _atomic_write(path: Path, data: str) -> None:
+    """Write beside the target, then rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_report(con: duckdb.DuckDBPyConnection, out_dir: Path) -> Written:
+    """Write ``report.html`` and one ``<model>.csv`` per model into ``out_dir``."""
+    doc, charts, summary = render(con)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = Written(html=(out_dir / HTML_NAME).resolve(), summary=summary, charts=charts)
+    for model in models.MODELS:
+        path = (out_dir / f"{model.name}.csv").resolve()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        literal = str(tmp).replace("'", "''")
+        try:
+            con.execute(f"COPY (SELECT * FROM {model.qualified}) TO '{literal}' (HEADER, DELIMITER ',')")
+            os.replace(tmp, path)  # a reader never sees half a file
+        finally:
+            tmp.unlink(missing_ok=True)
+        written.csv[model.name] = path
+    _atomic_write(written.html, doc)
+    return written
+
+
+def run_report(database: str | None, out_dir: str | None, *, build_models: bool = False
+               ) -> Written:
+    """``podcast-pipeline report``: open the database (read-only unless the models are to be
+    rebuilt) and write the report."""
+    from podcast_pipeline.settings import Settings
+
+    db = database or Settings.load().duckdb_path
+    if not Path(db).expanduser().is_file():
+        raise ReportError(f"{db} does not exist: run the pipeline (or `podcast-pipeline demo`) "
+                          "first, or pass --database")
+    target = Path(out_dir).expanduser() if out_dir else report_dir(db)
+    try:
+        con = duckdb.connect(str(Path(db).expanduser()), read_only=not build_models)
+    except duckdb.IOException as exc:
+        raise ReportError(f"cannot open {db}: {exc}. Wait for the running pipeline step to "
+                          "finish, or report from a copy of the file") from None
+    try:
+        if build_models:
+            models.build_all(con)
+        return write_report(con, target)
+    finally:
+        con.close()
