@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import duckdb
@@ -185,10 +185,10 @@ def downloads_match_counts(con: duckdb.DuckDBPyConnection,
     """OP3's own daily-computed numbers (show_download_counts, latest snapshot per show)
     against the downloads stored for the same days: the 4 weekly sums (days asof-27..asof
     in 7-day weeks), the 30-day total (asof-29..asof) and the days its ``days`` string marks
-    '0', each compared only when every one of its days is covered. (OP3's ``asof``, the day
-    it computed them, is the table's ``computed_at``.)"""
+    '0', each compared only when every one of its days is covered."""
     snapshots = _fetch(con, """
-        SELECT show_id, computed_at, "days", monthly_downloads, weekly_downloads
+        SELECT show_id, strftime(timezone('UTC', computed_at), '%Y-%m-%d') AS asof, "days",
+               monthly_downloads, weekly_downloads
         FROM op3.show_download_counts
         QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id)""")
     if not snapshots:
@@ -199,10 +199,7 @@ def downloads_match_counts(con: duckdb.DuckDBPyConnection,
     mismatches: list[dict[str, Any]] = []
     compared = 0
     for snap in snapshots:
-        show = snap["show_id"]
-        if snap["computed_at"] is None:
-            continue
-        asof = datetime.fromisoformat(snap["computed_at"]).astimezone(UTC).date()
+        show, asof = snap["show_id"], date.fromisoformat(snap["asof"])
         stored = have.get(show, set())
         if covered is not None:
             cov = set(covered)
