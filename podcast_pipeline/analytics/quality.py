@@ -24,8 +24,10 @@ FRESH_DAYS = 2
 # BIGINT columns that are ids or offsets, not counts.
 NOT_COUNTS = frozenset({"episode_id", "hour_offset"})
 # Fraction groups: the rows whose fractions make up one whole.
-FRACTION_GROUPS = {"anchor.plays_by_geo_city": ("show_id", "partition_date", "country")}
-ROUNDED_SHARES = frozenset({"anchor.plays_by_geo", "anchor.plays_by_geo_city"})
+FRACTION_GROUPS = {"anchor.plays_by_geo_city": ("show_id", "partition_date", "country"),
+                   # countries, each country's regions, each region's cities: one whole each
+                   "spotify.geo": ("show_id", "partition_date", "level", "country", "region")}
+ROUNDED_SHARES = frozenset({"anchor.plays_by_geo", "anchor.plays_by_geo_city", "spotify.geo"})
 # Per-episode tables and the episode list their ids must appear in.
 ANCHOR_EPISODE_TABLES = ("anchor.episode_plays", "anchor.episode_performance",
                          "anchor.episode_aggregated_performance", "anchor.episode_metadata",
