@@ -185,7 +185,7 @@ class Progress:
                     meta["dagster/row_count"])
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
-            self.asset.setdefault(step, f"{evaluation.asset_key.to_user_string()} checks")
+            self.asset.setdefault(step, f"{evaluation.asset_key.to_user_string()}: checks")
             self.checks.setdefault(step, []).append((evaluation.check_name, evaluation.passed))
         elif event.is_step_success and step in self.checks and step not in self.partitions:
             failed = [name for name, passed in self.checks[step] if not passed]

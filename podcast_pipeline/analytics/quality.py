@@ -189,7 +189,8 @@ def downloads_match_counts(con: duckdb.DuckDBPyConnection,
     in 7-day weeks), the 30-day total (asof-29..asof) and the days its ``days`` string marks
     '0', each compared only when every one of its days is covered."""
     snapshots = _fetch(con, """
-        SELECT show_id, "asof", "days", monthly_downloads, weekly_downloads
+        SELECT show_id, strftime(timezone('UTC', computed_at), '%Y-%m-%d') AS asof, "days",
+               monthly_downloads, weekly_downloads
         FROM op3.show_download_counts
         QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id)""")
     if not snapshots:
