@@ -214,6 +214,9 @@ def stop_pid(pid: int) -> None:
         pass
 
 
+# dagster dev rebuilds the analytics models by itself after the backfill (their automation
+# sensor), which takes more than the default per-test timeout on a busy machine.
+@pytest.mark.timeout(900)
 def test_readme_flow_as_pasted(clone: Path) -> None:
     shell = Shell(clone)
     start = block("emulator-start")
