@@ -215,7 +215,8 @@ def stop_pid(pid: int) -> None:
 
 
 # Each step has its own bound; the whole flow gets more than pytest's default 300 s because
-# it runs a dozen real processes (two CLI backfills, dagster dev), slow on a loaded machine.
+# it runs a dozen real processes (two CLI backfills, dagster dev, which also rebuilds the
+# analytics models through their automation sensor), slow on a loaded machine.
 @pytest.mark.timeout(900)
 def test_readme_flow_as_pasted(clone: Path) -> None:
     shell = Shell(clone)

@@ -405,9 +405,12 @@ def test_secrets_travel_only_in_the_cookie_or_authorization_header(run: Run) -> 
 # from tables.py / warehouse.RAW_COLUMNS (checked by the identifier test below). To add one,
 # make sure it can only ever hold such identifiers; values go in as ``?`` parameters.
 SQL_NAMES = {"schema", "RAW_TABLE", "raw_cols", "raw_names", "raw_select", "col_list", "select_list",
-             "row", "column_sql"}
+             "row", "column_sql",
+             # analytics/quality.py: a tables.py column, a comma list of them
+             "column", "list_column", "group_by"}
 SQL_ATTRIBUTES = {"qualified"}
-SQL_BUILDERS = {"ddl", "add_column"}
+# analytics/models.py model_ddl: a model's declared columns around its own .sql file's text.
+SQL_BUILDERS = {"ddl", "add_column", "model_ddl"}
 SQL_METHODS = {"execute", "executemany", "sql", "query"}
 
 
@@ -456,6 +459,12 @@ def test_every_identifier_pasted_into_sql_is_a_plain_name() -> None:
     for table in ALL_TABLES:
         names |= {table.schema, table.name} | {c for c, _ in warehouse.table_columns(table)}
         types |= {t for _, t in warehouse.table_columns(table)}
+    from podcast_pipeline.analytics import models, quality
+
+    for model in models.MODELS:
+        names |= {models.SCHEMA, model.name} | {c.name for c in model.columns}
+        types |= {c.type for c in model.columns}
+    names |= {c for group in quality.FRACTION_GROUPS.values() for c in group}
     assert not [n for n in names if not IDENTIFIER.match(n)]
     assert not [t for t in types if not SQL_TYPE.match(t)]
     assert warehouse.RAW_TABLE == "raw.responses"
