@@ -45,6 +45,15 @@ FIX: dict[str, list[str]] = {
         "or in the environment Dagster is started with.",
     ],
 }
+# The same API over its GraphQL backend (SPOTIFY_SP_DC / SPOTIFY_SP_KEY) has other cookies.
+FIX_GRAPHQL = [
+    "Log in to https://creators.spotify.com in a browser, with the show's account.",
+    "Open DevTools → Application → Cookies → https://accounts.spotify.com (the cookies live on "
+    ".spotify.com, so creators.spotify.com shows them too) and copy the values of the cookies "
+    "sp_dc and sp_key (the values only).",
+    "Put them in SPOTIFY_SP_DC and SPOTIFY_SP_KEY in the project's .env file (in the folder you "
+    "start Dagster from), or in the environment Dagster is started with.",
+]
 FIX_AFTER = [
     "Make Dagster read it: if you edited .env, reload the code location (UI → Deployment → "
     "Code locations → Reload); if you exported the variable, restart `dagster dev` (or the "
@@ -55,8 +64,9 @@ FIX_AFTER = [
 ]
 
 
-def fix_steps(api: str) -> list[str]:
-    return [*FIX[api], *(s.replace("{api}", api) for s in FIX_AFTER)]
+def fix_steps(api: str, backend: str | None = None) -> list[str]:
+    first = FIX_GRAPHQL if api == "anchor" and backend == "graphql" else FIX[api]
+    return [*first, *(s.replace("{api}", api) for s in FIX_AFTER)]
 
 
 @dataclass(frozen=True)
@@ -77,14 +87,19 @@ class Alert:
 
 
 def expired_alert(api: str, show: str, *, first_partition: str | None, run_id: str | None,
-                  detected_by: str) -> Alert:
+                  detected_by: str, backend: str | None = None) -> Alert:
     name = API_NAMES.get(api, api)
-    steps = fix_steps(api)
+    steps = fix_steps(api, backend)
     credential = {"anchor": "cookie (ANCHOR_PW_S)", "op3": "token (OP3_TOKEN)"}.get(api, "key")
+    if api == "anchor" and backend == "graphql":
+        credential = "login cookies (SPOTIFY_SP_DC / SPOTIFY_SP_KEY)"
+    why = (f"Spotify refuses to log in with the {credential}: the session they belong to "
+           "has ended" if "SPOTIFY_SP_DC" in credential else
+           f"Every call answers 401: the {credential} is expired or invalid")
     lines = [
         f"🚨 {name} credential expired — {show}",
-        f"Every call answers 401: the {credential} is expired or invalid, so no new data is "
-        "coming in from it. Runs stop calling the API as soon as they meet the 401.",
+        f"{why}, so no new data is coming in from it. Runs stop calling the API as soon as "
+        "they meet the 401.",
     ]
     if first_partition:
         lines.append(f"First failed partition: {first_partition}"

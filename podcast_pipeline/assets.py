@@ -173,6 +173,11 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
         with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id,
                                  verdict=verdict) as client:
             frame, requests_per_day = _fetch(context, ep, client, start, end, stats, episode_ids)
+            if table.has_backend:  # anchor.*: which Spotify backend filled the rows
+                frame["backend"] = getattr(client, "backend", None)
+    except ConfigError as exc:  # found only once the API answered (e.g. which show to read)
+        raise dg.Failure(description=f"{table.qualified}: {exc}", allow_retries=False,
+                         metadata={"error_kind": "config_error", "setting": exc.setting}) from None
     except CredentialsExpired as exc:
         _mark_credential_dead(context, source.api)
         raise _failure(exc, table, start, allow_retries=False, end=end) from None
@@ -184,7 +189,8 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
 
     known = [c for c, _ in table.columns]
     drift = [c for c in frame.columns
-             if c not in known and c not in ep.unstored and c not in ("partition_date", "as_of")]
+             if c not in known and c not in ep.unstored
+             and c not in ("partition_date", "as_of", "backend")]
     frame, duplicates = _drop_duplicates(frame, known + ["partition_date"])
     if duplicates:
         context.log.warning(f"{table.qualified}: dropped {duplicates} duplicate rows the API sent")

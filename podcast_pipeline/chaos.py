@@ -42,6 +42,7 @@ class ChaosOptions:
     backoff_factor: float = 0.05
     max_reruns: int = 3  # re-runs of a run request's failed assets
     log_level: str = "WARNING"
+    backend: str = "graphql"  # the Spotify backend: graphql (default) or rest
 
     @property
     def reference(self) -> str:
@@ -141,14 +142,14 @@ def run_pass(options: ChaosOptions, now: datetime, database: str, faults: Faults
     """Every run request of ``options.days`` days; a failed run's failed assets are run
     again, up to ``max_reruns`` times, with lineage tags pointing at the failed run."""
     from podcast_pipeline.definitions import build_definitions
-    from podcast_pipeline.demo import ENV_KEYS, execute, patched_env, run_requests_for
+    from podcast_pipeline.demo import emulator_env, execute, patched_env, run_requests_for
 
     result = Pass(database)
     started = time.monotonic()
     label = "faulted" if faults != Faults() else "reference (no faults)"
     config = EmulatorConfig(seed=options.seed, today=now.date())
     with Emulator(config, faults=faults) as emu:
-        env = {k: v for k, v in emu.env.items() if k in ENV_KEYS}
+        env = emulator_env(emu, options.backend)
         env["DUCKDB_PATH"] = database
         with patched_env(env):
             defs = build_definitions()

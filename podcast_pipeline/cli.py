@@ -10,7 +10,8 @@ def _demo(args: argparse.Namespace) -> int:
     from podcast_pipeline.demo import run_demo
 
     outcomes = run_demo(days=args.days, database=args.database, seed=args.seed,
-                        verbose=args.verbose, broken_fraction=args.broken_fraction)
+                        verbose=args.verbose, broken_fraction=args.broken_fraction,
+                        backend=args.backend)
     return 0 if all(o.success for o in outcomes) else 1
 
 
@@ -71,7 +72,7 @@ def _chaos(args: argparse.Namespace) -> int:
         days=args.days, seed=args.seed, database=args.database,
         reference_database=args.reference_database, faults=faults, max_retries=args.max_retries,
         backoff_factor=args.backoff, max_reruns=args.max_reruns,
-        log_level="INFO" if args.verbose else "WARNING"))
+        log_level="INFO" if args.verbose else "WARNING", backend=args.backend))
     return 0 if report.ok else 1
 
 
@@ -107,7 +108,14 @@ def _add_chaos_parser(sub: argparse._SubParsersAction) -> None:
     chaos.add_argument("--max-reruns", type=int, default=d["max_reruns"],
                        help=f"re-runs of a run's failed assets (default {d['max_reruns']})")
     chaos.add_argument("--verbose", action="store_true", help="Dagster's INFO log too")
+    _add_backend(chaos)
     chaos.set_defaults(func=_chaos)
+
+
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("graphql", "rest"), default="graphql",
+                        help="Spotify for Creators backend the emulator is read with: graphql "
+                        "(sp_dc/sp_key, default) or rest (anchorpw_s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--broken-fraction", choices=BREAKDOWNS, default=None,
                       help="bad data on purpose: this Anchor breakdown sums to 1.25 on the last "
                            "day, so its blocking check fails and the models over it are not rebuilt")
+    _add_backend(demo)
     demo.set_defaults(func=_demo)
     summary = sub.add_parser("summary", help="lifetime plays and listeners, the last 7 days, top "
                              "episodes, apps and countries, read from the DuckDB file")

@@ -25,7 +25,8 @@ from podcast_pipeline.errors import (
 from podcast_pipeline.http import RetryPolicy
 from podcast_pipeline.op3.client import Op3Client
 from podcast_pipeline.redact import redact
-from podcast_pipeline.settings import AnchorSettings, Op3Settings, Settings
+from podcast_pipeline.settings import AnchorSettings, Op3Settings, Settings, SpotifySettings
+from podcast_pipeline.spotify.client import SpotifyGraphQLClient
 
 Status = Literal["ok", "expired", "rejected", "not_configured", "unreachable"]
 APIS = ("anchor", "op3")
@@ -35,7 +36,8 @@ SECRET_VAR = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
 PROBE_RETRY = RetryPolicy(total=2, backoff_factor=0.5, backoff_max=2.0, malformed_retries=0,
                           connect_timeout=5.0, read_timeout=15.0)
 
-ApiSettings = AnchorSettings | Op3Settings
+ApiSettings = AnchorSettings | SpotifySettings | Op3Settings
+GRAPHQL_SECRET_VAR = "SPOTIFY_SP_DC / SPOTIFY_SP_KEY"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class Verdict:
 
 
 def show_label(settings: ApiSettings) -> str:
+    if isinstance(settings, SpotifySettings):
+        if settings.webstation_id:
+            return f"web station {settings.webstation_id}"
+        return f"show {settings.show_uri}" if settings.show_uri else "the account's show"
     if isinstance(settings, AnchorSettings):
         return f"web station {settings.webstation_id}"
     return f"show {settings.show_uuid}"
@@ -62,7 +68,10 @@ def show_label(settings: ApiSettings) -> str:
 
 def _call(settings: ApiSettings, retry: RetryPolicy) -> None:
     """The cheapest authenticated request each API has."""
-    if isinstance(settings, AnchorSettings):
+    if isinstance(settings, SpotifySettings):
+        with SpotifyGraphQLClient(settings, retry=retry) as spotify:
+            spotify.show_uri()  # a login, then getShowsForUser
+    elif isinstance(settings, AnchorSettings):
         with AnchorClient(settings, retry=retry) as anchor:
             anchor.station_id()  # episodePage?limit=1
     else:
@@ -78,17 +87,25 @@ def check(api: str, load_settings: Callable[[], ApiSettings],
         settings = load_settings()
     except ConfigError as exc:
         return Verdict(api, "not_configured", str(exc))
+    graphql = isinstance(settings, SpotifySettings)
+    var = GRAPHQL_SECRET_VAR if graphql else SECRET_VAR[api]
+    fix = FIX_STEPS["spotify_graphql" if graphql else api]
     try:
         _call(settings, retry)
-    except CredentialsExpired:
-        return Verdict(api, "expired", f"{name} answered 401 to {SECRET_VAR[api]} "
-                       f"({show_label(settings)}). To fix: {FIX_STEPS[api]}")
+    except CredentialsExpired as exc:
+        how = "rejected" if graphql else "answered 401 to"
+        why = f" ({exc.reason})" if graphql and exc.reason else ""
+        return Verdict(api, "expired", f"{name} {how} {var}{why} ({show_label(settings)}). "
+                       f"To fix: {fix}")
+    except ConfigError as exc:  # e.g. several shows on the account and no SPOTIFY_SHOW_URI
+        return Verdict(api, "not_configured", str(exc))
     except AccessDenied as exc:  # OP3: a token that is not a key at all; Anchor: not this show
-        return Verdict(api, "rejected", f"{exc}. Check {SECRET_VAR[api]} and the show id; "
-                       f"to get a new credential: {FIX_STEPS[api]}")
+        return Verdict(api, "rejected", f"{exc}. Check {var} and the show id; "
+                       f"to get a new credential: {fix}")
     except ApiError as exc:  # connection, 5xx, 429, malformed: says nothing about the credential
         return Verdict(api, "unreachable", f"{exc}. The credential was not tested.")
-    return Verdict(api, "ok", f"{name} accepted {SECRET_VAR[api]} for {show_label(settings)}")
+    backend = " (GraphQL backend)" if graphql else ""
+    return Verdict(api, "ok", f"{name} accepted {var} for {show_label(settings)}{backend}")
 
 
 def environment_with_dotenv(directory: str | Path = ".") -> dict[str, str]:
@@ -107,4 +124,4 @@ def check_env(environ: Mapping[str, str] | None = None,
               retry: RetryPolicy = PROBE_RETRY) -> list[Verdict]:
     """Both APIs, configured from ``environ`` (default: the process environment)."""
     settings = Settings.from_env(environ)
-    return [check("anchor", settings.anchor, retry), check("op3", settings.op3, retry)]
+    return [check("anchor", settings.spotify_view, retry), check("op3", settings.op3, retry)]

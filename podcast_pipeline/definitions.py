@@ -17,6 +17,7 @@ from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseRes
 from podcast_pipeline.schedules import build_daily_refresh_schedule, daily_refresh_job
 from podcast_pipeline.sensors import build_credential_probe, credential_expiry_alert
 from podcast_pipeline.settings import Settings
+from podcast_pipeline.spotify.assets import build_spotify_assets
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -25,7 +26,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     s = settings or Settings.load()
     partitions = daily_partitions(s.start_date)
     return dg.Definitions(
-        assets=[*build_anchor_assets(partitions), *build_op3_assets(partitions),
+        assets=[*build_anchor_assets(partitions), *build_spotify_assets(partitions),
+                *build_op3_assets(partitions),
                 *analytics_assets],
         asset_checks=raw_table_checks,
         jobs=[daily_refresh_job, analytics_job],

@@ -24,7 +24,20 @@ from podcast_pipeline.summary import print_summary
 
 DEMO_DB = "data/demo.duckdb"
 ENV_KEYS = ("ANCHOR_BASE_URL", "ANCHOR_WEBSTATION_ID", "ANCHOR_PW_S", "OP3_BASE_URL",
-            "OP3_TOKEN", "OP3_SHOW_UUID", "OP3_URL_PREFIX")
+            "OP3_TOKEN", "OP3_SHOW_UUID", "OP3_URL_PREFIX")  # the REST backend + OP3
+# The GraphQL backend + OP3; ANCHOR_WEBSTATION_ID keys its rows like the REST backend's.
+GRAPHQL_ENV_KEYS = ("ANCHOR_WEBSTATION_ID", "SPOTIFY_SP_DC", "SPOTIFY_SP_KEY",
+                    "SPOTIFY_ACCOUNTS_URL", "SPOTIFY_GRAPHQL_URL", "SPOTIFY_LEGACY_API_URL",
+                    "OP3_BASE_URL", "OP3_TOKEN", "OP3_SHOW_UUID", "OP3_URL_PREFIX")
+BACKENDS = ("graphql", "rest")
+
+
+def emulator_env(emu: Emulator, backend: str = "graphql") -> dict[str, str]:
+    """The environment that points the pipeline at ``emu`` with one Spotify backend."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    keys = GRAPHQL_ENV_KEYS if backend == "graphql" else ENV_KEYS
+    return {**{k: v for k, v in emu.all_env.items() if k in keys}, "SPOTIFY_BACKEND": backend}
 
 
 @dataclass
@@ -172,7 +185,7 @@ class Progress:
                     meta["dagster/row_count"])
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
-            self.asset.setdefault(step, f"{evaluation.asset_key.to_user_string()} checks")
+            self.asset.setdefault(step, f"{evaluation.asset_key.to_user_string()}: checks")
             self.checks.setdefault(step, []).append((evaluation.check_name, evaluation.passed))
         elif event.is_step_success and step in self.checks and step not in self.partitions:
             failed = [name for name, passed in self.checks[step] if not passed]
@@ -212,9 +225,10 @@ def summarize(db_path: str, out: TextIO = sys.stdout) -> None:
 
 def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: Faults | None = None,
              out: TextIO = sys.stdout, verbose: bool = False,
-             broken_fraction: str | None = None) -> list[RunOutcome]:
+             broken_fraction: str | None = None, backend: str = "graphql") -> list[RunOutcome]:
     """Materialize every asset for the last ``days`` days against the emulator into ``database``,
-    printing a line per asset, then the summary. ``verbose`` adds Dagster's INFO log."""
+    printing a line per asset, then the summary. ``verbose`` adds Dagster's INFO log;
+    ``backend`` is the Spotify backend the emulator is read with (graphql or rest)."""
     from podcast_pipeline.definitions import build_definitions
 
     if days < 1:
@@ -224,12 +238,12 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
     config = EmulatorConfig(seed=seed, broken_fraction=broken_fraction)
     began = time.monotonic()
     with Emulator(config, faults=faults or Faults()) as emu:
-        env = {k: v for k, v in emu.env.items() if k in ENV_KEYS}
+        env = emulator_env(emu, backend)
         env["DUCKDB_PATH"] = database
         with patched_env(env):
             defs = build_definitions()
             instance = instance_for_demo()
-            print(f"Emulator on {emu.url}; writing {database}; {days} days up to "
+            print(f"Emulator on {emu.url} (Spotify backend: {backend}); writing {database}; {days} days up to "
                   f"{(now - timedelta(days=1)).date()} (UTC)", file=out, flush=True)
             outcomes = []
             for request in run_requests_for(days, now):

@@ -8,6 +8,8 @@ messages are built from the API name, the endpoint name and the request *path*
 
 from __future__ import annotations
 
+from typing import Any
+
 # What the user must do when a credential dies, per API.
 FIX_STEPS: dict[str, str] = {
     "anchor": (
@@ -15,6 +17,14 @@ FIX_STEPS: dict[str, str] = {
         "Application → Cookies → podcasters.spotify.com, copy the value of the cookie "
         "'anchorpw_s' and put it in ANCHOR_PW_S (in .env or the environment of the Dagster "
         "daemon and webserver), then reload the code location or restart `dagster dev`."
+    ),
+    "spotify_graphql": (
+        "Log in to https://creators.spotify.com in a browser with the show's account, open "
+        "DevTools → Application → Cookies → https://accounts.spotify.com (or "
+        "creators.spotify.com; the cookies live on .spotify.com), copy the values of the "
+        "cookies 'sp_dc' and 'sp_key' and put them in SPOTIFY_SP_DC and SPOTIFY_SP_KEY (in .env "
+        "or the environment of the Dagster daemon and webserver), then reload the code location "
+        "or restart `dagster dev`."
     ),
     "op3": (
         "Create a new API token at https://op3.dev/api/keys (or ask the show's OP3 admin), put it "
@@ -75,13 +85,19 @@ class CredentialsExpired(ApiError):
     kind = "credentials_expired"
 
     def __init__(self, api: str, endpoint: str, *, status: int | None = 401,
-                 path: str | None = None, reason: str | None = None) -> None:
+                 path: str | None = None, reason: str | None = None,
+                 backend: str | None = None) -> None:
         cred = "ANCHOR_PW_S cookie (anchorpw_s)" if api == "anchor" else "OP3_TOKEN"
+        fix = FIX_STEPS.get(api, "")
+        if backend == "graphql":  # the same API over GraphQL: another credential, another fix
+            cred = "SPOTIFY_SP_DC / SPOTIFY_SP_KEY cookies (sp_dc, sp_key)"
+            fix = FIX_STEPS["spotify_graphql"]
         why = f" ({reason})" if reason else ""
         message = (
             f"the {cred} was rejected as expired or invalid{why}. "
-            f"No further calls will be made with it. To fix: {FIX_STEPS.get(api, '')}"
+            f"No further calls will be made with it. To fix: {fix}"
         )
+        self.backend = backend
         super().__init__(api, endpoint, message, status=status, path=path)
         self.reason = reason
 
@@ -96,6 +112,34 @@ class RateLimited(ApiError):
     """HTTP 429 that persisted through every retry."""
 
     kind = "rate_limited"
+
+
+class GraphQLError(ApiError):
+    """A GraphQL 200 whose ``errors`` left no ``data`` (unknown hash, validation error, …)."""
+
+    kind = "graphql_error"
+
+    def __init__(self, api: str, operation: str, errors: list[Any], *,
+                 path: str | None = None) -> None:
+        self.operation = operation
+        self.errors = errors
+        first = errors[0] if errors and isinstance(errors[0], dict) else {}
+        classification = (first.get("extensions") or {}).get("classification") \
+            if isinstance(first.get("extensions"), dict) else None
+        message = str(first.get("message") or "no message")[:200]
+        hint = ""
+        if "PersistedQuery" in message or classification == "PersistedQueryNotFound":
+            hint = (" The dashboard's query hashes rotate with its deploys: find the new hash "
+                    "in DevTools → Network → graph-pq → Payload and update "
+                    "podcast_pipeline/spotify/operations.py.")
+        super().__init__(api, operation, f"GraphQL operation {operation} failed: "
+                         f"{classification or 'error'}: {message}.{hint}", status=200, path=path)
+
+
+class FieldUnavailable(ApiError):
+    """GraphQL nulled a field the table needs (``DataFetchingException``): reported, not 0."""
+
+    kind = "field_unavailable"
 
 
 class MalformedResponse(ApiError):

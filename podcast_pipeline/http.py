@@ -342,6 +342,19 @@ class Reply:
         return self.body.decode("utf-8", errors="replace")
 
 
+@dataclass(frozen=True)
+class _Send:
+    """What one request sends besides the URL: method, extra headers, body."""
+
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json_body: Any = None
+    form: Mapping[str, str] | None = None
+
+
+_GET = _Send()
+
+
 class _Broken(Exception):
     """The body did not arrive whole (or ``parse`` refused it): fetch it again."""
 
@@ -373,8 +386,16 @@ class ApiSession:
         recorder: Recorder | None = None,
         stats: CallStats | None = None,
         verdict: CredentialVerdict | None = None,
+        follow_redirects: bool = True,
+        renewable_401: bool = False,
     ) -> None:
+        """``follow_redirects=False``: any 3xx is an error (the Spotify GraphQL backend's
+        hosts: a credential never travels anywhere it was not sent). ``renewable_401``: a 401
+        raises :class:`CredentialsExpired` without the run's verdict — the caller holds a
+        short-lived bearer it renews, and records the verdict itself if renewing fails."""
         self.api = api
+        self.follow_redirects = follow_redirects
+        self.renewable_401 = renewable_401
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.limits = self.retry.limits
@@ -403,20 +424,27 @@ class ApiSession:
     def fetch(self, endpoint: str, path: str,
               params: Mapping[str, Any] | list[tuple[str, Any]] | None = None, *,
               parse: Callable[[Reply], T], accept: str | None = None,
-              covers: tuple[Any, Any] | None = None) -> T:
+              covers: tuple[Any, Any] | None = None, method: str = "GET",
+              headers: Mapping[str, str] | None = None, json_body: Any = None,
+              form: Mapping[str, str] | None = None, label: str | None = None) -> T:
         """GET ``base_url + path`` and return ``parse(reply)``; record the raw answer.
 
         ``parse`` raises ``ValueError`` with a problem text when the body is not what the
         endpoint sends. Such a body, or one cut off mid-transfer, is fetched again up to
         ``malformed_retries`` times; then :class:`MalformedResponse` names the endpoint.
+        ``method``/``json_body``/``form`` send a read-only POST (GraphQL persisted queries);
+        ``headers`` go with each attempt, to the base URL's host only, like the credential;
+        ``label`` annotates the recorded path (``#operationName``: a POST's path says little).
         """
         query = urlencode(list(params.items()) if isinstance(params, Mapping) else (params or []))
         url = self.base_url + path
-        shown_path = redact(urlsplit(url).path + (f"?{query}" if query else ""))
+        shown_path = redact(urlsplit(url).path + (f"?{query}" if query else "")
+                            + (f"#{label}" if label else ""))
+        send = _Send(method, dict(headers or {}), json_body, form)
         refetch = 0
         while True:
             try:
-                reply, retries = self._get(endpoint, path, query, accept, shown_path)
+                reply, retries = self._get(endpoint, path, query, accept, shown_path, send)
                 try:
                     value = parse(reply)
                 except _TooDeep as exc:
@@ -445,6 +473,21 @@ class ApiSession:
                 body=redact(reply.loose_text()), fetched_at=datetime.now(UTC), retries=retries,
                 covers=covers))
             return value
+
+    def request_json(self, method: str, endpoint: str, path: str,
+                     params: Mapping[str, Any] | list[tuple[str, Any]] | None = None, *,
+                     validate: Callable[[Any], str | None] | None = None,
+                     headers: Mapping[str, str] | None = None, json_body: Any = None,
+                     form: Mapping[str, str] | None = None, label: str | None = None) -> Any:
+        """:meth:`get_json` for any method, with per-request headers and a body."""
+        def parse(reply: Reply) -> Any:
+            body = self.json_body(reply)
+            problem = validate(body) if validate else None
+            if problem:
+                raise ValueError(problem)
+            return body
+        return self.fetch(endpoint, path, params, parse=parse, method=method, headers=headers,
+                          json_body=json_body, form=form, label=label)
 
     def get_json(self, endpoint: str, path: str,
                  params: Mapping[str, Any] | list[tuple[str, Any]] | None = None, *,
@@ -483,7 +526,7 @@ class ApiSession:
                                             "calling again")
 
     def _get(self, endpoint: str, path: str, query: str, accept: str | None,
-             shown_path: str) -> tuple[Reply, int]:
+             shown_path: str, send: _Send | None = None) -> tuple[Reply, int]:
         """One logical GET: retried on 429 / 5xx / connection errors; typed errors for the
         rest. Returns the 2xx reply and how many retries it took."""
         retries = 0
@@ -491,7 +534,7 @@ class ApiSession:
             self._refuse_if_dead(endpoint, shown_path)
             url = self.base_url + self._moved.get(path, path) + (f"?{query}" if query else "")
             try:
-                reply = self._attempt(endpoint, url, accept, shown_path)
+                reply = self._attempt(endpoint, url, accept, shown_path, send or _GET)
                 problem = None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 reply, problem = None, type(exc).__name__
@@ -516,21 +559,30 @@ class ApiSession:
             time.sleep(wait)
 
     def _attempt(self, endpoint: str, url: str, accept: str | None,
-                 shown_path: str) -> Reply:
+                 shown_path: str, send: _Send) -> Reply:
         """Send the request and follow its redirects, all within the deadline; read the
         final body whole (at most ``max_body_bytes`` of it)."""
         redirects: list[tuple[int, str]] = []
         with _Watch(self.limits.deadline) as watch:
             try:
                 for _ in range(MAX_REDIRECTS + 1):
-                    headers = dict(self._credential) if self._same_host(url) else {}
+                    same = self._same_host(url)
+                    headers = {**self._credential, **send.headers} if same else {}
                     if accept:
                         headers["Accept"] = accept
                     self.stats.add(requests_=1)
-                    resp = self._session.get(
-                        url, headers=headers, stream=True, allow_redirects=False,
+                    resp = self._session.request(
+                        send.method, url, headers=headers, stream=True, allow_redirects=False,
+                        json=send.json_body, data=send.form,
                         timeout=(self.retry.connect_timeout, self.retry.read_timeout))
                     location = resp.headers.get("Location")
+                    if resp.status_code in REDIRECT_STATUSES and not self.follow_redirects:
+                        resp.close()
+                        target = urlsplit(urljoin(url, location or "")).hostname or "?"
+                        raise ApiError(self.api, endpoint, f"answered a redirect "
+                                       f"({resp.status_code}) to {target}; not following it, "
+                                       "so the credential stays with this host",
+                                       status=resp.status_code, path=shown_path)
                     if resp.status_code in REDIRECT_STATUSES and location:
                         resp.close()  # its body is never read: nothing bounds it
                         url = self._redirect_target(url, location, endpoint, shown_path)
@@ -651,7 +703,8 @@ class ApiSession:
                 + f". This is not reported as an expired credential; check "
                 f"{BASE_URL_VARS[self.api]} (the API may have moved)", status=401, path=path)
         if status == 401:
-            self.verdict.record_401(self.api)
+            if not self.renewable_401:
+                self.verdict.record_401(self.api)
             raise CredentialsExpired(self.api, endpoint, path=path, reason=reason)
         if status == 403:
             raise AccessDenied(self.api, endpoint,

@@ -29,10 +29,16 @@ from podcast_pipeline.settings import (
     ANCHOR_DEFAULT_BASE_URL,
     DEFAULT_LOCK_TIMEOUT_SECONDS,
     OP3_DEFAULT_BASE_URL,
+    SPOTIFY_DEFAULT_ACCOUNTS_URL,
+    SPOTIFY_DEFAULT_GRAPHQL_URL,
+    SPOTIFY_DEFAULT_LEGACY_API_URL,
     AnchorSettings,
     Op3Settings,
     Settings,
+    SpotifySettings,
 )
+from podcast_pipeline.spotify.auth import BearerSource
+from podcast_pipeline.spotify.client import SpotifyGraphQLClient
 
 
 def _env_secret(variable: str, value: object | None) -> dg.EnvVar | None:
@@ -116,35 +122,92 @@ class _SharingAnchorClient(AnchorClient):
         return frame
 
 
+# One Spotify login per share key (a run id): the steps of a run in one process reuse the
+# bearer (memory only) instead of logging in once each. Bounded like the station ids.
+_LOGINS: dict[tuple[str, str, int], BearerSource] = {}
+_LOGINS_MAX = 64
+
+
+def _shared_login(settings: SpotifySettings, share_key: str, **kw: Any) -> BearerSource:
+    key = (share_key, settings.accounts_url, hash((settings.sp_dc, settings.sp_key)))
+    login = _LOGINS.get(key)
+    if login is None:
+        if len(_LOGINS) >= _LOGINS_MAX:
+            for old in _LOGINS.values():
+                old.close()
+            _LOGINS.clear()
+        login = _LOGINS[key] = BearerSource(settings, **kw)
+    return login
+
+
 class AnchorResource(_ApiResource):
-    """Spotify for Creators (Anchor) analytics client configuration."""
+    """Spotify for Creators, either backend: one resource, one client per step.
+
+    ``backend`` (SPOTIFY_BACKEND): ``graphql`` (cookies sp_dc/sp_key, what the dashboard uses
+    today), ``rest`` (cookie anchorpw_s), or ``auto``: GraphQL when SPOTIFY_SP_DC is set,
+    else REST. Both clients fill the same ``anchor.*`` tables.
+    """
 
     base_url: str = Field(ANCHOR_DEFAULT_BASE_URL, description="ANCHOR_BASE_URL")
     webstation_id: str | None = Field(None, description="ANCHOR_WEBSTATION_ID: the show's "
                                       "short hex id in the dashboard URL.")
     cookie: str | None = Field(None, description="ANCHOR_PW_S (secret: the anchorpw_s cookie).")
+    backend: str = Field("auto", description="SPOTIFY_BACKEND: graphql, rest or auto (GraphQL "
+                         "when SPOTIFY_SP_DC is set, else REST).")
+    sp_dc: str | None = Field(None, description="SPOTIFY_SP_DC (secret: the sp_dc cookie).")
+    sp_key: str | None = Field(None, description="SPOTIFY_SP_KEY (secret: the sp_key cookie).")
+    show_uri: str | None = Field(None, description="SPOTIFY_SHOW_URI: which show, when the "
+                                 "account has several hosted ones.")
+    accounts_url: str = Field(SPOTIFY_DEFAULT_ACCOUNTS_URL, description="SPOTIFY_ACCOUNTS_URL")
+    graphql_url: str = Field(SPOTIFY_DEFAULT_GRAPHQL_URL, description="SPOTIFY_GRAPHQL_URL")
+    legacy_api_url: str = Field(SPOTIFY_DEFAULT_LEGACY_API_URL,
+                                description="SPOTIFY_LEGACY_API_URL")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> AnchorResource:
         return cls(**{"base_url": settings.anchor_base_url,
                       "webstation_id": settings.anchor_webstation_id,
                       "cookie": _env_secret("ANCHOR_PW_S", settings.anchor_cookie),
+                      "backend": settings.spotify_backend,
+                      "sp_dc": _env_secret("SPOTIFY_SP_DC", settings.spotify_sp_dc),
+                      "sp_key": _env_secret("SPOTIFY_SP_KEY", settings.spotify_sp_key),
+                      "show_uri": settings.spotify_show_uri,
+                      "accounts_url": settings.spotify_accounts_url,
+                      "graphql_url": settings.spotify_graphql_url,
+                      "legacy_api_url": settings.spotify_legacy_api_url,
                       **_limit_fields(settings), **overrides})
 
-    def settings(self) -> AnchorSettings:
-        return AnchorSettings(webstation_id=self.webstation_id or "", cookie=self.cookie or "",
-                              base_url=self.base_url)
+    def _model(self) -> Settings:
+        return Settings.from_env({k: v for k, v in {
+            "ANCHOR_BASE_URL": self.base_url, "ANCHOR_WEBSTATION_ID": self.webstation_id,
+            "ANCHOR_PW_S": self.cookie, "SPOTIFY_BACKEND": self.backend,
+            "SPOTIFY_SP_DC": self.sp_dc, "SPOTIFY_SP_KEY": self.sp_key,
+            "SPOTIFY_SHOW_URI": self.show_uri, "SPOTIFY_ACCOUNTS_URL": self.accounts_url,
+            "SPOTIFY_GRAPHQL_URL": self.graphql_url,
+            "SPOTIFY_LEGACY_API_URL": self.legacy_api_url}.items() if v is not None})
+
+    def backend_name(self) -> str:
+        return self._model().spotify_backend_name()
+
+    def settings(self) -> AnchorSettings | SpotifySettings:
+        return self._model().spotify_view()
 
     def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
                share_key: str | None = None,
-               verdict: CredentialVerdict | None = None) -> AnchorClient:
-        """``share_key`` (the run id): clients under one key share the station id. Without
-        one (the credential probe) every client makes its own authenticated call."""
+               verdict: CredentialVerdict | None = None) -> AnchorClient | SpotifyGraphQLClient:
+        """``share_key`` (the run id): clients under one key share the station id (REST) or
+        the login (GraphQL). Without one (the credential probe) every client logs in itself."""
         kw: dict[str, Any] = {"retry": self.retry_policy(), "recorder": recorder, "stats": stats,
                               "verdict": verdict}
+        settings = self.settings()
+        if isinstance(settings, SpotifySettings):
+            if share_key is None:
+                return SpotifyGraphQLClient(settings, **kw)
+            login = _shared_login(settings, share_key, retry=kw["retry"])
+            return SpotifyGraphQLClient(settings, auth=login, **kw)
         if share_key is None:
-            return AnchorClient(self.settings(), **kw)
-        return _SharingAnchorClient(self.settings(), share_key, **kw)
+            return AnchorClient(settings, **kw)
+        return _SharingAnchorClient(settings, share_key, **kw)
 
 
 class Op3Resource(_ApiResource):

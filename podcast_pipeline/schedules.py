@@ -7,10 +7,16 @@ from datetime import timedelta
 import dagster as dg
 
 from podcast_pipeline.errors import ConfigError
-from podcast_pipeline.settings import CREDENTIAL_ENV, CRON_ENV, LOOKBACK_ENV, Settings
+from podcast_pipeline.settings import (
+    CREDENTIAL_ENV,
+    CRON_ENV,
+    GRAPHQL_CREDENTIAL_ENV,
+    LOOKBACK_ENV,
+    Settings,
+)
 from podcast_pipeline.tables import ALL_TABLES
 
-__all__ = ["CREDENTIAL_ENV", "LOOKBACK_ENV", "build_daily_refresh_schedule", "daily_refresh_job"]
+__all__ = ["CREDENTIAL_ENV", "GRAPHQL_CREDENTIAL_ENV", "LOOKBACK_ENV", "build_daily_refresh_schedule", "daily_refresh_job"]
 
 ALL_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES]
 SNAPSHOT_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.kind == "snapshot"]
@@ -32,8 +38,9 @@ def build_daily_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
 
     def refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
         if not apis:
-            return dg.SkipReason(f"No source is configured: set "
-                                 f"{' and/or '.join(CREDENTIAL_ENV.values())} (see .env.example).")
+            return dg.SkipReason(f"No source is configured: set {GRAPHQL_CREDENTIAL_ENV} or "
+                                 f"{CREDENTIAL_ENV['anchor']} (Spotify for Creators) and/or "
+                                 f"{CREDENTIAL_ENV['op3']} (OP3); see .env.example.")
         skipped = sorted(set(CREDENTIAL_ENV) - apis)
         if skipped:
             context.log.info(f"Not refreshing {', '.join(skipped)}: "

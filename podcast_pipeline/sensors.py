@@ -36,6 +36,15 @@ def credential_failures(events: list[dg.DagsterEvent]) -> dict[str, str]:
     return found
 
 
+def backend_of(api: str, resource: AnchorResource | Op3Resource | None) -> str | None:
+    if api != "anchor" or not isinstance(resource, AnchorResource):
+        return None
+    try:
+        return resource.backend_name()
+    except ConfigError:
+        return None
+
+
 def _value(meta: object) -> object:
     return getattr(meta, "value", meta)
 
@@ -75,7 +84,8 @@ def credential_expiry_alert(context: dg.RunFailureSensorContext, anchor: AnchorR
         alert = alerts.expired_alert(api, show_label(api, resources.get(api)),
                                      first_partition=partition or None,
                                      run_id=context.dagster_run.run_id,
-                                     detected_by="a failed run")
+                                     detected_by="a failed run",
+                                     backend=backend_of(api, resources.get(api)))
         sent = alerts.send(alert, context.log)
         context.log.info(f"{api}: expiry alert sent to {', '.join(sent)}")
 
@@ -105,7 +115,8 @@ def _probe(context: dg.SensorEvaluationContext, anchor: AnchorResource,
             if alerts.should_alert_expired(context.instance, api):
                 alerts.send(alerts.expired_alert(api, show_label(api, resource),
                                                  first_partition=None, run_id=None,
-                                                 detected_by="the credential probe sensor"),
+                                                 detected_by="the credential probe sensor",
+                                                 backend=backend_of(api, resource)),
                             context.log)
             else:
                 context.log.info(f"{api}: still expired; already reported")

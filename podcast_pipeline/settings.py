@@ -43,6 +43,12 @@ from podcast_pipeline.redact import register_secret
 
 ANCHOR_DEFAULT_BASE_URL = "https://podcasters.spotify.com/pod/api/proxy/v3"
 OP3_DEFAULT_BASE_URL = "https://op3.dev/api/1"
+SPOTIFY_DEFAULT_ACCOUNTS_URL = "https://accounts.spotify.com"
+SPOTIFY_DEFAULT_GRAPHQL_URL = "https://creators-graph.spotify.com/v2/graph-pq"
+SPOTIFY_DEFAULT_LEGACY_API_URL = "https://api-v5.anchor.fm"
+BACKEND_ENV = "SPOTIFY_BACKEND"
+BACKENDS = ("auto", "graphql", "rest")
+GRAPHQL_CREDENTIAL_ENV = "SPOTIFY_SP_DC"  # Spotify for Creators over GraphQL
 
 # The variables of the pipeline-wide settings, named where their checks and tests refer to them.
 DUCKDB_PATH_ENV = "DUCKDB_PATH"
@@ -99,6 +105,10 @@ class AnchorSettings:
         validate.emulator_guard("ANCHOR_PW_S", self.cookie, "ANCHOR_BASE_URL", self.base_url)
         register_secret(self.cookie)
 
+    def show_key(self) -> str:
+        """The warehouse's key for the show (the GraphQL backend uses the same one if set)."""
+        return self.webstation_id
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AnchorSettings:
         return Settings.from_env(environ).anchor()
@@ -141,6 +151,96 @@ class Op3Settings:
         return Settings.from_env(environ).op3()
 
 
+_SHOW_ID = re.compile(r"^[0-9A-Za-z]{22}$")
+
+
+def show_uri(value: str) -> str:
+    """``spotify:show:<id>``, from the URI itself, the bare id or a dashboard/open.spotify URL."""
+    text = value.strip()
+    m = re.search(r"(?:spotify:show:|/show/)([0-9A-Za-z]{22})(?:[/?#]|$)", text)
+    ident = m.group(1) if m else text
+    if not _SHOW_ID.match(ident):
+        raise ConfigError("SPOTIFY_SHOW_URI", f"is not a Spotify show URI ({value!r})",
+                          "Use spotify:show:<22 letters and digits>, e.g. from the dashboard URL "
+                          "https://creators.spotify.com/pod/show/<id>/episodes, or unset it to "
+                          "use the account's only (or first hosted) show")
+    return f"spotify:show:{ident}"
+
+
+@dataclass(frozen=True)
+class SpotifySettings:
+    """Spotify for Creators over GraphQL: the ``sp_dc`` / ``sp_key`` cookies of a logged-in
+    Spotify web session, the show (optional when the account has one), the three hosts.
+
+    ``sp_key`` is optional: the reference client sends both, but a fresh ``sp_dc`` alone has
+    re-authenticated for others, and some browsers do not show ``sp_key`` at all.
+    ``webstation_id`` (ANCHOR_WEBSTATION_ID, optional) keys the warehouse rows, so rows of the
+    REST and GraphQL backends for one show replace each other instead of piling up.
+    """
+
+    sp_dc: str = field(repr=False)
+    sp_key: str | None = field(default=None, repr=False)
+    show_uri: str | None = None
+    webstation_id: str | None = None
+    accounts_url: str = SPOTIFY_DEFAULT_ACCOUNTS_URL
+    graphql_url: str = SPOTIFY_DEFAULT_GRAPHQL_URL
+    legacy_url: str = SPOTIFY_DEFAULT_LEGACY_API_URL
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sp_dc", (self.sp_dc or "").strip())
+        object.__setattr__(self, "sp_key", (self.sp_key or "").strip() or None)
+        object.__setattr__(self, "webstation_id", (self.webstation_id or "").strip() or None)
+        for attr, var in (("accounts_url", "SPOTIFY_ACCOUNTS_URL"),
+                          ("graphql_url", "SPOTIFY_GRAPHQL_URL"),
+                          ("legacy_url", "SPOTIFY_LEGACY_API_URL")):
+            object.__setattr__(self, attr, validate.base_url(var, getattr(self, attr)))
+        validate.secret("SPOTIFY_SP_DC", self.sp_dc)
+        if self.sp_key:
+            validate.secret("SPOTIFY_SP_KEY", self.sp_key)
+        for var, value, name in (("SPOTIFY_SP_DC", self.sp_dc, "sp_dc"),
+                                 ("SPOTIFY_SP_KEY", self.sp_key or "", "sp_key")):
+            if value.lower().startswith(name + "="):
+                raise ConfigError(var, "includes the cookie name",
+                                  f"Put only the value after '{name}=' into {var}")
+        # Emulator cookies must not go to a real host, and no URL may point at a real one
+        # while another points at the emulator (the cookie would leave loopback).
+        for var, url in (("SPOTIFY_ACCOUNTS_URL", self.accounts_url),
+                         ("SPOTIFY_GRAPHQL_URL", self.graphql_url),
+                         ("SPOTIFY_LEGACY_API_URL", self.legacy_url)):
+            validate.emulator_guard("SPOTIFY_SP_DC", self.sp_dc, var, url)
+        if self.show_uri is not None:
+            object.__setattr__(self, "show_uri", show_uri(self.show_uri))
+        if self.webstation_id and not _WEBSTATION_ID.match(self.webstation_id):
+            raise ConfigError("ANCHOR_WEBSTATION_ID", f"is not a short hex id "
+                              f"({self.webstation_id!r})",
+                              "Use the 6-12 lowercase hex characters from your podcast's URL, "
+                              "or unset it")
+        register_secret(self.sp_dc)
+        register_secret(self.sp_key)
+
+    def show_key(self) -> str:
+        """The warehouse's key for the show, known before any request: ANCHOR_WEBSTATION_ID
+        (shared with the REST backend's rows), else the id of SPOTIFY_SHOW_URI."""
+        if self.webstation_id:
+            return self.webstation_id
+        if self.show_uri:
+            return self.show_uri.rsplit(":", 1)[1]
+        raise ConfigError("ANCHOR_WEBSTATION_ID", "is not set (nor SPOTIFY_SHOW_URI)",
+                          "With the GraphQL backend, set ANCHOR_WEBSTATION_ID (the short hex "
+                          "id in your dashboard URL) so the warehouse knows the show before "
+                          "asking Spotify, and REST and GraphQL rows of one show share a key; "
+                          "or set SPOTIFY_SHOW_URI")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SpotifySettings:
+        return Settings.from_env(environ).spotify()
+
+
+def spotify_backend(environ: Mapping[str, str] | None = None) -> str:
+    """Which Spotify for Creators backend ``environ`` (default: the process's) selects."""
+    return Settings.from_env(environ).spotify_backend_name()
+
+
 # ---------------------------------------------------------------------- the model
 def _reveal(secret: SecretStr | None) -> str:
     return secret.get_secret_value() if secret is not None else ""
@@ -156,6 +256,17 @@ class Settings(BaseSettings):
     anchor_base_url: str = Field(ANCHOR_DEFAULT_BASE_URL, validation_alias="ANCHOR_BASE_URL")
     anchor_webstation_id: str | None = Field(None, validation_alias="ANCHOR_WEBSTATION_ID")
     anchor_cookie: SecretStr | None = Field(None, validation_alias="ANCHOR_PW_S")
+    # Spotify for Creators over GraphQL (the dashboard's backend since 2026)
+    spotify_backend: str = Field("auto", validation_alias=BACKEND_ENV)
+    spotify_sp_dc: SecretStr | None = Field(None, validation_alias="SPOTIFY_SP_DC")
+    spotify_sp_key: SecretStr | None = Field(None, validation_alias="SPOTIFY_SP_KEY")
+    spotify_show_uri: str | None = Field(None, validation_alias="SPOTIFY_SHOW_URI")
+    spotify_accounts_url: str = Field(SPOTIFY_DEFAULT_ACCOUNTS_URL,
+                                      validation_alias="SPOTIFY_ACCOUNTS_URL")
+    spotify_graphql_url: str = Field(SPOTIFY_DEFAULT_GRAPHQL_URL,
+                                     validation_alias="SPOTIFY_GRAPHQL_URL")
+    spotify_legacy_api_url: str = Field(SPOTIFY_DEFAULT_LEGACY_API_URL,
+                                        validation_alias="SPOTIFY_LEGACY_API_URL")
     # OP3
     op3_base_url: str = Field(OP3_DEFAULT_BASE_URL, validation_alias="OP3_BASE_URL")
     op3_token: SecretStr | None = Field(None, validation_alias="OP3_TOKEN")
@@ -278,11 +389,43 @@ class Settings(BaseSettings):
         return AnchorSettings(webstation_id=self.anchor_webstation_id or "",
                               cookie=_reveal(self.anchor_cookie), base_url=self.anchor_base_url)
 
+    def spotify(self) -> SpotifySettings:
+        """The validated GraphQL-backend settings; ConfigError names what is wrong."""
+        return SpotifySettings(
+            sp_dc=_reveal(self.spotify_sp_dc), sp_key=_reveal(self.spotify_sp_key) or None,
+            show_uri=self.spotify_show_uri, webstation_id=self.anchor_webstation_id,
+            accounts_url=self.spotify_accounts_url, graphql_url=self.spotify_graphql_url,
+            legacy_url=self.spotify_legacy_api_url)
+
+    def spotify_backend_name(self) -> str:
+        """``graphql`` or ``rest``: SPOTIFY_BACKEND if set, else GraphQL when SPOTIFY_SP_DC is
+        set (the API the dashboard uses today), else REST (whose "ANCHOR_PW_S is not set"
+        names both ways to configure it)."""
+        choice = (self.spotify_backend or "auto").lower()
+        if choice not in BACKENDS:
+            raise ConfigError(BACKEND_ENV, f"is {choice!r}, not one of {', '.join(BACKENDS)}",
+                              "Set it to graphql (cookies sp_dc/sp_key) or rest (cookie "
+                              "anchorpw_s), or unset it to choose by which credential is set")
+        if choice != "auto":
+            return choice
+        return "graphql" if self.spotify_sp_dc is not None else "rest"
+
+    def spotify_view(self) -> AnchorSettings | SpotifySettings:
+        """The Spotify for Creators settings of the selected backend."""
+        return self.spotify() if self.spotify_backend_name() == "graphql" else self.anchor()
+
     def op3(self) -> Op3Settings:
         return Op3Settings(token=_reveal(self.op3_token), show_uuid=self.op3_show_uuid or "",
                            base_url=self.op3_base_url, url_prefix=self.op3_url_prefix)
 
     def configured_apis(self) -> set[str]:
         """The sources whose credential is set (malformed ones included: their runs say why)."""
-        return {api for api, secret in (("anchor", self.anchor_cookie), ("op3", self.op3_token))
+        apis = {api for api, secret in (("anchor", self.anchor_cookie),
+                                        ("anchor", self.spotify_sp_dc), ("op3", self.op3_token))
                 if secret is not None}
+        try:
+            if "anchor" in apis and self.spotify_backend_name() == "graphql":
+                apis.add("spotify")  # the GraphQL-only tables, same credential as anchor.*
+        except ConfigError:
+            pass  # a bad SPOTIFY_BACKEND: the anchor runs report it
+        return apis

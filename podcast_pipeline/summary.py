@@ -27,6 +27,7 @@ class Summary:
     as_of: date | None = None  # the latest snapshot day
     lifetime_plays: int | None = None
     unique_listeners: int | None = None
+    backend: str | None = None  # the Spotify backend of the latest totals: their meaning differs
     op3_downloads_30d: int | None = None  # OP3's own count for the last 30 days
     last_days: list[tuple[date, int | None, int | None]] = field(default_factory=list)
     top_episodes: list[tuple[str, int, int]] = field(default_factory=list)  # title, lifetime, last days
@@ -58,6 +59,11 @@ def read_summary(con: duckdb.DuckDBPyConnection) -> Summary:
         SELECT sum(plays) FROM (
             SELECT plays FROM anchor.total_plays
             QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id))
+        """).fetchone())
+    s.backend = _first(con.execute(
+        """
+        SELECT backend FROM anchor.total_plays ORDER BY partition_date DESC, fetched_at DESC
+        LIMIT 1
         """).fetchone())
     s.unique_listeners = _first(con.execute(
         """
@@ -160,8 +166,14 @@ def render(s: Summary) -> str:
         return "No data yet: materialize some assets first."
     show = " + ".join(f'"{t}"' for t in s.show_titles) or "Your show"
     out = [f"{show}, as of {s.as_of or '-'} (UTC)", "",
-           f"  Lifetime plays (Spotify)               {_n(s.lifetime_plays):>10}",
-           f"  Lifetime unique listeners (Spotify)    {_n(s.unique_listeners):>10}",
+           # GraphQL's lifetime total is all platforms, and it has no unique-listener count
+           # (anchor.unique_listeners holds the audience size): see tables.GRAPHQL_NOTES.
+           (f"  Lifetime streams + downloads (all)     {_n(s.lifetime_plays):>10}"
+            if s.backend == "graphql" else
+            f"  Lifetime plays (Spotify)               {_n(s.lifetime_plays):>10}"),
+           (f"  Audience size (Spotify)                {_n(s.unique_listeners):>10}"
+            if s.backend == "graphql" else
+            f"  Lifetime unique listeners (Spotify)    {_n(s.unique_listeners):>10}"),
            f"  Downloads in the last 30 days (OP3)    {_n(s.op3_downloads_30d):>10}", ""]
     last = f"Last {len(s.last_days)} days"
     out.append(f"  {last:<21}{'Spotify plays':>15}{'OP3 downloads':>16}")

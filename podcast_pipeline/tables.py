@@ -33,7 +33,8 @@ KEY_COLUMNS: tuple[tuple[str, str], ...] = (
 
 # What the columns that recur across tables mean, shown in the Dagster UI's column schema.
 COLUMN_DOCS: dict[str, str] = {
-    "show_id": "The show: Anchor web station id or OP3 show uuid.",
+    "show_id": "The show: Anchor web station id (GraphQL backend: ANCHOR_WEBSTATION_ID if set, "
+               "else the Spotify show id) or OP3 show uuid.",
     "partition_date": "The UTC day (Dagster partition) this row belongs to.",
     "fetched_at": "When the pipeline fetched it (UTC).",
     "as_of": "When the snapshot was taken (UTC); the API only knows current values.",
@@ -41,12 +42,53 @@ COLUMN_DOCS: dict[str, str] = {
                    "the snapshot was taken (as_of).",
     "date": "The UTC day the API counted this in.",
     "time": "When it happened (UTC).",
-    "plays": "Plays (Spotify's 'streams & downloads').",
+    "plays": "Plays. Spotify-only or all platforms depends on the table and backend: see the "
+             "table's description (since 2026-06-11 a Spotify play is 30 s+ listened).",
     "fraction": "Share between 0 and 1 (the API's 'percent' as a fraction).",
     "episode_id": "Anchor: numeric episode id; OP3: SHA-256 of the feed item's guid.",
     "downloads": "Downloads counted by OP3.",
     "audience_id": "OP3's per-day listener hash: count distinct within one UTC day only.",
     "hashed_ip_address": "Listener IP hashed with a key that rotates daily.",
+    "backend": "Which Spotify for Creators backend filled the row: 'rest' (cookie anchorpw_s) "
+               "or 'graphql' (cookies sp_dc/sp_key). Where the two differ in meaning the "
+               "table's description says how; filter on it before comparing across time.",
+    "episode_uri": "Spotify episode URI (spotify:episode:…).",
+    "starts": "Spotify-only starts (plays counted on start, the pre-2026-06-11 play).",
+    "plays_and_downloads": "All platforms: Spotify plays (30 s+ since 2026-06-11) plus downloads "
+                           "elsewhere; the dashboard's headline.",
+    "streams_and_downloads": "All platforms: Spotify streams (60 s+) plus downloads elsewhere; "
+                             "the dashboard's headline before 2026-06-11.",
+    "audience": "People who listened (Spotify's audience count for the window).",
+    "source": "Where the show or episode was shown: SEARCH, HOME, LIBRARY or OTHER.",
+    "impressions": "Times shown to people on Spotify.",
+    "audience_size": "Listeners (Spotify's audience size).",
+    "follow_rate": "Share of the audience that follows the show (0-1).",
+    "consumption_hours_per_person": "Hours listened per listener in the window.",
+    "reached": "Discovery funnel: people the show was shown to.",
+    "interested": "Discovery funnel: people who looked at it (opened the show or an episode).",
+    "consumed": "Discovery funnel: people who listened.",
+    "consumption_hours": "Hours listened, all time.",
+    "foreground_fraction": "Share (0-1) listened with the app in the foreground.",
+    "ms_played": "Milliseconds listened, all time.",
+    "foreground_ms_played": "Milliseconds listened with the app in the foreground.",
+    "foreground_audience_size": "Listeners who listened with the app in the foreground.",
+    "age_range": "Listener age bracket (0-17 … 60+), as Spotify reports it.",
+    "gender": "Listener gender as Spotify labels it.",
+    "level": "country, region or city.",
+    "country": "The country: its name in anchor.*, its navigation code (e.g. DE) in spotify.geo.",
+    "region": "spotify.geo: the parent region's navigation code, for cities.",
+    "name": "The name as the dashboard shows it.",
+    "navigation_name": "The code Spotify uses to drill down (a country's is its ISO code).",
+    "rank": "1 = the most played.",
+    "title": "The episode's title (drafts may have none).",
+    "show_uri": "Spotify show URI (spotify:show:…).",
+    "hosting_provider": "S4P = hosted on Spotify for Creators (full analytics); MEGAPHONE, "
+                        "OTHER_THIRD_PARTY = hosted elsewhere.",
+    "author_name": "The show's author as listed on Spotify.",
+    "category": "The show's category on Spotify.",
+    "is_selected": "True for the show this pipeline reads.",
+    "window_name": "The API's named rolling window (e.g. WINDOW_LAST_THIRTY_DAYS), ending on the "
+              "snapshot day; its time zone and exact edges are not documented.",
 }
 
 
@@ -59,13 +101,16 @@ FRACTION_COLUMNS = frozenset({"fraction"})
 
 @dataclass(frozen=True)
 class Table:
-    schema: str  # "anchor" | "op3"
+    schema: str  # "anchor" | "spotify" | "op3"
     name: str  # table name == asset name == client method name
     kind: Kind
     columns: tuple[tuple[str, str], ...]
     description: str
     headline: str | None = None  # numeric column summed per day into UI metadata
     episode_level: bool = False  # one call per episode of the show
+    # anchor.*: the warehouse adds a ``backend`` column ('rest' | 'graphql'), stamped by the
+    # asset from the client that fetched the rows (clients do not return it).
+    has_backend: bool = False
 
     @property
     def qualified(self) -> str:
@@ -83,7 +128,7 @@ def _t(schema: str, name: str, kind: Kind, cols: str, description: str, **kw: ob
     return Table(schema, name, kind, columns, description, **kw)  # type: ignore[arg-type]
 
 
-ANCHOR_TABLES: tuple[Table, ...] = (
+_ANCHOR_TABLES: tuple[Table, ...] = (
     _t("anchor", "episodes", "snapshot",
        "episode_id BIGINT, web_episode_id VARCHAR, title VARCHAR, publish_on TIMESTAMPTZ,"
        "created_at TIMESTAMPTZ, duration_ms BIGINT, total_plays BIGINT, share_link_path VARCHAR,"
@@ -153,6 +198,109 @@ ANCHOR_TABLES: tuple[Table, ...] = (
        "day.", episode_level=True),
 )
 
+# The REST backend's meaning first; "GraphQL:" says what the other backend fills in.
+GRAPHQL_NOTES: dict[str, str] = {
+    "episodes": "GraphQL: total_plays is Spotify-only starts (analyticsStartsV2); "
+                "web_episode_id, share_link_path and ad_count are not in GraphQL (null); "
+                "episodes not hosted on Spotify for Creators have no episode_id and are left out.",
+    "total_plays": "GraphQL: all-platform streams + downloads, all time "
+                   "(getShowAllPlatformsStatsNRT), not Spotify-only plays.",
+    "total_plays_by_episode": "GraphQL: all-time plays per episode from getShowTopEpisodes "
+                              "(Spotify-only, ranked); publish_time from the episode list.",
+    "unique_listeners": "GraphQL: has no separate count; this is the discovery audience size "
+                        "(all time), the same number as audience_size.",
+    "audience_size": "GraphQL: getShowAudienceDiscoveryStats audienceSize, all time.",
+    "plays": "GraphQL: Spotify-only plays (getShowOnSpotifyStats). Since 2026-06-11 Spotify "
+             "counts a play after 30 s listened (before: on start), so days before and after "
+             "that date are not comparable.",
+    "plays_by_age_range": "GraphQL: bracket count ÷ total (getShowPlaysByAge); 60-150 is "
+                          "stored as 60+; absolute counts are in spotify.demographics.",
+    "plays_by_app": "GraphQL: all platforms (getShowPlaysAndDownloadsPlatformsStats).",
+    "plays_by_device": "GraphQL: all platforms (getShowPlaysAndDownloadsPlatformsStats).",
+    "plays_by_episode": "GraphQL: has no such call; built from each episode's daily "
+                        "Spotify-only plays, the top 5 per day as REST reports them.",
+    "plays_by_gender": "GraphQL: the percent of getShowPlaysByGender.",
+    "plays_by_geo": "GraphQL: all-platform plays + downloads by country, all time "
+                    "(getShowPlaysAndDownloadsByGeo GEO_COUNTRY).",
+    "plays_by_geo_city": "GraphQL: regions (GEO_REGION) of the top countries, all platforms; "
+                         "cities are in spotify.geo.",
+    "impressions": "GraphQL: getShowImpressionsTrendStats impressionsDaily.",
+    "episode_plays": "GraphQL: Spotify-only plays per day (getEpisodePlaysDaily), with the "
+                     "2026-06-11 play redefinition; all-platform counts are in "
+                     "spotify.episode_daily_totals.",
+    "episode_performance": "GraphQL: getEpisodePerformanceAllTime points.",
+    "episode_aggregated_performance": "GraphQL: percentile25..100 are audiencePercentage "
+                                      "(0-100) and there is no average: the metric "
+                                      "medianCompletionSeconds takes the place of "
+                                      "averageListenSeconds.",
+    "episode_metadata": "GraphQL: the legacy overview (api-v5.anchor.fm) with the bearer.",
+}
+
+
+def _with_backend(t: Table) -> Table:
+    note = GRAPHQL_NOTES.get(t.name)
+    return Table(t.schema, t.name, t.kind, t.columns,
+                 t.description + (f" {note}" if note else ""), t.headline, t.episode_level,
+                 has_backend=True)
+
+
+ANCHOR_TABLES: tuple[Table, ...] = tuple(_with_backend(t) for t in _ANCHOR_TABLES)
+
+SPOTIFY_TABLES: tuple[Table, ...] = (
+    _t("spotify", "shows", "snapshot",
+       "show_uri VARCHAR, name VARCHAR, hosting_provider VARCHAR, author_name VARCHAR,"
+       "category VARCHAR, is_selected BOOLEAN",
+       "Every show the Spotify account can see (getShowsForUser). hosting_provider S4P means "
+       "hosted on Spotify for Creators, with full analytics; is_selected marks the show the "
+       "pipeline reads (SPOTIFY_SHOW_URI, else the only or first hosted one)."),
+    _t("spotify", "episode_daily_totals", "per_day",
+       "episode_id BIGINT, episode_uri VARCHAR, starts BIGINT, plays_and_downloads BIGINT,"
+       "streams_and_downloads BIGINT, audience BIGINT",
+       "Per episode and UTC day: Spotify-only starts, and across all platforms plays + "
+       "downloads (the dashboard's headline since 2026-06-11) and streams + downloads (the "
+       "older headline; a stream is 60 s+), plus the day's audience. The show's daily totals "
+       "are the sums over episodes. From the episode list with a one-day custom window.",
+       headline="plays_and_downloads"),
+    _t("spotify", "impressions_by_source", "per_day", "source VARCHAR, impressions BIGINT",
+       "How often the show was shown on Spotify per UTC day, by where (SEARCH, HOME, "
+       "LIBRARY, OTHER).", headline="impressions"),
+    _t("spotify", "episode_impressions_by_source", "snapshot",
+       "episode_id BIGINT, window_name VARCHAR, source VARCHAR, impressions BIGINT",
+       "Impressions per episode by source over the last 30 days as of the snapshot day "
+       "(the API gives this only as a window total).", headline="impressions",
+       episode_level=True),
+    _t("spotify", "discovery", "snapshot",
+       "window_name VARCHAR, audience_size BIGINT, follow_rate DOUBLE,"
+       "consumption_hours_per_person DOUBLE, reached BIGINT, interested BIGINT, consumed BIGINT",
+       "The discovery funnel (people reached → interested → consumed), follow rate (fraction) "
+       "and hours per person, for the last 7, 30 and 90 days as of the snapshot day. The API "
+       "refuses custom date ranges for these, so only rolling windows exist."),
+    _t("spotify", "episode_consumption", "snapshot",
+       "episode_id BIGINT, consumption_hours DOUBLE, foreground_fraction DOUBLE,"
+       "ms_played BIGINT, foreground_ms_played BIGINT",
+       "Per episode, all time as of the snapshot day: hours listened, and the share listened "
+       "in the foreground.", episode_level=True),
+    _t("spotify", "episode_audience", "snapshot",
+       "episode_id BIGINT, audience_size BIGINT, foreground_audience_size BIGINT,"
+       "foreground_fraction DOUBLE",
+       "Per episode, all time as of the snapshot day: listeners, and those who listened in "
+       "the foreground.", headline="audience_size", episode_level=True),
+    _t("spotify", "demographics", "per_day",
+       "age_range VARCHAR, gender VARCHAR, plays BIGINT, fraction DOUBLE",
+       "Plays per UTC day by listener age range × gender, as absolute counts (Spotify-only; "
+       "fraction = plays ÷ the day's total).", headline="plays"),
+    _t("spotify", "geo", "snapshot",
+       "level VARCHAR, country VARCHAR, region VARCHAR, name VARCHAR, navigation_name VARCHAR,"
+       "fraction DOUBLE",
+       "All-time share of plays + downloads (all platforms) by country, by region within the "
+       "top countries, and by city within their top regions (level country/region/city; "
+       "country and region hold the parent's navigation_name)."),
+    _t("spotify", "top_episodes", "snapshot",
+       "rank BIGINT, episode_uri VARCHAR, title VARCHAR, plays BIGINT",
+       "The show's episodes ranked by all-time plays (getShowTopEpisodes), as of the snapshot "
+       "day.", headline="plays"),
+)
+
 OP3_TABLES: tuple[Table, ...] = (
     _t("op3", "downloads", "ranged",
        "time TIMESTAMPTZ, date DATE, url VARCHAR, audience_id VARCHAR, show_uuid VARCHAR,"
@@ -191,5 +339,5 @@ OP3_TABLES: tuple[Table, ...] = (
        headline="monthly_downloads"),
 )
 
-ALL_TABLES: tuple[Table, ...] = ANCHOR_TABLES + OP3_TABLES
+ALL_TABLES: tuple[Table, ...] = ANCHOR_TABLES + SPOTIFY_TABLES + OP3_TABLES
 TABLES_BY_KEY: dict[str, Table] = {t.qualified: t for t in ALL_TABLES}

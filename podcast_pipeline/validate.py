@@ -94,13 +94,17 @@ def base_url(var: str, value: str) -> str:
 
 
 def _api_of(var: str) -> str:
+    if var.startswith("SPOTIFY"):
+        return "spotify_graphql"
     return "anchor" if var.startswith("ANCHOR") else "op3"
 
 
 def secret(var: str, value: str) -> None:
     """A credential is set and holds only characters its kind can carry."""
     if not value:
-        raise ConfigError(var, "is not set", f"To fix: {FIX_STEPS[_api_of(var)]}")
+        other = (" Or use the GraphQL backend the dashboard uses today: set SPOTIFY_SP_DC and "
+                 "SPOTIFY_SP_KEY instead (see .env.example)." if var == "ANCHOR_PW_S" else "")
+        raise ConfigError(var, "is not set", f"To fix: {FIX_STEPS[_api_of(var)]}{other}")
     kind, allowed = _ALLOWED.get(var, ("a credential", _COOKIE_CHARS))
     bad = _first_bad(value, allowed)
     if bad:

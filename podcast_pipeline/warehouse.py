@@ -67,7 +67,8 @@ class WarehouseWriteError(PodcastPipelineError):
 def table_columns(table: Table) -> tuple[tuple[str, str], ...]:
     """Key columns, then ``as_of`` for snapshots, then the endpoint's own columns."""
     extra = (("as_of", "TIMESTAMPTZ"),) if table.kind == "snapshot" else ()
-    return table.all_columns[:3] + extra + table.columns
+    stamp = (("backend", "VARCHAR"),) if table.has_backend else ()
+    return table.all_columns[:3] + extra + table.columns + stamp
 
 
 def ddl(table: Table) -> str:
@@ -210,6 +211,8 @@ def replace_window(
     data["fetched_at"] = fetched_at
     if table.kind == "snapshot":
         data["as_of"] = data["as_of"].fillna(fetched_at) if "as_of" in data else fetched_at
+    if table.has_backend and "backend" not in data:
+        data["backend"] = None
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise PodcastPipelineError(f"{table.qualified}: rows lack columns {missing}")

@@ -99,10 +99,12 @@ class Tamper:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def env(self, emulator_env: dict[str, str]) -> dict[str, str]:
-        """The emulator's env with both base URLs pointing at this proxy."""
+        """The emulator's env with every base URL pointing at this proxy."""
         env = dict(emulator_env)
-        for key in ("ANCHOR_BASE_URL", "OP3_BASE_URL"):
-            env[key] = self.url + urlsplit(env[key]).path
+        for key in ("ANCHOR_BASE_URL", "OP3_BASE_URL", "SPOTIFY_ACCOUNTS_URL",
+                    "SPOTIFY_GRAPHQL_URL", "SPOTIFY_LEGACY_API_URL"):
+            if key in env:
+                env[key] = self.url + urlsplit(env[key]).path
         return env
 
     # ---- controls ----------------------------------------------------------------------

@@ -18,6 +18,10 @@ from podcast_pipeline.analytics import assets as analytics_assets
 from podcast_pipeline.analytics import models
 from podcast_pipeline_tests.analytics_demo import DemoRun, clean_demo  # noqa: F401
 
+# The first test here may build the session's demo database (a 40-day demo): more than the
+# default per-test timeout on a busy machine.
+pytestmark = pytest.mark.timeout(1200)
+
 REPO = Path(__file__).resolve().parents[1]
 HORIZONS = (1, 7, 30, 90)
 

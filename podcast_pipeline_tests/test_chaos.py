@@ -59,7 +59,8 @@ def test_a_step_that_keeps_failing_is_rerun_and_the_tables_still_match(tmp_path)
     seed = next(s for s in range(10_000) if _errors(replace(faults, seed=s), 4) == [1, 1, 1, 0])
     out = io.StringIO()
     report = run_chaos(ChaosOptions(days=2, database=str(tmp_path / "chaos.duckdb"),
-                                    faults=replace(faults, seed=seed), max_retries=0), out=out)
+                                    faults=replace(faults, seed=seed), max_retries=0,
+                                    backend="rest"), out=out)  # "plays": REST's endpoint name
     assert report.ok, out.getvalue()
     failed = [o for o in report.faulted.outcomes if not o.success]
     assert [o.failed_assets for o in failed] == [[dg.AssetKey(["anchor", "plays"])]]

@@ -18,7 +18,9 @@ import pytest
 from podcast_pipeline.emulator import Emulator, EmulatorConfig
 
 API_VARS = ("ANCHOR_BASE_URL", "ANCHOR_WEBSTATION_ID", "ANCHOR_PW_S", "OP3_BASE_URL", "OP3_TOKEN",
-            "OP3_SHOW_UUID", "OP3_URL_PREFIX")
+            "OP3_SHOW_UUID", "OP3_URL_PREFIX", "SPOTIFY_SP_DC", "SPOTIFY_SP_KEY", "SPOTIFY_BACKEND",
+            "SPOTIFY_SHOW_URI", "SPOTIFY_ACCOUNTS_URL", "SPOTIFY_GRAPHQL_URL",
+            "SPOTIFY_LEGACY_API_URL")
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +87,22 @@ def test_reads_dotenv_in_the_working_directory(emu: Emulator, tmp_path: Path) ->
     code, lines, err = check(tmp_path, {})
     assert code == 0, err
     assert [line.split(" — ")[0] for line in lines] == ["anchor: ok", "op3: ok"]
+
+
+def test_graphql_backend_valid_then_dead_cookie(emu: Emulator, tmp_path: Path) -> None:
+    env = {k: v for k, v in emu.env.items() if k != "ANCHOR_PW_S"} | emu.graphql_env
+    code, lines, err = check(tmp_path, env)
+    assert code == 0, err
+    assert lines[0].startswith("anchor: ok") and "GraphQL backend" in lines[0]
+    emu.expire("spotify")
+    try:
+        code, lines, err = check(tmp_path, env)
+    finally:
+        emu.refresh("spotify")
+    assert code == 1
+    assert lines[0].startswith("anchor: EXPIRED")
+    for needed in ("login_required", "SPOTIFY_SP_DC", "sp_dc", "sp_key",
+                   "https://accounts.spotify.com"):
+        assert needed in lines[0], needed
+    pieces = [emu.dataset.sp_dc.split("emulator-", 1)[1], emu.dataset.sp_key.split("-", 1)[1]]
+    assert not [p for p in pieces if p in "\n".join(lines) + err]

@@ -23,6 +23,10 @@ from podcast_pipeline.analytics import models
 from podcast_pipeline.analytics.report import HTML_NAME, MIX_VALUES, episode_label, fmt
 from podcast_pipeline_tests.analytics_demo import DemoRun, clean_demo  # noqa: F401
 
+# The first test here may build the session's demo database (a 40-day demo): more than the
+# default per-test timeout on a busy machine.
+pytestmark = pytest.mark.timeout(1200)
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update"]

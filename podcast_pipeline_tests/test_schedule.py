@@ -11,6 +11,7 @@ from podcast_pipeline.errors import ConfigError
 from podcast_pipeline.partitions import START_DATE_ENV, daily_partitions
 from podcast_pipeline.schedules import (
     CREDENTIAL_ENV,
+    GRAPHQL_CREDENTIAL_ENV,
     LOOKBACK_ENV,
     SNAPSHOT_KEYS,
     WINDOWED_KEYS,
@@ -55,6 +56,8 @@ def _no_user_settings(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.delenv(var, raising=False)
     for var in CREDENTIAL_ENV.values():  # both sources in use unless a test says otherwise
         monkeypatch.setenv(var, "configured")
+    monkeypatch.setenv(GRAPHQL_CREDENTIAL_ENV, "configured")  # and Spotify's GraphQL backend
+    monkeypatch.delenv("SPOTIFY_BACKEND", raising=False)
 
 
 def test_one_run_of_every_asset_with_four_days_for_the_windowed_ones():
@@ -124,15 +127,22 @@ def test_runs_daily_at_six_utc():
 
 def test_only_configured_sources_are_refreshed(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("ANCHOR_PW_S")
+    monkeypatch.delenv(GRAPHQL_CREDENTIAL_ENV)
     request = only(tick(datetime(2026, 3, 10, 6, tzinfo=UTC)))
     assert {k.path[0] for k in request.asset_selection} == {"op3"}
     assert len(request.asset_selection) == sum(t.schema == "op3" for t in ALL_TABLES)
 
 
+def test_rest_backend_leaves_the_graphql_only_tables_out(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(GRAPHQL_CREDENTIAL_ENV)  # ANCHOR_PW_S alone: the REST backend
+    request = only(tick(datetime(2026, 3, 10, 6, tzinfo=UTC)))
+    assert {k.path[0] for k in request.asset_selection} == {"anchor", "op3"}
+
+
 def test_no_source_configured_skips_with_the_variables_named(monkeypatch: pytest.MonkeyPatch):
     from podcast_pipeline.definitions import build_definitions
 
-    for var in CREDENTIAL_ENV.values():
+    for var in (*CREDENTIAL_ENV.values(), GRAPHQL_CREDENTIAL_ENV):
         monkeypatch.delenv(var)
     defs = build_definitions()
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, 6, tzinfo=UTC),
@@ -140,3 +150,4 @@ def test_no_source_configured_skips_with_the_variables_named(monkeypatch: pytest
     data = defs.resolve_schedule_def("daily_refresh_schedule").evaluate_tick(context)
     assert not data.run_requests
     assert "ANCHOR_PW_S" in data.skip_message and "OP3_TOKEN" in data.skip_message
+    assert GRAPHQL_CREDENTIAL_ENV in data.skip_message

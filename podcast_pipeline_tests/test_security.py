@@ -54,7 +54,7 @@ DAYS = 3
 FAULTS = Faults(error_rate=0.10, rate_limit_rate=0.05, malformed_rate=0.05, seed=22)
 # The cookie dies mid-way through the ranged run, the token during it: most assets of
 # both APIs write rows and raw bodies first, then 401s, failed runs and alerts follow.
-EXPIRE_AFTER = {"anchor": 70, "op3": 6}  # answers of 200 through the proxy
+EXPIRE_AFTER = {"anchor": 70, "spotify": 70, "op3": 6}  # answers of 200 through the proxy
 
 
 def expire_after(emu: Emulator, limits: dict[str, int]) -> Rule:
@@ -63,7 +63,8 @@ def expire_after(emu: Emulator, limits: dict[str, int]) -> Rule:
     lock = threading.Lock()
 
     def rule(path: str, answer: Answer) -> Answer:
-        api = "anchor" if path.startswith("/pod/") else "op3"
+        api = "anchor" if path.startswith("/pod/") else "spotify" if \
+            path.startswith("/spotify/") else "op3"
         with lock:
             counts[api] += 1
             if counts[api] == limits[api]:
@@ -279,12 +280,15 @@ class Run:
     secrets: list[Secret]
 
 
-SCRUBBED_ENV = ("ANCHOR_", "OP3_", "DUCKDB_PATH", "DAGSTER_HOME", "PODCAST_PIPELINE_", "SLACK_")
+SCRUBBED_ENV = ("ANCHOR_", "OP3_", "SPOTIFY_", "DUCKDB_PATH", "DAGSTER_HOME", "PODCAST_PIPELINE_",
+                "SLACK_")
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    tmp = tmp_path_factory.mktemp("security")
+@pytest.fixture(scope="module", params=["rest", "graphql"])
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """One run per Spotify backend: REST (anchorpw_s) and GraphQL (sp_dc, sp_key, bearers)."""
+    backend = request.param
+    tmp = tmp_path_factory.mktemp(f"security-{backend}")
     home = tmp / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
@@ -294,14 +298,19 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     with Emulator(EmulatorConfig(seed=SEED), faults=FAULTS) as emu, Tamper(emu.url) as proxy:
         proxy.rewrite(r"^/", echo_secrets(emu, expire_after(emu, EXPIRE_AFTER)))
         env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_ENV)}
-        env.update(proxy.env(emu.env))
+        env.update(proxy.env(emu.env if backend == "rest" else
+                             {**emu.env, **emu.graphql_env}))
+        env["SPOTIFY_BACKEND"] = backend
         env.update({"DAYS": str(DAYS), "DUCKDB_PATH": str(tmp / "demo.duckdb"),
                     "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1",
                     "PODCAST_PIPELINE_ALERT_WEBHOOK_URL": webhook.url})
         proc = subprocess.run([sys.executable, str(driver)], cwd=tmp, env=env, text=True,
                               capture_output=True, timeout=300)
         secrets = [Secret("ANCHOR_PW_S", emu.env["ANCHOR_PW_S"]),
-                   Secret("OP3_TOKEN", emu.env["OP3_TOKEN"])]
+                   Secret("OP3_TOKEN", emu.env["OP3_TOKEN"]),
+                   Secret("SPOTIFY_SP_DC", emu.dataset.sp_dc),
+                   Secret("SPOTIFY_SP_KEY", emu.dataset.sp_key)]
+        secrets += [Secret(f"bearer {i}", b) for i, b in enumerate(emu.spotify.issued)]
         yield Run(emu, proxy, webhook, home, str(tmp / "demo.duckdb"), proc, secrets)
     webhook.close()
 
@@ -325,6 +334,8 @@ def test_the_run_exercised_faults_expiry_and_alerts(run: Run) -> None:
                                 ["***"]).fetchone()
     assert apis == {"anchor", "op3"}
     assert echoes > 10 and titles > 0  # the API echoed the credentials; all stored masked
+    if graphql(run):  # logins, bearers and the dead session all happened
+        assert run.emu.spotify.issued and faults["expired"] >= 1
     logs = [p for p in run.home.rglob("*") if p.suffix in (".out", ".err")]
     assert logs and list(run.home.rglob("history/runs/*.db"))
 
@@ -352,15 +363,29 @@ def test_no_secret_in_alert_payloads(run: Run) -> None:
         assert text_hits(body + json.dumps(headers), run.secrets) == []
 
 
+def graphql(run: Run) -> bool:
+    return any(r.api == "spotify" for r in run.emu.requests)
+
+
 def test_secrets_travel_only_in_the_cookie_or_authorization_header(run: Run) -> None:
-    cookie, token = (s.value for s in run.secrets)
+    cookie, token, sp_dc, sp_key = (s.value for s in run.secrets[:4])
+    bearers = set(run.emu.spotify.issued)
     exchanges = run.proxy.exchanges
-    assert {ex.path.split("/")[1] for ex in exchanges} == {"pod", "api"}
+    assert {ex.path.split("/")[1] for ex in exchanges} == (
+        {"spotify", "api"} if graphql(run) else {"pod", "api"})
     assert {200, 401} <= {ex.status for ex in exchanges}  # retries and expiry included
     for ex in exchanges:
         headers = {k.lower(): v for k, v in ex.headers.items()}
         assert text_hits(ex.path, run.secrets) == [], ex.path
-        if ex.path.startswith("/pod/api/proxy/v3/"):
+        if ex.path.startswith("/spotify/accounts/oauth2/"):  # the cookies, to accounts only
+            assert headers.get("cookie") == f"sp_dc={sp_dc}; sp_key={sp_key}"
+            assert "authorization" not in headers
+        elif ex.path.startswith("/spotify/accounts/"):  # the token exchange: neither
+            assert "cookie" not in headers and "authorization" not in headers
+        elif ex.path.startswith("/spotify/"):  # GraphQL and legacy: the bearer only
+            assert "cookie" not in headers
+            assert headers.get("authorization", "").removeprefix("Bearer ") in bearers
+        elif ex.path.startswith("/pod/api/proxy/v3/"):
             assert headers.get("cookie") == f"anchorpw_s={cookie}" and "authorization" not in headers
         else:
             assert ex.path.startswith("/api/1/"), ex.path
@@ -380,9 +405,12 @@ def test_secrets_travel_only_in_the_cookie_or_authorization_header(run: Run) -> 
 # from tables.py / warehouse.RAW_COLUMNS (checked by the identifier test below). To add one,
 # make sure it can only ever hold such identifiers; values go in as ``?`` parameters.
 SQL_NAMES = {"schema", "RAW_TABLE", "raw_cols", "raw_names", "raw_select", "col_list", "select_list",
-             "row"}
+             "row", "column_sql",
+             # analytics/quality.py: a tables.py column, a comma list of them
+             "column", "list_column", "group_by"}
 SQL_ATTRIBUTES = {"qualified"}
-SQL_BUILDERS = {"ddl", "add_column"}
+# analytics/models.py model_ddl: a model's declared columns around its own .sql file's text.
+SQL_BUILDERS = {"ddl", "add_column", "model_ddl"}
 SQL_METHODS = {"execute", "executemany", "sql", "query"}
 
 
@@ -431,6 +459,12 @@ def test_every_identifier_pasted_into_sql_is_a_plain_name() -> None:
     for table in ALL_TABLES:
         names |= {table.schema, table.name} | {c for c, _ in warehouse.table_columns(table)}
         types |= {t for _, t in warehouse.table_columns(table)}
+    from podcast_pipeline.analytics import models, quality
+
+    for model in models.MODELS:
+        names |= {models.SCHEMA, model.name} | {c.name for c in model.columns}
+        types |= {c.type for c in model.columns}
+    names |= {c for group in quality.FRACTION_GROUPS.values() for c in group}
     assert not [n for n in names if not IDENTIFIER.match(n)]
     assert not [t for t in types if not SQL_TYPE.match(t)]
     assert warehouse.RAW_TABLE == "raw.responses"

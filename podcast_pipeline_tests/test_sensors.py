@@ -403,3 +403,53 @@ def test_slack_channel_posts_through_dagster_slack_client(webhook: Receiver) -> 
     finally:
         slack.close()
         broken.close()
+
+
+# ---------------------------------------------------------------- the GraphQL backend
+def graphql_secret_pieces(emu: Emulator) -> list[str]:
+    ds = emu.dataset
+    return [ds.sp_dc.split("emulator-", 1)[1], ds.sp_key.split("emulator-", 1)[1]]
+
+
+def test_graphql_dead_cookie_mid_backfill_alerts_exactly_once(
+        emu: Emulator, webhook: Receiver, instance: dg.DagsterInstance, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    for key, value in emu.graphql_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("ANCHOR_PW_S")  # auto: the GraphQL backend, from its cookies alone
+    # The run logs in once (auth, token) and finds the show (getShowsForUser) once for all its
+    # steps: impressions takes 4 requests, plays 1, plays_by_app one a day; the 10th (its 5th
+    # day) meets the dead session: a 401, one silent login, login_required.
+    emu.set_faults(Faults(expire_after_requests=9, expire_apis=("spotify",)))
+
+    first = materialize(MID_BACKFILL, instance, tmp_path)
+    assert not first.success
+    failed = failures(first)
+    assert set(failed) == {"anchor__plays_by_app", "anchor__plays_by_gender"}
+    assert failed["anchor__plays_by_app"]["error_kind"] == "credentials_expired"
+    assert failed["anchor__plays_by_gender"]["status"] == -1  # failed fast, no call
+    spotify = [(r.endpoint, r.status) for r in emu.requests if r.api == "spotify"]
+    assert len(spotify) == 11 and [s for _, s in spotify].count(401) == 1
+    assert [e for e, _ in spotify].count("auth") == 2  # one login for the run, one retry
+    assert spotify[-2:] == [("getShowPlaysAndDownloadsPlatformsStats", 401), ("auth", 200)]
+    assert emu.stats()["faults"]["expired"] == 2  # the 401, then login_required
+
+    run_failure_sensor(instance, first.run_id, tmp_path)
+    second = materialize(MID_BACKFILL, instance, tmp_path)
+    assert not second.success
+    run_failure_sensor(instance, second.run_id, tmp_path)
+    assert "anchor: expired" in probe_tick(instance, tmp_path)
+    assert len(webhook.posts) == 1  # one expiry, one alert
+    alert = webhook.bodies()[0]
+    assert alert["api"] == "anchor" and alert["first_partition"] == RANGE[0]
+    for needed in ("SPOTIFY_SP_DC", "SPOTIFY_SP_KEY", "sp_dc", "sp_key",
+                   "https://accounts.spotify.com", "check-credentials"):
+        assert needed in alert["text"], needed
+    assert "anchorpw_s" not in alert["text"]
+    texts = [p["raw"] for p in webhook.posts] + [caplog.text]
+    for piece in graphql_secret_pieces(emu):
+        assert not [t for t in texts if piece in t]
+        for run_id in (first.run_id, second.run_id):
+            for record in instance.all_logs(run_id):
+                assert piece not in serialize_value(record)

@@ -84,8 +84,8 @@ def refuse_if_blocked(context: dg.AssetExecutionContext, upstream: list[dg.Asset
             metadata={"error_kind": "blocked_by_check", "failed_checks": "; ".join(failed)})
 
 
-def _preview(con: duckdb.DuckDBPyConnection, qualified: str) -> str:
-    cur = con.execute(f"SELECT * FROM {qualified} LIMIT {PREVIEW_ROWS}")
+def _preview(con: duckdb.DuckDBPyConnection, model: Model) -> str:
+    cur = con.execute(f"SELECT * FROM {model.qualified} LIMIT ?", [PREVIEW_ROWS])
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     return checks.markdown_table(rows) if rows else "(no rows)"
@@ -128,7 +128,7 @@ def _model_asset(model: Model) -> dg.AssetsDefinition:
         refuse_if_blocked(context, raw_deps(model))
         with context.resources.warehouse.writer(on_wait=context.log.info) as con:
             rows = models.build(con, model)
-            preview = _preview(con, model.qualified)
+            preview = _preview(con, model)
             unmatched = _unmatched(con) if model is models.EPISODE_MAP else None
         context.log.info(f"{model.qualified}: {rows} rows")
         metadata: dict[str, Any] = {

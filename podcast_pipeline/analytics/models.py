@@ -200,13 +200,19 @@ MODELS: tuple[Model, ...] = (EPISODE_MAP, SHOWS, DAILY_LISTENING, EPISODE_LAUNCH
 MODELS_BY_NAME = {m.name: m for m in MODELS}
 
 
+def model_ddl(model: Model) -> str:
+    """``CREATE OR REPLACE TABLE analytics.<name>`` as the model's SELECT (the text of its
+    .sql file in this package) cast to the declared columns: identifiers and our SQL only."""
+    select_list = ", ".join(f'CAST("{c.name}" AS {c.type}) AS "{c.name}"' for c in model.columns)
+    return (f"CREATE OR REPLACE TABLE {model.qualified} AS SELECT {select_list} FROM "
+            f"({model.sql}) AS model")
+
+
 def build(con: duckdb.DuckDBPyConnection, model: Model) -> int:
     """Replace ``analytics.<model>`` with the model's rows; returns the row count."""
     warehouse.ensure_schema(con)  # raw tables exist (empty) even before their first run
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    select = ", ".join(f'CAST("{c.name}" AS {c.type}) AS "{c.name}"' for c in model.columns)
-    con.execute(f"CREATE OR REPLACE TABLE {model.qualified} AS SELECT {select} FROM "
-                f"({model.sql}) AS model")
+    con.execute("CREATE SCHEMA IF NOT EXISTS analytics")
+    con.execute(model_ddl(model))
     [(rows,)] = con.execute(f"SELECT count(*) FROM {model.qualified}").fetchall()
     return int(rows)
 

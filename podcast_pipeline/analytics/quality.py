@@ -24,8 +24,10 @@ FRESH_DAYS = 2
 # BIGINT columns that are ids or offsets, not counts.
 NOT_COUNTS = frozenset({"episode_id", "hour_offset"})
 # Fraction groups: the rows whose fractions make up one whole.
-FRACTION_GROUPS = {"anchor.plays_by_geo_city": ("show_id", "partition_date", "country")}
-ROUNDED_SHARES = frozenset({"anchor.plays_by_geo", "anchor.plays_by_geo_city"})
+FRACTION_GROUPS = {"anchor.plays_by_geo_city": ("show_id", "partition_date", "country"),
+                   # countries, each country's regions, each region's cities: one whole each
+                   "spotify.geo": ("show_id", "partition_date", "level", "country", "region")}
+ROUNDED_SHARES = frozenset({"anchor.plays_by_geo", "anchor.plays_by_geo_city", "spotify.geo"})
 # Per-episode tables and the episode list their ids must appear in.
 ANCHOR_EPISODE_TABLES = ("anchor.episode_plays", "anchor.episode_performance",
                          "anchor.episode_aggregated_performance", "anchor.episode_metadata",
@@ -41,9 +43,8 @@ class Outcome:
     inconclusive: bool = False
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
-           ) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params or [])
+def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The rows of an executed query as dicts (dates as ISO text, for metadata)."""
     names = [d[0] for d in cur.description]
     return [dict(zip(names, (_plain(v) for v in row), strict=True)) for row in cur.fetchall()]
 
@@ -67,32 +68,38 @@ def count_columns(table: Table) -> list[tuple[str, bool]]:
 
 def counts_non_negative(con: duckdb.DuckDBPyConnection, table: Table) -> Outcome:
     cols = count_columns(table)
-    parts = [
-        f"SELECT show_id, partition_date, '{c}' AS column_name, "
-        f"CAST({'list_min(' + c + ')' if is_list else c} AS DOUBLE) AS value "
-        f"FROM {table.qualified} WHERE {'list_min(' + c + ')' if is_list else c} < 0"
-        for c, is_list in cols
-    ]
-    rows = _fetch(con, " UNION ALL ".join(parts) + f" ORDER BY partition_date LIMIT {MAX_ROWS}")
+    rows: list[dict[str, Any]] = []
+    for column, is_list in cols:  # column: a column name from tables.py
+        if is_list:  # e.g. weekly_downloads: its smallest element
+            cur = con.execute(
+                "SELECT show_id, partition_date, ? AS column_name, "
+                f"CAST(list_min({column}) AS DOUBLE) AS value FROM {table.qualified} "
+                f"WHERE list_min({column}) < 0 ORDER BY partition_date LIMIT ?", [column, MAX_ROWS])
+        else:
+            cur = con.execute(
+                "SELECT show_id, partition_date, ? AS column_name, "
+                f"CAST({column} AS DOUBLE) AS value FROM {table.qualified} "
+                f"WHERE {column} < 0 ORDER BY partition_date LIMIT ?", [column, MAX_ROWS])
+        rows += _dicts(cur)
     if rows:
+        rows.sort(key=lambda r: r["partition_date"])
         cols_bad = sorted({r["column_name"] for r in rows})
         return Outcome(False, f"negative values in {', '.join(cols_bad)} (first on "
-                              f"{rows[0]['partition_date']})", rows)
+                              f"{rows[0]['partition_date']})", rows[:MAX_ROWS])
     return Outcome(True, f"no negative value in {', '.join(c for c, _ in cols)}")
 
 
 def fractions_sum_to_one(con: duckdb.DuckDBPyConnection, table: Table) -> Outcome:
-    group = FRACTION_GROUPS.get(table.qualified, ("show_id", "partition_date"))
-    keys = ", ".join(group)
-    slack = (f" + {ROUNDING_SLACK} * count(*) FILTER (WHERE fraction >= 0.01)"
-             if table.qualified in ROUNDED_SHARES else "")
-    rows = _fetch(con, f"""
-        SELECT {keys}, round(sum(fraction), 6) AS total, count(*) AS rows_in_group,
-               CAST(round({FRACTION_TOLERANCE}{slack}, 6) AS DOUBLE) AS tolerance
-        FROM {table.qualified}
-        GROUP BY {keys}
-        HAVING count(fraction) > 0 AND abs(sum(fraction) - 1) > {FRACTION_TOLERANCE}{slack}
-        ORDER BY partition_date DESC LIMIT {MAX_ROWS}""")
+    group_by = ", ".join(FRACTION_GROUPS.get(table.qualified, ("show_id", "partition_date")))
+    slack = ROUNDING_SLACK if table.qualified in ROUNDED_SHARES else 0.0
+    rows = _dicts(con.execute(
+        f"SELECT {group_by}, round(sum(fraction), 6) AS total, count(*) AS rows_in_group, "
+        "round(? + ? * count(*) FILTER (WHERE fraction >= 0.01), 6) AS tolerance "
+        f"FROM {table.qualified} GROUP BY {group_by} "
+        "HAVING count(fraction) > 0 "
+        "AND abs(sum(fraction) - 1) > ? + ? * count(*) FILTER (WHERE fraction >= 0.01) "
+        "ORDER BY partition_date DESC LIMIT ?",
+        [FRACTION_TOLERANCE, slack, FRACTION_TOLERANCE, slack, MAX_ROWS]))
     if rows:
         first = rows[0]
         return Outcome(False, f"fractions of {first['partition_date']} sum to {first['total']}, "
@@ -102,13 +109,13 @@ def fractions_sum_to_one(con: duckdb.DuckDBPyConnection, table: Table) -> Outcom
                          f"{FRACTION_TOLERANCE}" + (" (+ rounding)" if slack else ""))
 
 
-def _episode_list(table: Table) -> tuple[str, str, str]:
-    """(list table, column in the list, column in ``table``) for the id rule."""
+def _episode_list(table: Table) -> tuple[Table, str, str]:
+    """(the episode list, its column, the column of ``table``) for the id rule."""
     if table.qualified == "op3.downloads":
-        return "op3.show", "episode_id", "episode_id"
+        return TABLES_BY_KEY["op3.show"], "episode_id", "episode_id"
     if table.qualified == "anchor.plays_by_episode":
-        return "anchor.episodes", "title", "episode_title"
-    return "anchor.episodes", "episode_id", "episode_id"
+        return TABLES_BY_KEY["anchor.episodes"], "title", "episode_title"
+    return TABLES_BY_KEY["anchor.episodes"], "episode_id", "episode_id"
 
 
 def applies_episode_ids(table: Table) -> bool:
@@ -118,27 +125,28 @@ def applies_episode_ids(table: Table) -> bool:
 def episode_ids_known(con: duckdb.DuckDBPyConnection, table: Table) -> Outcome:
     """Every episode id (titles for plays_by_episode) appears in the show's episode list,
     in any snapshot of it (an episode deleted since still has its history)."""
-    listing, list_col, col = _episode_list(table)
-    shows_without = _fetch(con, f"""
-        SELECT DISTINCT t.show_id FROM {table.qualified} t
-        WHERE NOT EXISTS (SELECT 1 FROM {listing} l WHERE l.show_id = t.show_id)""")
-    rows = _fetch(con, f"""
-        SELECT t.show_id, CAST(t.{col} AS VARCHAR) AS {col}, min(t.partition_date) AS first_day,
-               count(*) AS rows
-        FROM {table.qualified} t
-        WHERE t.{col} IS NOT NULL AND CAST(t.{col} AS VARCHAR) <> ''
-          AND EXISTS (SELECT 1 FROM {listing} l WHERE l.show_id = t.show_id)
-          AND NOT EXISTS (SELECT 1 FROM {listing} l
-                          WHERE l.show_id = t.show_id AND l.{list_col} = t.{col})
-        GROUP BY ALL ORDER BY first_day LIMIT {MAX_ROWS}""")
+    listing, list_column, column = _episode_list(table)  # columns from tables.py
+    shows_without = _dicts(con.execute(
+        f"SELECT DISTINCT t.show_id FROM {table.qualified} t "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {listing.qualified} l WHERE l.show_id = t.show_id)"))
+    rows = _dicts(con.execute(
+        f"SELECT t.show_id, CAST(t.{column} AS VARCHAR) AS value, "
+        "min(t.partition_date) AS first_day, count(*) AS rows "
+        f"FROM {table.qualified} t "
+        f"WHERE t.{column} IS NOT NULL AND CAST(t.{column} AS VARCHAR) <> '' "
+        f"AND EXISTS (SELECT 1 FROM {listing.qualified} l WHERE l.show_id = t.show_id) "
+        f"AND NOT EXISTS (SELECT 1 FROM {listing.qualified} l "
+        f"WHERE l.show_id = t.show_id AND l.{list_column} = t.{column}) "
+        "GROUP BY ALL ORDER BY first_day LIMIT ?", [MAX_ROWS]))
+    where = listing.qualified
     if rows:
-        return Outcome(False, f"{len(rows)} {col} value(s) not in {listing}, e.g. "
-                              f"{rows[0][col]} (first on {rows[0]['first_day']})", rows)
+        return Outcome(False, f"{len(rows)} {column} value(s) not in {where}, e.g. "
+                              f"{rows[0]['value']} (first on {rows[0]['first_day']})", rows)
     if shows_without:
         ids = ", ".join(r["show_id"] for r in shows_without)
-        return Outcome(False, f"no {listing} snapshot for show(s) {ids} yet: materialize "
-                              f"{listing.replace('.', '/')} to check the ids", [], inconclusive=True)
-    return Outcome(True, f"every {col} is in {listing}")
+        return Outcome(False, f"no {where} snapshot for show(s) {ids} yet: materialize "
+                              f"{where.replace('.', '/')} to check the ids", [], inconclusive=True)
+    return Outcome(True, f"every {column} is in {where}")
 
 
 def days_with_rows(con: duckdb.DuckDBPyConnection, table: Table) -> dict[str, set[date]]:
@@ -186,10 +194,11 @@ def downloads_match_counts(con: duckdb.DuckDBPyConnection,
     against the downloads stored for the same days: the 4 weekly sums (days asof-27..asof
     in 7-day weeks), the 30-day total (asof-29..asof) and the days its ``days`` string marks
     '0', each compared only when every one of its days is covered."""
-    snapshots = _fetch(con, """
-        SELECT show_id, "asof", "days", monthly_downloads, weekly_downloads
+    snapshots = _dicts(con.execute("""
+        SELECT show_id, strftime(timezone('UTC', computed_at), '%Y-%m-%d') AS asof, "days",
+               monthly_downloads, weekly_downloads
         FROM op3.show_download_counts
-        QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id)""")
+        QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id)"""))
     if not snapshots:
         return Outcome(True, "nothing to compare yet: no op3.show_download_counts snapshot")
     per_day = {(s, d): n for s, d, n in con.execute(

@@ -52,56 +52,91 @@ def report_dir(database: str) -> Path:
 
 # ---- the queries: one per chart or table, all over analytics.* --------------------------
 
-SHOWS_SQL = "SELECT show_id, coalesce(title, show_id) AS title FROM analytics.shows ORDER BY show_id"
-DAILY_SQL = """
-    SELECT day, spotify_plays, all_platform_plays_and_downloads, op3_downloads,
-           spotify_plays_avg_7d, op3_downloads_avg_7d
-    FROM analytics.daily_listening WHERE show_id = ? ORDER BY day"""
-TOTALS_SQL = """
-    SELECT count(*) AS days, max(day) AS last_day,
-           sum(spotify_plays) AS spotify_plays, sum(op3_downloads) AS op3_downloads
-    FROM analytics.daily_listening
-    WHERE show_id = ? AND day > (SELECT max(day) FROM analytics.daily_listening
-                                 WHERE show_id = ?) - ?"""
-LAUNCH_SQL = """
-    SELECT title, release_date, spotify_plays_1d, spotify_plays_7d, spotify_plays_30d,
-           spotify_plays_90d, op3_downloads_1d, op3_downloads_7d, op3_downloads_30d,
-           op3_downloads_90d, spotify_rank_7d, op3_rank_7d
-    FROM analytics.episode_launch WHERE show_id = ?
-    ORDER BY release_date DESC, title"""
-LAUNCH_CHART_SQL = """
-    SELECT title, release_date, spotify_plays_7d, op3_downloads_7d
-    FROM analytics.episode_launch
-    WHERE show_id = ? AND (spotify_plays_7d IS NOT NULL OR op3_downloads_7d IS NOT NULL)
-    ORDER BY release_date"""
-TOP_SQL = f"""
-    SELECT spotify_rank, title, release_date, spotify_plays, op3_downloads,
-           average_listen_seconds, median_listen_seconds, still_listening_at_50pct,
-           still_listening_at_100pct
-    FROM analytics.episode_leaderboard WHERE show_id = ?
-    ORDER BY spotify_rank NULLS LAST, op3_rank NULLS LAST, title LIMIT {TOP_EPISODES}"""
-# Shares over every day the model holds (Spotify's countries: its all-time snapshot).
-MIX_SQL = f"""
-    WITH d AS (
-        SELECT value, sum(spotify_count) AS spotify, sum(op3_count) AS op3
-        FROM analytics.audience_mix
-        WHERE show_id = ? AND dimension = ? AND period = 'day' GROUP BY value
-        UNION ALL
-        SELECT value, sum(spotify_count), NULL
-        FROM analytics.audience_mix
-        WHERE show_id = ? AND dimension = ? AND period = 'all_time' GROUP BY value
-    ),
-    v AS (SELECT value, sum(spotify) AS spotify, sum(op3) AS op3 FROM d GROUP BY value)
-    SELECT value, 100 * spotify / sum(spotify) OVER () AS spotify_percent,
-           100 * op3 / sum(op3) OVER () AS op3_percent
-    FROM v ORDER BY coalesce(spotify_percent, 0) + coalesce(op3_percent, 0) DESC, value
-    LIMIT {MIX_VALUES}"""
-RETENTION_SQL = """
-    SELECT spotify_episode_id, any_value(title) AS title, any_value(release_date) AS release_date,
-           list(sample_second / 60.0 ORDER BY sample_second) AS minutes,
-           list(percent_of_start ORDER BY sample_second) AS percent
-    FROM analytics.episode_retention WHERE show_id = ? AND percent_of_start IS NOT NULL
-    GROUP BY spotify_episode_id ORDER BY spotify_episode_id"""
+Rows = list[dict[str, Any]]
+
+
+def _rows(cur: duckdb.DuckDBPyConnection) -> Rows:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def q_shows(con: duckdb.DuckDBPyConnection) -> Rows:
+    return _rows(con.execute("SELECT show_id, coalesce(title, show_id) AS title "
+                             "FROM analytics.shows ORDER BY show_id"))
+
+
+def q_daily(con: duckdb.DuckDBPyConnection, show: str) -> Rows:
+    return _rows(con.execute("""
+        SELECT day, spotify_plays, all_platform_plays_and_downloads, op3_downloads,
+               spotify_plays_avg_7d, op3_downloads_avg_7d
+        FROM analytics.daily_listening WHERE show_id = ? ORDER BY day""", [show]))
+
+
+def q_totals(con: duckdb.DuckDBPyConnection, show: str, days: int) -> dict[str, Any]:
+    """Sums over the last ``days`` days the model holds for the show (fewer if it holds fewer)."""
+    return _rows(con.execute("""
+        SELECT count(*) AS days, max(day) AS last_day,
+               sum(spotify_plays) AS spotify_plays, sum(op3_downloads) AS op3_downloads
+        FROM analytics.daily_listening
+        WHERE show_id = ? AND day > (SELECT max(day) FROM analytics.daily_listening
+                                     WHERE show_id = ?) - ?""", [show, show, days]))[0]
+
+
+def q_launch(con: duckdb.DuckDBPyConnection, show: str) -> Rows:
+    return _rows(con.execute("""
+        SELECT title, release_date, spotify_plays_1d, spotify_plays_7d, spotify_plays_30d,
+               spotify_plays_90d, op3_downloads_1d, op3_downloads_7d, op3_downloads_30d,
+               op3_downloads_90d, spotify_rank_7d, op3_rank_7d
+        FROM analytics.episode_launch WHERE show_id = ?
+        ORDER BY release_date DESC, title""", [show]))
+
+
+def q_launch_chart(con: duckdb.DuckDBPyConnection, show: str) -> Rows:
+    return _rows(con.execute("""
+        SELECT title, release_date, spotify_plays_7d, op3_downloads_7d
+        FROM analytics.episode_launch
+        WHERE show_id = ? AND (spotify_plays_7d IS NOT NULL OR op3_downloads_7d IS NOT NULL)
+        ORDER BY release_date""", [show]))
+
+
+def q_top(con: duckdb.DuckDBPyConnection, show: str) -> Rows:
+    return _rows(con.execute("""
+        SELECT spotify_rank, title, release_date, spotify_plays, op3_downloads,
+               average_listen_seconds, median_listen_seconds, still_listening_at_50pct,
+               still_listening_at_100pct
+        FROM analytics.episode_leaderboard WHERE show_id = ?
+        ORDER BY spotify_rank NULLS LAST, op3_rank NULLS LAST, title LIMIT ?""",
+        [show, TOP_EPISODES]))
+
+
+def q_mix(con: duckdb.DuckDBPyConnection, show: str, dimension: str) -> Rows:
+    """Shares over every day the model holds (Spotify's countries: its all-time snapshot)."""
+    return _rows(con.execute("""
+        WITH d AS (
+            SELECT value, sum(spotify_count) AS spotify, sum(op3_count) AS op3
+            FROM analytics.audience_mix
+            WHERE show_id = $show AND dimension = $dimension AND period = 'day' GROUP BY value
+            UNION ALL
+            SELECT value, sum(spotify_count), NULL
+            FROM analytics.audience_mix
+            WHERE show_id = $show AND dimension = $dimension AND period = 'all_time'
+            GROUP BY value
+        ),
+        v AS (SELECT value, sum(spotify) AS spotify, sum(op3) AS op3 FROM d GROUP BY value)
+        SELECT value, 100 * spotify / sum(spotify) OVER () AS spotify_percent,
+               100 * op3 / sum(op3) OVER () AS op3_percent
+        FROM v ORDER BY coalesce(spotify_percent, 0) + coalesce(op3_percent, 0) DESC, value
+        LIMIT $top""", {"show": show, "dimension": dimension, "top": MIX_VALUES}))
+
+
+def q_retention(con: duckdb.DuckDBPyConnection, show: str) -> Rows:
+    return _rows(con.execute("""
+        SELECT spotify_episode_id, any_value(title) AS title,
+               any_value(release_date) AS release_date,
+               list(sample_second / 60.0 ORDER BY sample_second) AS minutes,
+               list(percent_of_start ORDER BY sample_second) AS percent
+        FROM analytics.episode_retention WHERE show_id = ? AND percent_of_start IS NOT NULL
+        GROUP BY spotify_episode_id ORDER BY spotify_episode_id""", [show]))
 
 
 @dataclass
@@ -110,12 +145,6 @@ class Written:
     csv: dict[str, Path] = field(default_factory=dict)
     summary: str = ""
     charts: int = 0
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def episode_label(title: str | None, release_date: Any) -> str:
@@ -168,7 +197,7 @@ class _Page:
 
 
 def _daily(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
-    rows = _rows(con, DAILY_SQL, [show])
+    rows = q_daily(con, show)
     page.add("<h2>Daily listening</h2>")
     if not rows:
         page.add("<p class='empty'>No daily numbers yet.</p>")
@@ -189,7 +218,7 @@ def _daily(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> 
                     name="OP3, 7-day average", mode="lines", line_color=OP3)
     fig.update_layout(barmode="group", yaxis_title="per UTC day")
     page.chart(fig, f"daily-{sid}")
-    totals = [_rows(con, TOTALS_SQL, [show, show, n])[0] for n in (7, 28)]
+    totals = [q_totals(con, show, n) for n in (7, 28)]
     page.add(_table(f"totals-{sid}", ["Days", "Up to", "Spotify plays", "OP3 downloads"],
                     [[str(t["days"]), fmt(t["last_day"]), fmt(t["spotify_plays"]),
                       fmt(t["op3_downloads"])] for t in totals],
@@ -199,7 +228,7 @@ def _daily(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> 
 
 def _launch(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
     page.add("<h2>Episode launches: the first days after release</h2>")
-    chart = _rows(con, LAUNCH_CHART_SQL, [show])
+    chart = q_launch_chart(con, show)
     if chart:
         labels = [episode_label(r["title"], r["release_date"]) for r in chart]
         fig = go.Figure()
@@ -211,7 +240,7 @@ def _launch(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) ->
         page.chart(fig, f"launch-{sid}")
     else:
         page.add("<p class='empty'>No episode has 7 days of data since its release yet.</p>")
-    rows = _rows(con, LAUNCH_SQL, [show])
+    rows = q_launch(con, show)
     page.add(_table(
         f"launch-table-{sid}",
         ["Episode", "Released", "Spotify 1d", "7d", "30d", "90d", "OP3 1d", "7d", "30d", "90d",
@@ -227,7 +256,7 @@ def _launch(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) ->
 
 def _top(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
     page.add("<h2>Top episodes</h2>")
-    rows = _rows(con, TOP_SQL, [show])
+    rows = q_top(con, show)
     if not rows:
         page.add("<p class='empty'>No episodes yet.</p>")
         return
@@ -258,7 +287,7 @@ def _mix(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> No
              "reports countries for all time only, as names (OP3: ISO codes); the two name "
              "devices differently.</p><div class='grid'>")
     for dim in DIMENSIONS:
-        rows = _rows(con, MIX_SQL, [show, dim, show, dim])
+        rows = q_mix(con, show, dim)
         if not rows:
             continue
         values = [r["value"] for r in rows]
@@ -278,7 +307,7 @@ def _mix(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> No
 
 def _retention(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
     page.add("<h2>Retention: how far into an episode people listen</h2>")
-    rows = _rows(con, RETENTION_SQL, [show])
+    rows = q_retention(con, show)
     if not rows:
         page.add("<p class='empty'>No retention curves yet.</p>")
         return
@@ -318,7 +347,7 @@ def render(con: duckdb.DuckDBPyConnection) -> tuple[str, int, str]:
             "--select 'group:analytics'`, or `podcast-pipeline report --build-models`)")
     page = _Page()
     summary = []
-    shows = _rows(con, SHOWS_SQL, [])
+    shows = q_shows(con)
     for i, s in enumerate(shows):
         show, sid = s["show_id"], f"s{i}"
         page.add(f"<section class='show' id='show-{sid}'><h1>{html.escape(s['title'])}</h1>"
@@ -329,8 +358,8 @@ def render(con: duckdb.DuckDBPyConnection) -> tuple[str, int, str]:
         _mix(page, con, show, sid)
         _retention(page, con, show, sid)
         page.add("</section>")
-        week = _rows(con, TOTALS_SQL, [show, show, 7])[0]
-        top = _rows(con, TOP_SQL, [show])
+        week = q_totals(con, show, 7)
+        top = q_top(con, show)
         summary.append(
             f"**{s['title']}**: last {week['days']} days up to {fmt(week['last_day'])}: "
             f"{fmt(week['spotify_plays'])} Spotify plays, {fmt(week['op3_downloads'])} OP3 "
@@ -371,9 +400,8 @@ def write_report(con: duckdb.DuckDBPyConnection, out_dir: Path) -> Written:
     for model in models.MODELS:
         path = (out_dir / f"{model.name}.csv").resolve()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        literal = str(tmp).replace("'", "''")
         try:
-            con.execute(f"COPY (SELECT * FROM {model.qualified}) TO '{literal}' (HEADER, DELIMITER ',')")
+            con.table(model.qualified).write_csv(str(tmp), header=True)
             os.replace(tmp, path)  # a reader never sees half a file
         finally:
             tmp.unlink(missing_ok=True)

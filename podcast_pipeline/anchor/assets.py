@@ -35,7 +35,7 @@ SOURCE = Source(
     api="anchor",
     resource_key="anchor",
     kinds=frozenset({"python", "spotify", "duckdb"}),
-    show_id=lambda settings: settings.webstation_id,
+    show_id=lambda settings: settings.show_key(),  # either backend's settings
     # Per-episode assets take the published episodes of the latest anchor.episodes snapshot.
     episode_list=TABLES_BY_KEY["anchor.episodes"],
 )

@@ -80,6 +80,7 @@ class AnchorClient(ClientBase):
     """Spotify for Creators analytics for one show (web station id + ``anchorpw_s`` cookie)."""
 
     api = "anchor"
+    backend = "rest"
 
     def __init__(self, settings: AnchorSettings, *, retry: RetryPolicy | None = None,
                  recorder: Recorder | None = None, stats: CallStats | None = None,
@@ -97,6 +98,10 @@ class AnchorClient(ClientBase):
     @classmethod
     def from_env(cls, **kw: Any) -> AnchorClient:
         return cls(AnchorSettings.from_env(), **kw)
+
+    def show_id(self) -> str:
+        """The warehouse's key for the show (the GraphQL client uses the same one if set)."""
+        return self.settings.webstation_id
 
     # ------------------------------------------------------------------ plumbing
     def _json(self, endpoint: str, path: str, params: Mapping[str, Any] | None = None,
@@ -304,15 +309,20 @@ class AnchorClient(ClientBase):
         """The episode's overview as one row."""
         body = self._json("episode_metadata", f"/episodes/{int(episode_id)}/overview",
                           {"returnWebIds": "true"}, validate=_validate_object)
-        item = dict(body)
-        item.setdefault("publishOnUnixTimestamp", item.get("publishOn"))
-        item.setdefault("createdUnixTimestamp", item.get("created"))
-        audios = item.get("episodeAudios")
-        first = audios[0] if isinstance(audios, list) and audios else None
-        df, extras = snake_keys([item], OVERVIEW_FIELDS, skip=OVERVIEW_CONSUMED)
-        df.insert(0, "episode_id", [int(episode_id)])
-        df["audio_url"] = [first.get("url") if isinstance(first, dict) else None]
-        return conform(df, table("anchor", "episode_metadata"), "episode_metadata", extras)
+        return overview_frame(int(episode_id), body)
+
+
+def overview_frame(episode_id: int, body: Mapping[str, Any]) -> pd.DataFrame:
+    """An episode overview body (REST proxy or the legacy host) → anchor.episode_metadata."""
+    item = dict(body)
+    item.setdefault("publishOnUnixTimestamp", item.get("publishOn"))
+    item.setdefault("createdUnixTimestamp", item.get("created"))
+    audios = item.get("episodeAudios")
+    first = audios[0] if isinstance(audios, list) and audios else None
+    df, extras = snake_keys([item], OVERVIEW_FIELDS, skip=OVERVIEW_CONSUMED)
+    df.insert(0, "episode_id", [int(episode_id)])
+    df["audio_url"] = [first.get("url") if isinstance(first, dict) else None]
+    return conform(df, table("anchor", "episode_metadata"), "episode_metadata", extras)
 
 
 # ---------------------------------------------------------------------- helpers

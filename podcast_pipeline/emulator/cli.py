@@ -86,7 +86,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="credentials answer 401 from this ISO time with offset, e.g. "
                         "2026-01-01T00:00:00Z (default never)")
     f.add_argument("--expire-apis", nargs="+", choices=APIS, default=list(APIS),
-                   help="APIs whose credential expires (default both)")
+                   help="APIs whose credential expires: anchor (REST), op3, spotify (the "
+                         "GraphQL login; default all)")
     f.add_argument("--malformed-rate", type=float, default=0.0,
                    help="share of 200 answers whose body is broken (default 0)")
     f.add_argument("--malformed-kind", choices=("truncated", "html", "mixed"), default="mixed",
@@ -97,6 +98,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     f.add_argument("--apply-to", nargs="+", default=None, metavar="NAME",
                    help="limit faults to these endpoints (e.g. plays downloads) or APIs "
                         "(anchor op3); default all")
+    f.add_argument("--bearer-ttl", type=float, default=None, metavar="SECONDS",
+                   help="lifetime of a Spotify GraphQL bearer (default 3600, as live); an "
+                        "expired one answers 401")
+    f.add_argument("--data-fetching-rate", type=float, default=0.0,
+                   help="share of GraphQL geo region/city answers nulled by a "
+                        "DataFetchingException (default 0)")
     p.set_defaults(func=run)  # `podcast-pipeline emulator` dispatches on args.func
     return p
 
@@ -123,11 +130,12 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         expire_after_requests=args.expire_after_requests, expire_at=args.expire_at,
         expire_apis=tuple(args.expire_apis), malformed_rate=args.malformed_rate,
         malformed_kind=args.malformed_kind, seed=args.fault_seed,
-        apply_to=frozenset(args.apply_to) if args.apply_to else None)
+        apply_to=frozenset(args.apply_to) if args.apply_to else None,
+        bearer_ttl=args.bearer_ttl, data_fetching_rate=args.data_fetching_rate)
 
 
 def export_lines(emu: Emulator, database: str, pid: int) -> str:
-    env = {**emu.env, "DUCKDB_PATH": database, "EMULATOR_PID": str(pid)}
+    env = {**emu.all_env, "DUCKDB_PATH": database, "EMULATOR_PID": str(pid)}
     return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
 
 
@@ -184,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         _write_env_file(args.env_file, text)
     sys.stdout.write(text)
     sys.stdout.flush()
-    print(f"emulator serving Anchor + OP3 on {emu.url} (fake credentials; Ctrl-C to stop)",
+    print(f"emulator serving Anchor (REST + GraphQL) + OP3 on {emu.url} (fake credentials; Ctrl-C to stop)",
           file=sys.stderr)
     _stop_on_sigterm()
     try:

@@ -220,6 +220,11 @@ class Dataset:
         self._anchor: dict[date, AnchorDay] = {}
         self._op3: dict[date, Op3Day] = {}
         self._perf: dict[int, list[int]] = {}
+        self._spotify: dict[date, dict[int, tuple[int, int, int]]] = {}
+        # The Spotify login cookies of the GraphQL backend, fixed per seed like the others.
+        srng = random.Random(f"{config.seed}:spotify-ids")
+        self.sp_dc = f"emulator-{_hex(srng, 24)}"
+        self.sp_key = f"emulator-{_hex(srng, 18)}"
 
     # ---- episodes -------------------------------------------------------------------
     def _make_episodes(self, rng: random.Random) -> list[Episode]:
@@ -335,6 +340,25 @@ class Dataset:
             day = self.anchor_day(d)
             total.update(day.cities.get(country or "", Counter()) if kind == "city" else day.categories[kind])
         return total
+
+    def spotify_day(self, d: date) -> dict[int, tuple[int, int, int]]:
+        """GraphQL-only numbers of day ``d`` per episode: (Spotify plays, streams, downloads).
+
+        Plays are the REST backend's plays (the same Spotify-only counts); streams (60 s+)
+        are a share of them; downloads happen off Spotify, so they add to "plays + downloads".
+        """
+        with self._lock:
+            hit = self._spotify.get(d)
+        if hit is not None:
+            return hit
+        rng = random.Random(f"{self.config.seed}:spotify:{d.isoformat()}")
+        out = {}
+        for eid, plays in sorted(self.anchor_day(d).plays.items()):
+            streams = sum(rng.random() < 0.78 for _ in range(plays))
+            out[eid] = (plays, streams, _poisson(rng, plays * 0.6))
+        with self._lock:
+            self._spotify[d] = out
+        return out
 
     def unique_listeners(self) -> int:
         return round(self.total_plays() * 0.31)

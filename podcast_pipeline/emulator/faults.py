@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-APIS = ("anchor", "op3")
+APIS = ("anchor", "op3", "spotify")  # spotify: the GraphQL backend's hosts
 MalformedKind = Literal["truncated", "html", "mixed"]
 
 
@@ -31,12 +31,16 @@ class Faults:
     malformed_kind: MalformedKind = "mixed"
     seed: int = 0
     apply_to: frozenset[str] | None = None  # endpoint names (or api names); None = all
+    bearer_ttl: float | None = None  # seconds a Spotify bearer lives (None: 3600, as live)
+    data_fetching_rate: float = 0.0  # share of geo region/city answers nulled by Spotify
 
     def __post_init__(self) -> None:
         if self.expire_at is not None and self.expire_at.tzinfo is None:
             raise ValueError("Faults.expire_at must be timezone-aware")
         if self.malformed_kind not in ("truncated", "html", "mixed"):
             raise ValueError(f"bad malformed_kind {self.malformed_kind!r}")
+        if self.bearer_ttl is not None and not self.bearer_ttl > 0:
+            raise ValueError("Faults.bearer_ttl must be positive seconds")
         bad = set(self.expire_apis) - set(APIS)
         if bad:
             raise ValueError(f"unknown expire_apis {sorted(bad)}")
@@ -134,6 +138,13 @@ class FaultEngine:
             jitter = self._rng.uniform(0, f.jitter_ms) if f.jitter_ms > 0 else 0.0
         time.sleep((f.latency_ms + jitter) / 1000)
         return True
+
+    def chance(self, rate: float) -> bool:
+        """One extra draw for a fault only some requests can have (a nulled geo field)."""
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate
 
     def draw(self) -> Decision:
         f = self.faults

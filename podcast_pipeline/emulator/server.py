@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from . import anchor_api, op3_api
+from . import anchor_api, op3_api, spotify_api
 from .common import Response, compact
 from .data import Dataset, EmulatorConfig
 from .faults import APIS, LOGIN_PAGE, FaultEngine, Faults, truncate
@@ -29,7 +29,7 @@ CLOUDFLARE_PAGE = (b"<!DOCTYPE html><html><head><title>Just a moment...</title><
 class RequestRecord:
     """One request as seen by the emulator. Credentials are masked as ``***``."""
 
-    api: str  # "anchor" | "op3" | "other"
+    api: str  # "anchor" | "op3" | "spotify" | "other"
     endpoint: str
     method: str
     path_with_query: str
@@ -62,6 +62,7 @@ class Emulator:
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.config = config or EmulatorConfig()
         self.dataset = Dataset(self.config)
+        self.spotify = spotify_api.SpotifyBackend(self.dataset)
         self._engine = FaultEngine(faults or Faults())
         self._host, self._port = host, port
         self._lock = threading.Lock()
@@ -145,6 +146,23 @@ class Emulator:
         }
 
     @property
+    def graphql_env(self) -> dict[str, str]:
+        """The Spotify GraphQL backend's variables (set beside ``env``, they select it)."""
+        ds = self.dataset
+        return {
+            "SPOTIFY_SP_DC": ds.sp_dc,
+            "SPOTIFY_SP_KEY": ds.sp_key,
+            "SPOTIFY_ACCOUNTS_URL": self.url + spotify_api.ACCOUNTS_PREFIX,
+            "SPOTIFY_GRAPHQL_URL": self.url + spotify_api.GRAPHQL_PATH,
+            "SPOTIFY_LEGACY_API_URL": self.url + spotify_api.LEGACY_PREFIX,
+        }
+
+    @property
+    def all_env(self) -> dict[str, str]:
+        """Every variable: what ``podcast-pipeline emulator`` prints as export lines."""
+        return {**self.env, **self.graphql_env}
+
+    @property
     def faults(self) -> Faults:
         return self._engine.faults
 
@@ -154,6 +172,12 @@ class Emulator:
 
     def expire(self, api: str) -> None:
         self._engine.expire(api)
+        if api == "spotify":  # the session ended: its bearers die with it
+            self.spotify.revoke_bearers()
+
+    def revoke_bearers(self) -> None:
+        """Every Spotify bearer now answers 401 (the cookies stay valid): a silent re-login."""
+        self.spotify.revoke_bearers()
 
     def refresh(self, api: str) -> None:
         self._engine.refresh(api)
@@ -201,6 +225,9 @@ class Emulator:
             api, sub = "op3", path[len(op3_api.PREFIX):]
             endpoint = op3_api.endpoint_name(sub)
             resp = self._op3(method, sub, params, raw_query, headers, endpoint, faults)
+        elif path.startswith("/spotify/"):
+            api = "spotify"
+            endpoint, resp = self._spotify(method, path, dict(params), headers, body, faults)
         else:
             api, endpoint = "other", "unknown"
             resp = Response(404, b"Not Found", "text/plain; charset=utf-8")
@@ -245,6 +272,60 @@ class Emulator:
             return anchor_api.server_error(dec.error_status)
         resp = anchor_api.handle(ds, method, sub, dict(params))
         return self._post(resp, "anchor", dec.malformed if dec else None, faults)
+
+    def _spotify(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
+                 body: bytes, faults: list[str]) -> tuple[str, Response]:
+        sp = self.spotify
+        accounts, legacy = spotify_api.ACCOUNTS_PREFIX, spotify_api.LEGACY_PREFIX
+        if path == accounts + "/oauth2/v2/auth":
+            endpoint = "auth"
+        elif path == accounts + "/api/token":
+            endpoint = "token"
+        elif path == spotify_api.GRAPHQL_PATH:
+            endpoint = _operation_name(body)
+        elif path.startswith(legacy + "/"):
+            endpoint = "legacyOverview"
+        else:
+            return "unknown", Response(404, b"Not Found", "text/plain; charset=utf-8")
+        expired, applies = self._pre("spotify", endpoint, faults)
+        if expired:
+            sp.revoke_bearers()
+        if endpoint == "auth":
+            if method != "GET":
+                return endpoint, Response(405, b"", "text/plain")
+            if expired:
+                faults.append("expired")
+            return endpoint, sp.auth_page(query, headers.get("Cookie", ""), expired)
+        if endpoint == "token":
+            if method != "POST":
+                return endpoint, Response(405, b"", "text/plain")
+            return endpoint, sp.token(body, self.faults.bearer_ttl)
+        if not sp.bearer_ok(headers.get("Authorization", "")):
+            if expired:
+                faults.append("expired")
+            return endpoint, spotify_api.unauthorized()
+        dec = self._engine.draw() if applies else None
+        if dec and dec.rate_limit:
+            faults.append("rate_limit")
+            return endpoint, anchor_api.rate_limited(self._engine.faults.retry_after)
+        if dec and dec.error_status:
+            faults.append("error")
+            return endpoint, anchor_api.server_error(dec.error_status)
+        if endpoint == "legacyOverview":
+            resp = spotify_api.legacy(self.dataset, method, path[len(legacy):])
+        elif method != "POST":
+            resp = Response(405, b"", "text/plain")
+        else:
+            rate = self.faults.data_fetching_rate if applies else 0.0
+
+            def geo_fails() -> bool:
+                if self._engine.chance(rate):
+                    faults.append("data_fetching")
+                    return True
+                return False
+
+            endpoint, resp = sp.graphql(body, geo_fails)
+        return endpoint, self._post(resp, "spotify", dec.malformed if dec else None, faults)
 
     def _op3(self, method: str, sub: str, params: list[tuple[str, str]], raw_query: str,
              headers: dict[str, str], endpoint: str, faults: list[str]) -> Response:
@@ -292,6 +373,9 @@ class Emulator:
             if sub == "/faults" and method == "POST":
                 self.set_faults(Faults.from_json(json.loads(body or b"{}")))
                 return ok(self.faults.to_json())
+            if sub == "/revoke-bearers" and method == "POST":
+                self.revoke_bearers()
+                return ok({"ok": True})
             if sub == "/reset" and method == "POST":
                 self.reset_stats()
                 return ok({"ok": True})
@@ -302,6 +386,14 @@ class Emulator:
         except (ValueError, TypeError) as e:
             return Response(400, compact({"error": str(e)}), "application/json")
         return Response(404, compact({"error": "unknown control endpoint"}), "application/json")
+
+
+def _operation_name(body: bytes) -> str:
+    try:
+        name = json.loads(body or b"null").get("operationName")
+    except (ValueError, AttributeError):
+        return "unknown"
+    return name if isinstance(name, str) and name.isidentifier() else "unknown"
 
 
 def _cookie(header: str, name: str) -> str | None:

@@ -1,0 +1,1 @@
+"""Spotify for Creators over GraphQL: cookie → bearer login, persisted queries, parsing."""
