@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="show Dagster's own INFO log too (off: one line per asset)")
     demo.add_argument("--broken-fraction", choices=BREAKDOWNS, default=None,
                       help="bad data on purpose: this Anchor breakdown sums to 1.25 on the last "
+                           "(GraphQL backend: app and device only) "
                            "day, so its blocking check fails and the models over it are not rebuilt")
     _add_backend(demo)
     demo.set_defaults(func=_demo)

@@ -574,8 +574,10 @@ def test_a_range_backfill_of_every_asset_stores_snapshots_only_under_today(
     start = end - timedelta(days=2)
     db = tmp_path / "all.duckdb"
     point_env_at(monkeypatch, emu, db)
+    # The REST backend here: spotify.* (GraphQL only) is left out, as the schedule does.
     result = build_definitions().resolve_job_def("daily_refresh").execute_in_process(
-        tags=range_tags(start, end), instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        tags=range_tags(start, end), instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        asset_selection=[dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES])
     assert result.success, failures(result)
     today = ds.yesterday + timedelta(days=1)
     for table in ALL_TABLES:

@@ -68,6 +68,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="serve /redirect-logs itself (documented v0.0.3) instead of a 308 to /hits")
     p.add_argument("--broken-fraction", choices=BREAKDOWNS, default=None,
                    help="bad data on purpose: this Anchor breakdown sums to 1.25 on the last "
+                        "(GraphQL backend: app and device only) "
                         "data day, so the fractions_sum_to_one check fails and blocks the models")
     f = p.add_argument_group("faults")
     f.add_argument("--latency-ms", type=float, default=0.0,

@@ -392,7 +392,10 @@ def _platforms(b: SpotifyBackend, v: dict[str, Any], _: Callable[[], bool]) -> A
         c = b.counts(kind, days)
         total = sum(c.values())
         keys = sorted((k for k in c if c[k] > 0), key=lambda k: (k == "Other", -c[k], k))
-        return [{"displayName": k, "value": c[k] / total, "color": "#1ED760"} for k in keys]
+        out = [{"displayName": k, "value": c[k] / total, "color": "#1ED760"} for k in keys]
+        if out and b.ds.config.broken_fraction == kind and b.ds.yesterday in days:
+            out[0]["value"] += 0.25  # --broken-fraction, as on the REST side: the day sums to 1.25
+        return out
 
     return {"showByShowUri": {
         "uri": b.ds.spotify_show_uri,
