@@ -57,8 +57,9 @@ def write(db: str, frame: pd.DataFrame, start: date, end: date, raw: list[RawRes
 
 def rows(db: str, table=PLAYS) -> list[tuple]:
     with duckdb.connect(db, read_only=True) as con:
+        stamp = ", backend" if table.has_backend else ""  # the warehouse's, not the answer's
         return con.execute(f"SELECT partition_date, * EXCLUDE (show_id, partition_date, "
-                           f"fetched_at) FROM {table.qualified} ORDER BY ALL").fetchall()
+                           f"fetched_at{stamp}) FROM {table.qualified} ORDER BY ALL").fetchall()
 
 
 def coverage(db: str) -> list[tuple[str, date, date]]:
