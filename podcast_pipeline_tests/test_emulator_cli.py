@@ -18,7 +18,7 @@ import requests
 CLI = [str(Path(sys.executable).with_name("podcast-pipeline")), "emulator"]
 EXPORTED = {"ANCHOR_BASE_URL", "ANCHOR_WEBSTATION_ID", "ANCHOR_PW_S", "OP3_BASE_URL",
             "OP3_TOKEN", "OP3_SHOW_UUID", "OP3_URL_PREFIX", "DUCKDB_PATH", "EMULATOR_PID",
-            # the GraphQL backend's (emulator.graphql_env)
+            # the GraphQL backend's (set beside the REST cookie, they select GraphQL)
             "SPOTIFY_SP_DC", "SPOTIFY_SP_KEY", "SPOTIFY_ACCOUNTS_URL", "SPOTIFY_GRAPHQL_URL",
             "SPOTIFY_LEGACY_API_URL"}
 
@@ -87,7 +87,8 @@ def test_background_returns_at_once_and_stops_with_kill(tmp_path: Path) -> None:
     # until the timeout instead of printing.
     script = (f'eval "$({shlex.join(CLI)} --background --port 0 --env-file .emulator.env)"\n'
               'env | grep -E "^(ANCHOR_|OP3_|SPOTIFY_|DUCKDB_PATH=|EMULATOR_PID=)" | sort\n')
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ANCHOR_", "OP3_", "SPOTIFY_"))}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("ANCHOR_", "OP3_", "SPOTIFY_"))}
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=clean,
                           capture_output=True, text=True, timeout=60)
     file_env = parse_exports((tmp_path / ".emulator.env").read_text())
