@@ -132,10 +132,12 @@ def test_the_report_opens_offline_and_every_chart_drew(seen: Seen, clean_demo: D
 
 def test_daily_listening_chart_and_totals_equal_the_model(seen: Seen, con: duckdb.DuckDBPyConnection):
     rows = con.execute("SELECT day, spotify_plays, op3_downloads, spotify_plays_avg_7d, "
-                       "op3_downloads_avg_7d FROM analytics.daily_listening ORDER BY day").fetchall()
+                       "op3_downloads_avg_7d, all_platform_plays_and_downloads "
+                       "FROM analytics.daily_listening ORDER BY day").fetchall()
     days = [r[0].isoformat() for r in rows]
+    assert any(r[5] is not None for r in rows)  # so the all-platform line is drawn
     for name, col in (("Spotify plays", 1), ("OP3 downloads", 2), ("Spotify, 7-day average", 3),
-                      ("OP3, 7-day average", 4)):
+                      ("OP3, 7-day average", 4), ("All platforms: plays + downloads", 5)):
         t = trace(seen, "daily-s0", name)
         assert t["x"] == days and same(t["y"], [r[col] for r in rows]), name
     want = []

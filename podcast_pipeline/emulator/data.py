@@ -112,8 +112,9 @@ class EmulatorConfig:
     today: date | None = None
     drafts: int = 1
     redirect_logs_direct: bool = False  # serve /redirect-logs itself (documented v0.0.3)
-    # Bad data on purpose: this Anchor breakdown ("age", "gender", "app" or "device") sums to
-    # 1.25 instead of 1 on the last data day, so the fraction check fails and blocks models.
+    # Bad data on purpose: this breakdown ("app", "device", "gender"; "age" on the REST API
+    # only, GraphQL sends age as counts) sums to 1.25 instead of 1 on the last data day, so
+    # the fraction check fails and blocks the models over it.
     broken_fraction: str | None = None
 
 

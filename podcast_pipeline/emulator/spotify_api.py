@@ -375,10 +375,13 @@ def _age(b: SpotifyBackend, v: dict[str, Any], _: Callable[[], bool]) -> Any:
 
 def _gender(b: SpotifyBackend, v: dict[str, Any], _: Callable[[], bool]) -> Any:
     b.show(v)
-    genders = b.counts("gender", b.days(v))
+    days = b.days(v)
+    genders = b.counts("gender", days)
     total = sum(genders.values())
     counts = [{"gender": GENDER_ENUM[g], "displayName": g, "count": genders[g],
                "percent": genders[g] / total, "color": "#26008D"} for g in GENDERS] if total else []
+    if counts and b.ds.config.broken_fraction == "gender" and b.ds.yesterday in days:
+        counts[0]["percent"] += 0.25  # --broken-fraction: the last day's shares sum to 1.25
     return {"showByShowUri": {"uri": b.ds.spotify_show_uri, "showPlaysByGender": wrap(
         {"__typename": "FacetedAnalyticsValue", "totalValue": total,
          "genderBreakdown": {"total": total, "counts": counts}})}}
@@ -394,7 +397,7 @@ def _platforms(b: SpotifyBackend, v: dict[str, Any], _: Callable[[], bool]) -> A
         keys = sorted((k for k in c if c[k] > 0), key=lambda k: (k == "Other", -c[k], k))
         out = [{"displayName": k, "value": c[k] / total, "color": "#1ED760"} for k in keys]
         if out and b.ds.config.broken_fraction == kind and b.ds.yesterday in days:
-            out[0]["value"] += 0.25  # --broken-fraction, as on the REST side: the day sums to 1.25
+            out[0]["value"] += 0.25  # --broken-fraction: the last day's shares sum to 1.25
         return out
 
     return {"showByShowUri": {
