@@ -99,13 +99,14 @@ def _api_of(var: str) -> str:
     return "anchor" if var.startswith("ANCHOR") else "op3"
 
 
-def secret(var: str, value: str) -> None:
-    """A credential is set and holds only characters its kind can carry."""
+def secret(var: str, value: str, kind_of: str | None = None) -> None:
+    """A credential is set and holds only characters its kind can carry (the kind of
+    ``kind_of``, e.g. OP3_TOKEN, when ``var`` is a network file's own variable name)."""
     if not value:
         other = (" Or use the GraphQL backend the dashboard uses today: set SPOTIFY_SP_DC and "
                  "SPOTIFY_SP_KEY instead (see .env.example)." if var == "ANCHOR_PW_S" else "")
         raise ConfigError(var, "is not set", f"To fix: {FIX_STEPS[_api_of(var)]}{other}")
-    kind, allowed = _ALLOWED.get(var, ("a credential", _COOKIE_CHARS))
+    kind, allowed = _ALLOWED.get(kind_of or var, ("a credential", _COOKIE_CHARS))
     bad = _first_bad(value, allowed)
     if bad:
         pos, ch = bad
