@@ -5,6 +5,11 @@ file the emulator writes (podcast_pipeline.network)."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -247,3 +252,56 @@ def test_the_log_counts_concurrent_calls_per_account(emu: Emulator, tmp_path: Pa
     finally:
         for c in clients:
             c.close()
+
+
+# ---------------------------------------------------------------------- the command line
+def test_background_network_exports_each_account_and_the_network_file(tmp_path: Path) -> None:
+    cli = [str(Path(sys.executable).with_name("podcast-pipeline")), "emulator"]
+    script = (f'eval "$({shlex.join(cli)} --background --port 0 --today 2025-06-01 '
+              '--shows 3 --accounts 2 --env-file .emulator.env)"\n'
+              'env | grep -E "^(EMU_|PODCAST_PIPELINE_NETWORK_FILE=|EMULATOR_PID=)" | sort\n')
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("ANCHOR_", "OP3_", "SPOTIFY_", "EMU_", "PODCAST_PIPELINE_"))}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=clean,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    shell = dict(line.split("=", 1) for line in done.stdout.splitlines())
+    pid = int(shell["EMULATOR_PID"])
+    try:
+        assert "3 shows on 2 accounts" in done.stderr
+        assert sorted(k for k in shell if k.startswith("EMU_")) == [
+            f"EMU_ACCT0{j}_{v}" for j in (1, 2) for v in ("ANCHOR_PW_S", "SP_DC", "SP_KEY")]
+        path = Path(shell[NETWORK_FILE_ENV])
+        assert path == tmp_path / "data" / "emulator-network.yaml" and path.is_file()
+        file_env = {**os.environ, **_exports((tmp_path / ".emulator.env").read_text())}
+        assert all(shell[k] == file_env[k] for k in shell)
+        text = path.read_text()
+        assert not any(v in text for k, v in shell.items() if k.startswith("EMU_"))
+        net = load_network(environ=file_env)
+        settings = Settings.from_env(file_env)
+        assert [s.account for s in net.shows] == ["acct01", "acct02", "acct01"]
+        with spotify(net, net.shows[1].key, settings, file_env) as client:
+            assert plays_on(client, DAY) > 0
+    finally:
+        os.kill(pid, signal.SIGTERM)
+
+
+def test_network_flags_are_checked(tmp_path: Path) -> None:
+    cli = [str(Path(sys.executable).with_name("podcast-pipeline")), "emulator", "--port", "0"]
+    for flags, message in ((["--shows", "2", "--accounts", "3"], "cannot exceed --shows"),
+                           (["--shows", "0"], "--shows needs a whole number >= 1"),
+                           (["--shows", "2", "--expire-accounts", "acct07",
+                             "--expire-after-requests", "3"], "unknown accounts ['acct07']")):
+        run = subprocess.run([*cli, *flags], capture_output=True, text=True, timeout=30,
+                             cwd=tmp_path)
+        assert run.returncode == 2 and message in run.stderr, run.stderr
+        assert run.stdout == ""
+
+
+def _exports(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        _, assignment = shlex.split(line)
+        name, value = assignment.split("=", 1)
+        out[name] = value
+    return out

@@ -28,7 +28,6 @@ from .server import Emulator
 
 DEFAULT_DATABASE = "data/demo.duckdb"  # the demo's: emulator data never lands in a real show's
 NETWORK_FILE_NAME = "emulator-network.yaml"
-NETWORK_FILE_ENV = "PODCAST_PIPELINE_NETWORK_FILE"  # settings.NETWORK_FILE_ENV (kept import-light)
 READY_TIMEOUT_S = 30.0  # how long --background waits for the detached server to come up
 
 
@@ -172,10 +171,10 @@ def network_file(args: argparse.Namespace) -> Path | None:
     return None
 
 
-def export_lines(emu: Emulator, database: str, pid: int, network: Path | None = None) -> str:
-    env = {**emu.all_env, "DUCKDB_PATH": database, "EMULATOR_PID": str(pid)}
-    if network is not None:
-        env |= {**emu.account_env, NETWORK_FILE_ENV: str(network)}
+def export_lines(emu: Emulator, database: str, pid: int,
+                 network: dict[str, str] | None = None) -> str:
+    """``network``: the variables of the network file written (Emulator.network_env)."""
+    env = {**emu.all_env, "DUCKDB_PATH": database, "EMULATOR_PID": str(pid), **(network or {})}
     return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
 
 
@@ -228,9 +227,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"emulator: {err}", file=sys.stderr)
         return 2
-    network = network_file(args)
-    if network is not None:
-        _write_env_file(network, emu.network_yaml(args.network_backend))
+    path = network_file(args)
+    network = emu.network_env(path, args.network_backend) if path is not None else None
     try:
         emu.listen()
     except OSError as err:
@@ -249,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         _write_env_file(args.env_file, text)
     sys.stdout.write(text)
     sys.stdout.flush()
-    print(f"emulator serving Anchor (REST + GraphQL) + OP3 on {emu.url}{_shows_note(emu, network)} "
+    print(f"emulator serving Anchor (REST + GraphQL) + OP3 on {emu.url}{_shows_note(emu, path)} "
           "(fake credentials; Ctrl-C to stop)", file=sys.stderr)
     _stop_on_sigterm()
     try:
@@ -299,7 +297,9 @@ def _serve_detached(emu: Emulator, args: argparse.Namespace, read_end: int, writ
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        text = export_lines(emu, args.database, os.getpid(), network_file(args))
+        path = network_file(args)
+        text = export_lines(emu, args.database, os.getpid(),
+                            emu.network_env(path, args.network_backend) if path else None)
         _stop_on_sigterm()
         emu.start()
         if args.env_file:

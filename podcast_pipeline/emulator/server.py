@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -10,6 +11,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,6 +23,7 @@ from .faults import APIS, LOGIN_PAGE, FaultEngine, Faults, truncate
 from .shows import EmulatedAccount, ShowNetwork
 
 CONTROL = "/_emulator"
+NETWORK_FILE_ENV = "PODCAST_PIPELINE_NETWORK_FILE"  # settings.NETWORK_FILE_ENV; kept import-light
 OP3_TOKEN_NAME = "main"  # the one OP3 token's name in the request log and the network file
 _TOKEN_PARAM = re.compile(r"(?i)([?&](?:token|anchorpw_s)=)[^&#]*")
 CLOUDFLARE_PAGE = (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head>"
@@ -206,6 +209,16 @@ class Emulator:
         return (f"# The emulator's network (seed {self.config.seed}): {len(shows)} shows on "
                 f"{len(accounts)} accounts.\n# Secrets are not here: each *_env names the "
                 "variable that holds one (the emulator's export lines).\n" + body)
+
+    def network_env(self, path: Path, backend: str = "graphql") -> dict[str, str]:
+        """Write :meth:`network_yaml` to ``path`` (atomically) and return the variables that
+        select it: each account's cookies and PODCAST_PIPELINE_NETWORK_FILE."""
+        path = Path(path).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.network_yaml(backend))
+        os.replace(tmp, path)
+        return {**self.account_env, NETWORK_FILE_ENV: str(path)}
 
     def describe(self) -> dict[str, Any]:
         """The accounts and shows served (no secret): GET /_emulator/network."""
