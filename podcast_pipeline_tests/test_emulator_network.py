@@ -126,6 +126,17 @@ def test_each_show_answers_its_own_numbers_through_its_accounts_cookies(
     assert by_account["acct01"] > 0 and by_account["acct02"] > 0
 
 
+def test_one_op3_query_counts_several_shows(emu: Emulator, tmp_path: Path) -> None:
+    net, settings, env = configured(emu, tmp_path)
+    shows = emu.network.datasets
+    with Op3Client(op3_settings(net, net.shows[0], settings, env), retry=FAST) as op3:
+        counts = op3.show_download_counts([ds.show_uuid for ds in shows[:3]])
+    got = dict(zip(counts["show_uuid"], counts["monthly_downloads"], strict=True))
+    last30 = [TODAY - timedelta(days=k) for k in range(1, 31)]
+    assert got == {ds.show_uuid: sum(ds.download_count(d) for d in last30) for ds in shows[:3]}
+    assert len(set(got.values())) == 3
+
+
 def test_get_shows_for_user_lists_exactly_the_accounts_shows(emu: Emulator,
                                                             tmp_path: Path) -> None:
     net, settings, env = configured(emu, tmp_path)

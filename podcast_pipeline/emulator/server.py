@@ -182,8 +182,10 @@ class Emulator:
     @property
     def all_env(self) -> dict[str, str]:
         """Every variable: what ``podcast-pipeline emulator`` prints as export lines (a
-        network's accounts too; the single-show variables stay, for show 0)."""
-        extra = {} if self.network.is_single else self.account_env
+        network's accounts too; the single-show variables stay, for show 0, with its URI:
+        its account has several shows)."""
+        extra = {} if self.network.is_single else {
+            "SPOTIFY_SHOW_URI": self.dataset.spotify_show_uri, **self.account_env}
         return {**self.env, **self.graphql_env, **extra}
 
     def network_yaml(self, backend: str = "graphql") -> str:
@@ -477,7 +479,25 @@ class Emulator:
             return op3_api.server_error(dec.error_status)
         resp = op3_api.handle(ds, method, sub, params, raw_query, now=self._now(),
                               redirect_logs_direct=self.config.redirect_logs_direct)
+        if endpoint == "showDownloadCounts" and resp.status == 200:
+            resp = self._all_show_counts(resp, params)
         return self._post(resp, "op3", dec.malformed if dec else None, faults)
+
+    def _all_show_counts(self, resp: Response, params: list[tuple[str, str]]) -> Response:
+        """show-download-counts takes several showUuid: each of the network's shows named
+        answers in the one body, as one token's query over its shows does."""
+        uuids = dict.fromkeys(v for k, v in params if k == "showUuid")
+        others = [ds for u in uuids if (ds := self.network.find("uuid", u)) is not None
+                  and ds is not self._op3_show(("uuid", next(iter(uuids))))]
+        if not others:
+            return resp
+        body = json.loads(resp.body)
+        for ds in others:
+            one = op3_api.handle(ds, "GET", "/queries/show-download-counts",
+                                 [("showUuid", ds.show_uuid)], f"showUuid={ds.show_uuid}",
+                                 now=self._now())
+            body["showDownloadCounts"] |= json.loads(one.body)["showDownloadCounts"]
+        return op3_api.json_response(body)
 
     def _op3_show(self, ref: tuple[str, str] | None) -> Dataset:
         """The show an OP3 request names (a uuid, guid, feed or episode URL filter); the first
