@@ -357,3 +357,13 @@ def test_network_file_setting_from_the_environment(tmp_path: Path,
     assert Settings.from_env({NETWORK_FILE_ENV: "  "}).network_file is None
     assert isinstance(op3_settings(load_network(), load_network().show("op3only"),
                                    Settings.load(), SECRETS), Op3Settings)
+
+
+def test_the_readme_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Many shows (a network)"):]
+    example = section[section.index("```yaml\n") + 8:section.index("```\n", section.index("```yaml"))]
+    net = load_network(settings_for(write(tmp_path, example)))
+    assert [(s.key, s.account) for s in net.shows] == [("fb37d7a4", "acme"), ("a1b2c3d4", "bolt")]
+    assert net.account("bolt").backend == "rest" and net.show("a1b2c3d4").webstation_id == "a1b2c3d4"
+    assert [t.token_env for t in net.op3_tokens] == ["OP3_TOKEN"]
