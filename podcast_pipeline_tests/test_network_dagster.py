@@ -7,19 +7,27 @@ must load without them); the single-show keys are covered by test_definitions.py
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
-from podcast_pipeline import alerts
+from podcast_pipeline import alerts, warehouse
 from podcast_pipeline.definitions import build_definitions
-from podcast_pipeline.network import load_network
+from podcast_pipeline.demo import execute
+from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
+from podcast_pipeline.network import Network, Show, load_network
 from podcast_pipeline.network_assets import SHOWS_KEY, pool_limits, show_keys
-from podcast_pipeline.sensors import apply_pool_limits
+from podcast_pipeline.sensors import apply_pool_limits, credential_expiry_alert, credential_probe
 from podcast_pipeline.settings import Settings
-from podcast_pipeline.tables import ANCHOR_TABLES, OP3_TABLES, SPOTIFY_TABLES
+from podcast_pipeline.tables import ANCHOR_TABLES, OP3_TABLES, SPOTIFY_TABLES, TABLES_BY_KEY
 
 NETWORK = """
 accounts:
@@ -170,3 +178,185 @@ def test_an_account_alert_names_every_show_and_its_own_variables():
     assert "ACME_SP_DC" in alert.text and "SPOTIFY_SP_DC" not in alert.text
     assert alert.payload()["account"] == "acme"
     assert alert.payload()["shows"] == ["The Daily Byte (aa11bb22)", "Night Owls (cc33dd44)"]
+
+
+# ---------------------------------------------------------------- against the emulator
+# 4 shows on 2 accounts (acct01: shows 0 and 2; acct02: shows 1 and 3), one OP3 token.
+EMU_TODAY = date(2025, 6, 1)
+WINDOW = ("2025-05-27", "2025-05-31")
+# Per show: the episode list, a ranged, a per-day and a per-episode Spotify asset, OP3.
+SUBSET = ["anchor/episodes", "anchor/plays", "anchor/plays_by_app", "anchor/episode_plays",
+          "spotify/episode_daily_totals", "op3/downloads"]
+COMPARED = ["anchor.plays", "anchor.plays_by_app", "anchor.episode_plays",
+            "spotify.episode_daily_totals", "op3.downloads"]
+
+
+@pytest.fixture()
+def emu_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    with Emulator(EmulatorConfig(seed=7, today=EMU_TODAY), shows=4, accounts=2) as emu:
+        env = {**emu.env, **emu.graphql_env, **emu.network_env(tmp_path / "network.yaml")}
+        for key in [k for k in os.environ if k.startswith(("ANCHOR_", "OP3_", "SPOTIFY_"))]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            if not key.startswith(("ANCHOR_WEBSTATION", "ANCHOR_PW_S", "OP3_SHOW", "SPOTIFY_SP",
+                                   "SPOTIFY_SHOW")):  # only the file says which shows
+                monkeypatch.setenv(key, value)
+        yield emu
+
+
+def _keys(net: Network, shows: list[Show]) -> list[dg.AssetKey]:
+    wanted = {tuple(k.split("/")) for k in SUBSET}
+    return [k for s in shows for k in show_keys(net, s) if tuple(k.path[1:]) in wanted]
+
+
+def _per_show(db: str, show: Show) -> dict[str, tuple[int, str]]:
+    """Per table: the show's rows in the window (count, order-independent hash)."""
+    out = {}
+    with duckdb.connect(db, read_only=True) as con:
+        for qualified in COMPARED:
+            table = TABLES_BY_KEY[qualified]
+            cols = [c for c, _ in warehouse.table_columns(table)
+                    if c not in warehouse.VOLATILE_COLUMNS]
+            row = ", ".join(f'"{c}" := "{c}"' for c in cols)
+            sid = show.op3_show_uuid if table.schema == "op3" else show.key
+            [(n, h)] = con.execute(
+                f"SELECT count(*), sum(hash(struct_pack({row})))::VARCHAR FROM "
+                f"{table.qualified} WHERE show_id = ? AND partition_date BETWEEN ? AND ?",
+                [sid, *WINDOW]).fetchall()
+            out[qualified] = (int(n), str(h))
+    return out
+
+
+def _backfill(defs: dg.Definitions, keys: list[dg.AssetKey], instance: dg.DagsterInstance):
+    request = dg.RunRequest(asset_selection=keys, tags={
+        "dagster/asset_partition_range_start": WINDOW[0],
+        "dagster/asset_partition_range_end": WINDOW[1]})
+    return execute(defs, request, instance, log_level="WARNING")
+
+
+def test_network_backfill_daily_run_and_one_account_expiring_mid_run(
+        emu_network: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = emu_network
+    receiver = _Receiver()
+    monkeypatch.setenv(alerts.WEBHOOK_ENV, receiver.url)
+    monkeypatch.delenv(alerts.SLACK_TOKEN_ENV, raising=False)
+    clean, faulted = str(tmp_path / "clean.duckdb"), str(tmp_path / "faulted.duckdb")
+    monkeypatch.setenv("DUCKDB_PATH", clean)
+    defs = build_definitions(Settings.load())
+    net = load_network(Settings.load())
+    acct01, acct02 = net.shows_of_account("acct01"), net.shows_of_account("acct02")
+    assert len(acct01) == len(acct02) == 2
+    (tmp_path / "home").mkdir()
+    instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "home"))
+    try:
+        # A fault-free backfill of every show: each show has its own rows.
+        outcome = _backfill(defs, _keys(net, list(net.shows)), instance)
+        assert outcome.success, outcome.failed_steps
+        reference = {s.key: _per_show(clean, s) for s in net.shows}
+        for show in net.shows:
+            assert all(n > 0 for n, _ in reference[show.key].values()), (show, reference)
+        assert len({str(r) for r in reference.values()}) == 4  # four shows, four datasets
+
+        # The daily schedule: one run per show (narrowed to the subset), every one succeeds.
+        when = datetime(2025, 6, 1, 6, tzinfo=UTC)
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        runs = defs.resolve_schedule_def("daily_refresh_schedule").evaluate_tick(context)
+        requests = list(runs.run_requests or [])
+        assert {r.tags.get("podcast_pipeline/show") for r in requests} == \
+            {None, *(s.key for s in net.shows)}
+        for request in requests:
+            subset = [k for k in request.asset_selection
+                      if k == SHOWS_KEY or k in _keys(net, list(net.shows))]
+            outcome = execute(defs, request, instance, log_level="WARNING", assets=subset)
+            assert outcome.success, (request.tags, outcome.failed_steps)
+        assert {s.key: _per_show(clean, s) for s in net.shows} == reference  # same days, same data
+
+        # The same backfill into a new file while acct01's cookie dies after its 6th request.
+        monkeypatch.setenv("DUCKDB_PATH", faulted)
+        defs = build_definitions(Settings.load())
+        emu.reset_stats()
+        emu.set_faults(Faults(expire_after_requests=6, expire_apis=("spotify",),
+                              expire_accounts=frozenset({"acct01"})))
+        outcome = _backfill(defs, _keys(net, list(net.shows)), instance)
+        assert not outcome.success
+        failed_shows = {step.split("__")[0] for step in outcome.failed_steps}
+        assert failed_shows == {s.key for s in acct01}, outcome.failed_steps
+        assert all("__op3__" not in step for step in outcome.failed_steps)
+        for show in acct02:  # the other account's shows are complete and equal
+            assert _per_show(faulted, show) == reference[show.key]
+        for show in acct01:  # their OP3 rows (another credential) too
+            assert _per_show(faulted, show)["op3.downloads"] == \
+                reference[show.key]["op3.downloads"]
+        # Fail-fast per account: the dead cookie was tried once or twice in the whole run (the
+        # emulator cannot name the account of a refused login), acct02 never failed.
+        refused = [r for r in emu.requests if r.status >= 400]
+        assert 1 <= len(refused) <= 2, [(r.endpoint, r.status, r.account) for r in refused]
+        assert not [r for r in emu.requests if r.account == "acct02" and r.status >= 400]
+
+        # Exactly one alert, for acct01, naming both its shows; a second look sends none.
+        sensor_resources = dict(defs.resources)
+        for _ in range(2):
+            _run_failure_sensor(instance, outcome.run_id, sensor_resources)
+        bodies = receiver.bodies()
+        assert len(bodies) == 1, bodies
+        [alert] = bodies
+        assert alert["account"] == "acct01" and alert["api"] == "anchor"
+        assert alert["shows"] == [f"{s.name} ({s.key})" for s in acct01]
+        for show in acct02:
+            assert show.key not in alert["text"]
+        assert "EMU_ACCT01_SP_DC" in alert["text"]
+        for secret in (emu.network.account("acct01").sp_dc, emu.network.account("acct01").sp_key):
+            assert secret not in str(bodies)
+
+        # The probe: one call per account and token; the known expiry is not re-announced.
+        emu.reset_stats()
+        context = dg.build_sensor_context(instance=instance, resources=sensor_resources)
+        verdicts = credential_probe(context).skip_message or ""
+        assert verdicts == "anchor@acct01: expired; anchor@acct02: ok; op3@main: ok"
+        assert len(receiver.bodies()) == 1
+        logins = [r for r in emu.requests if r.endpoint in ("token", "oauth2_auth", "auth")
+                  or "token" in r.endpoint]
+        assert len({r.account for r in logins}) <= 2
+    finally:
+        instance.dispose()
+        receiver.close()
+
+
+def _run_failure_sensor(instance: dg.DagsterInstance, run_id: str, resources: dict) -> None:
+    run = instance.get_run_by_id(run_id)
+    event = next(r.dagster_event for r in instance.all_logs(run_id) if r.dagster_event
+                 and r.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="credential_expiry_alert", dagster_instance=instance, dagster_run=run,
+        dagster_event=event, resources=resources).for_run_failure()
+    credential_expiry_alert(context)
+
+
+class _Receiver:
+    """A loopback webhook that records every POSTed alert."""
+
+    def __init__(self) -> None:
+        self.raw: list[bytes] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                outer.raw.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def bodies(self) -> list[dict]:
+        return [json.loads(b) for b in self.raw]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
