@@ -28,6 +28,7 @@ from podcast_pipeline.network_assets import SHOWS_KEY, pool_limits, show_keys
 from podcast_pipeline.sensors import apply_pool_limits, credential_expiry_alert, credential_probe
 from podcast_pipeline.settings import Settings
 from podcast_pipeline.tables import ANCHOR_TABLES, OP3_TABLES, SPOTIFY_TABLES, TABLES_BY_KEY
+from podcast_pipeline_tests.procs import Materialize, dagster_home
 
 NETWORK = """
 accounts:
@@ -360,3 +361,39 @@ class _Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+POLITE_ASSETS = ["anchor/plays_by_app", "anchor/plays_by_device", "anchor/plays_by_gender"]
+
+
+def test_parallel_runs_make_one_call_at_a_time_per_account(tmp_path: Path) -> None:
+    """Four `dagster asset materialize` processes at once, one per show, each running steps
+    in parallel: acct01's pool (limit 1, the default) serialises its shows' calls across
+    both runs; acct02's pool, raised to 4 here, lets them overlap (so the count can see it)."""
+    home = dagster_home(tmp_path)
+    latency = Faults(latency_ms=60)  # every request long enough to overlap
+    with Emulator(EmulatorConfig(seed=7, today=EMU_TODAY), faults=latency, shows=4,
+                  accounts=2) as emu:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("ANCHOR_", "OP3_", "SPOTIFY_", "PODCAST_PIPELINE_"))}
+        env.update({k: v for k, v in {**emu.env, **emu.graphql_env}.items()
+                    if k.endswith("_URL") or k == "OP3_TOKEN"})
+        env.update(emu.network_env(tmp_path / "network.yaml"), DAGSTER_HOME=home,
+                   DUCKDB_PATH=str(tmp_path / "w.duckdb"), PYTHONUNBUFFERED="1")
+        settings = Settings.from_env(env)
+        net = load_network(settings)
+        limits = pool_limits(net, settings)
+        assert limits["spotify_acct01"] == 1
+        with dg.DagsterInstance.from_config(home) as instance:
+            apply_pool_limits(instance, {**limits, "spotify_acct02": 4})
+        emu.reset_stats()
+        runs = [Materialize(env, [f"{s.key}/{a}" for a in POLITE_ASSETS],
+                            partition_range=("2025-05-28", "2025-05-31")) for s in net.shows]
+        codes = [run.finish(timeout=300) for run in runs]
+        for run, code in zip(runs, codes, strict=True):
+            assert code == 0, run.log[-3000:]
+        stats = emu.stats()
+    peaks = stats["max_concurrent_by_account"]
+    assert stats["by_account"]["acct01"] >= 2 * len(POLITE_ASSETS) * 4  # 2 shows × 3 × 4 days
+    assert peaks["acct01"] == 1, peaks
+    assert peaks["acct02"] >= 2, peaks  # the same runs without the limit do overlap
