@@ -316,3 +316,25 @@ def _exports(text: str) -> dict[str, str]:
         name, value = assignment.split("=", 1)
         out[name] = value
     return out
+
+
+def test_an_op3_token_per_account_sees_only_its_shows(tmp_path: Path) -> None:
+    config = EmulatorConfig(seed=7, today=TODAY)
+    with Emulator(config, shows=4, accounts=2, op3_per_account=True) as emu:
+        net, settings, env = configured(emu, tmp_path)
+        assert [t.name for t in net.op3_tokens] == ["acct01", "acct02"]
+        assert [s.op3_token for s in net.shows] == ["acct01", "acct02", "acct01", "acct02"]
+        for show, ds in zip(net.shows, emu.network.datasets, strict=True):
+            with Op3Client(op3_settings(net, show, settings, env), retry=FAST) as op3:
+                assert len(op3.downloads(DAY, DAY)) == ds.download_count(DAY)
+        # acct02's token asking for acct01's show: refused, and named in the log.
+        wrong = {**env, "EMU_ACCT01_OP3_TOKEN": env["EMU_ACCT02_OP3_TOKEN"]}
+        with Op3Client(op3_settings(net, net.shows[0], settings, wrong), retry=FAST) as op3, \
+                pytest.raises(AccessDenied):
+            op3.downloads(DAY, DAY)
+        assert {r.account for r in emu.requests if r.api == "op3"} == {"acct01", "acct02"}
+        # The network's main token still sees every show.
+        main = {**env, "EMU_ACCT01_OP3_TOKEN": env["OP3_TOKEN"]}
+        with Op3Client(op3_settings(net, net.shows[0], settings, main), retry=FAST) as op3:
+            counts = op3.show_download_counts([ds.show_uuid for ds in emu.network.datasets])
+        assert len(counts) == 4
