@@ -219,6 +219,24 @@ def test_automatic_expiry_can_target_one_account(emu: Emulator, tmp_path: Path) 
         "expire_accounts"] == ["acct02"]
 
 
+def test_automatic_expiry_of_one_graphql_account_answers_401_at_once(
+        emu: Emulator, tmp_path: Path) -> None:
+    net, settings, env = configured(emu, tmp_path)
+    mine, theirs = net.shows_of_account("acct01")[0], net.shows_of_account("acct02")[0]
+    with spotify(net, mine.key, settings, env) as a, spotify(net, theirs.key, settings, env) as b:
+        plays_on(b, DAY)  # auth, token, getShowsForUser, plays: 4 requests of acct02
+        emu.set_faults(Faults(expire_after_requests=1, expire_apis=("spotify",),
+                              expire_accounts=frozenset({"acct02"})))  # counts restart
+        assert plays_on(b, DAY) >= 0  # its 1st request since
+        with pytest.raises(CredentialsExpired):
+            plays_on(b, DAY)  # the 2nd: 401 with the bearer still in hand, then login_required
+        assert plays_on(a, DAY) >= 0 and plays_on(a, DAY) >= 0
+    theirs_log = [(r.endpoint, r.status) for r in emu.requests if r.account == "acct02"]
+    assert theirs_log[-3:] == [("getShowOnSpotifyStats", 200), ("getShowOnSpotifyStats", 401),
+                               ("auth", 200)]  # the login page answers login_required
+    assert emu.stats()["expired_accounts"] == {"spotify": ["acct02"]}
+
+
 def test_control_errors_name_the_accounts(emu: Emulator) -> None:
     r = requests.post(emu.url + "/_emulator/expire/anchor?account=acct09", timeout=10)
     assert r.status_code == 400 and "acct01, acct02" in r.json()["error"]

@@ -428,7 +428,7 @@ class Emulator:
             if method != "POST":
                 return endpoint, Response(405, b"", "text/plain")
             return endpoint, sp.token(body, self.faults.bearer_ttl)
-        if account is None:  # no bearer, or an unknown, revoked or expired one
+        if account is None or expired:  # no live bearer, or its session just ended
             if expired:
                 faults.append("expired")
             return endpoint, spotify_api.unauthorized()
