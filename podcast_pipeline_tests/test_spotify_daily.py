@@ -1,18 +1,24 @@
 """The GraphQL-only daily tables against the emulator over real HTTP: the show's all-platform
 totals per day, the show's audience size per day, each episode's consumption per day, and
-the geography drill-down (country → region → city by navigationName)."""
+the geography drill-down (country → region → city by navigationName), the last also as a
+Dagster asset."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
+import dagster as dg
+import duckdb
 import pytest
 
 from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults, spotify_api
 from podcast_pipeline.errors import FieldUnavailable, MalformedResponse
 from podcast_pipeline.http import RetryPolicy
+from podcast_pipeline.resources import AnchorResource, WarehouseResource
 from podcast_pipeline.settings import SpotifySettings
+from podcast_pipeline.spotify.assets import spotify_assets
 from podcast_pipeline.spotify.client import PAGE_SIZE, SpotifyGraphQLClient
 
 FAST = RetryPolicy(total=6, backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0.0)
@@ -141,3 +147,39 @@ def test_geo_with_region_nulled_by_data_fetching_exception_stores_nothing(
     assert "DataFetchingException" in str(err.value) and "nothing was stored" in str(err.value)
     # the first region was asked 1 + malformed_retries times, then the snapshot gave up
     assert emulator.stats()["faults"]["data_fetching"] == FAST.malformed_retries + 1
+
+
+def test_geo_asset_keeps_its_last_snapshot_when_a_region_is_nulled(tmp_path: Path) -> None:
+    db = tmp_path / "podcast.duckdb"
+    geo = [a for a in spotify_assets if a.key == dg.AssetKey(["spotify", "geo"])]
+    with Emulator(EmulatorConfig(seed=11)) as emu:
+        g = emu.graphql_env
+        resources = {
+            "anchor": AnchorResource(
+                backend="graphql", webstation_id=emu.env["ANCHOR_WEBSTATION_ID"],
+                sp_dc=g["SPOTIFY_SP_DC"], sp_key=g["SPOTIFY_SP_KEY"],
+                accounts_url=g["SPOTIFY_ACCOUNTS_URL"], graphql_url=g["SPOTIFY_GRAPHQL_URL"],
+                legacy_api_url=g["SPOTIFY_LEGACY_API_URL"], backoff_factor=0.01),
+            "warehouse": WarehouseResource(database=str(db))}
+        assert dg.materialize(geo, resources=resources).success
+
+        def stored() -> list[tuple]:
+            with duckdb.connect(str(db), read_only=True) as con:
+                return con.execute("SELECT level, country, region, name, navigation_name, "
+                                   "fraction FROM spotify.geo ORDER BY ALL").fetchall()
+
+        before = stored()
+        assert {r[0] for r in before} == {"country", "region", "city"}
+        emu.set_faults(Faults(data_fetching_rate=1.0))
+        result = dg.materialize(geo, resources=resources, raise_on_error=False)
+    assert not result.success
+    # Each try (Dagster retries the step: a nulled field is often transient) names the cause.
+    messages = []
+    for e in result.all_events:
+        err = getattr(e.event_specific_data, "error", None)
+        while err is not None:  # Dagster wraps the step's own error as the cause
+            messages.append(str(err.message))
+            err = err.cause or err.context
+    assert any("DataFetchingException" in m and "nothing was stored" in m for m in messages), \
+        messages
+    assert stored() == before  # the day's complete snapshot stays; no zeros, no holes
