@@ -433,6 +433,9 @@ class SpotifyGraphQLClient(ClientBase):
 
     def _geo(self, level: str, country: str | None = None, region: str | None = None
              ) -> list[Mapping[str, Any]]:
+        # getShowPlaysAndDownloadsByGeo, whose variables and answer are recorded; the
+        # Spotify-only getShowPlaysByGeo is registered by the dashboard but its variables and
+        # shape are unknown, so it is not called (a guessed query could store wrong numbers).
         metric = {"GEO_COUNTRY": "SHOW_PLAYS_AND_DOWNLOADS_BY_COUNTRY",
                   "GEO_REGION": "SHOW_PLAYS_AND_DOWNLOADS_BY_REGION",
                   "GEO_CITY": "SHOW_PLAYS_AND_DOWNLOADS_BY_CITY"}[level]
@@ -594,7 +597,12 @@ class SpotifyGraphQLClient(ClientBase):
             "starts": sum(r["starts"] for r in rows), "episode_count": len(rows)}], "spotify")
 
     def audience_size_daily(self, start: date | datetime, end: date | datetime) -> pd.DataFrame:
-        """``audienceSizeDaily`` of getShowOnSpotifyStats (asked with includeAudienceSize)."""
+        """``audienceSizeDaily`` of getShowOnSpotifyStats (asked with includeAudienceSize).
+
+        Not documented: whether a day's value is that day's listeners or a running total, so
+        it is stored as given and the table says not to add days up. A server that leaves the
+        field out or nulls it fails the call (required path), never a day of 0.
+        """
         show = self._show("audience_size_daily", "getShowOnSpotifyStats",
                           {**custom_range(start, end), "includeAudienceSize": True},
                           required=[("audienceSizeDaily",)])
