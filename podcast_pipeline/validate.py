@@ -126,14 +126,20 @@ def emulator_guard(var: str, secret: str, base_var: str, base_url: str) -> None:
                           f"set a real credential or point {base_var} at the emulator")
 
 
-def positive_number(var: str, raw: str | None, default: float) -> float:
-    """A setting that must be a positive, finite number (unset or blank: ``default``)."""
+def _number(raw: str | None, default: float) -> float:
+    """``raw`` as a float; ``default`` when unset or blank; NaN (refused by every check) when
+    it is not a number."""
     if raw is None or not raw.strip():
         return default
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
-        value = math.nan
+        return math.nan
+
+
+def positive_number(var: str, raw: str | None, default: float) -> float:
+    """A setting that must be a positive, finite number (unset or blank: ``default``)."""
+    value = _number(raw, default)
     if not (value > 0 and math.isfinite(value)):
         raise ConfigError(var, f"is {raw!r}, not a positive number",
                           f"Set it to a number above 0 (default {default:g}), or unset it")
@@ -142,12 +148,7 @@ def positive_number(var: str, raw: str | None, default: float) -> float:
 
 def fraction(var: str, raw: str | None, default: float) -> float:
     """A setting that must be a number in [0, 1] (unset or blank: ``default``)."""
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    value = _number(raw, default)
     if not 0 <= value <= 1:
         raise ConfigError(var, f"is {raw!r}, not a fraction between 0 and 1",
                           f"Set it to e.g. {default:g} (1 turns the check off), or unset it")
