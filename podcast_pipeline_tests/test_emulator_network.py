@@ -174,6 +174,20 @@ def test_another_accounts_show_is_refused(emu: Emulator, tmp_path: Path) -> None
                      f"{ds0.published[0].episode_id}/plays?isMumsCompatible=true",
                      cookies={"anchorpw_s": emu.network.accounts[1].cookie}, timeout=10)
     assert r.status_code == 403 and "does not own" in r.text
+    # And its overview on the legacy host, with acct02's bearer.
+    with spotify(net, net.shows_of_account("acct02")[0].key, settings, configured(
+            emu, tmp_path)[2]) as mine:
+        assert isinstance(mine, SpotifyGraphQLClient)
+        mine.list_shows()  # logged in
+        bearer = emu.spotify.issued[-1]
+    r = requests.get(f"{emu.graphql_env['SPOTIFY_LEGACY_API_URL']}/v3/episodes/"
+                     f"{ds0.published[0].episode_id}/overview",
+                     headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
+    assert r.status_code == 403
+    own = emu.network.datasets[1].published[0].episode_id
+    r = requests.get(f"{emu.graphql_env['SPOTIFY_LEGACY_API_URL']}/v3/episodes/{own}/overview",
+                     headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
+    assert r.status_code == 200 and r.json()["webStationId"] == emu.network.datasets[1].webstation_id
 
 
 # ---------------------------------------------------------------------- one account expires
