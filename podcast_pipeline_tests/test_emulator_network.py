@@ -174,6 +174,20 @@ def test_another_accounts_show_is_refused(emu: Emulator, tmp_path: Path) -> None
                      f"{ds0.published[0].episode_id}/plays?isMumsCompatible=true",
                      cookies={"anchorpw_s": emu.network.accounts[1].cookie}, timeout=10)
     assert r.status_code == 403 and "does not own" in r.text
+    # And its overview on the legacy host, with acct02's bearer.
+    with spotify(net, net.shows_of_account("acct02")[0].key, settings, configured(
+            emu, tmp_path)[2]) as mine:
+        assert isinstance(mine, SpotifyGraphQLClient)
+        mine.list_shows()  # logged in
+        bearer = emu.spotify.issued[-1]
+    r = requests.get(f"{emu.graphql_env['SPOTIFY_LEGACY_API_URL']}/v3/episodes/"
+                     f"{ds0.published[0].episode_id}/overview",
+                     headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
+    assert r.status_code == 403
+    own = emu.network.datasets[1].published[0].episode_id
+    r = requests.get(f"{emu.graphql_env['SPOTIFY_LEGACY_API_URL']}/v3/episodes/{own}/overview",
+                     headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
+    assert r.status_code == 200 and r.json()["webStationId"] == emu.network.datasets[1].webstation_id
 
 
 # ---------------------------------------------------------------------- one account expires
@@ -217,6 +231,24 @@ def test_automatic_expiry_can_target_one_account(emu: Emulator, tmp_path: Path) 
             assert plays_on(a, DAY - timedelta(days=k)) >= 0
     assert requests.get(emu.url + "/_emulator/faults", timeout=10).json()[
         "expire_accounts"] == ["acct02"]
+
+
+def test_automatic_expiry_of_one_graphql_account_answers_401_at_once(
+        emu: Emulator, tmp_path: Path) -> None:
+    net, settings, env = configured(emu, tmp_path)
+    mine, theirs = net.shows_of_account("acct01")[0], net.shows_of_account("acct02")[0]
+    with spotify(net, mine.key, settings, env) as a, spotify(net, theirs.key, settings, env) as b:
+        plays_on(b, DAY)  # auth, token, getShowsForUser, plays: 4 requests of acct02
+        emu.set_faults(Faults(expire_after_requests=1, expire_apis=("spotify",),
+                              expire_accounts=frozenset({"acct02"})))  # counts restart
+        assert plays_on(b, DAY) >= 0  # its 1st request since
+        with pytest.raises(CredentialsExpired):
+            plays_on(b, DAY)  # the 2nd: 401 with the bearer still in hand, then login_required
+        assert plays_on(a, DAY) >= 0 and plays_on(a, DAY) >= 0
+    theirs_log = [(r.endpoint, r.status) for r in emu.requests if r.account == "acct02"]
+    assert theirs_log[-3:] == [("getShowOnSpotifyStats", 200), ("getShowOnSpotifyStats", 401),
+                               ("auth", 200)]  # the login page answers login_required
+    assert emu.stats()["expired_accounts"] == {"spotify": ["acct02"]}
 
 
 def test_control_errors_name_the_accounts(emu: Emulator) -> None:
@@ -316,3 +348,25 @@ def _exports(text: str) -> dict[str, str]:
         name, value = assignment.split("=", 1)
         out[name] = value
     return out
+
+
+def test_an_op3_token_per_account_sees_only_its_shows(tmp_path: Path) -> None:
+    config = EmulatorConfig(seed=7, today=TODAY)
+    with Emulator(config, shows=4, accounts=2, op3_per_account=True) as emu:
+        net, settings, env = configured(emu, tmp_path)
+        assert [t.name for t in net.op3_tokens] == ["acct01", "acct02"]
+        assert [s.op3_token for s in net.shows] == ["acct01", "acct02", "acct01", "acct02"]
+        for show, ds in zip(net.shows, emu.network.datasets, strict=True):
+            with Op3Client(op3_settings(net, show, settings, env), retry=FAST) as op3:
+                assert len(op3.downloads(DAY, DAY)) == ds.download_count(DAY)
+        # acct02's token asking for acct01's show: refused, and named in the log.
+        wrong = {**env, "EMU_ACCT01_OP3_TOKEN": env["EMU_ACCT02_OP3_TOKEN"]}
+        with Op3Client(op3_settings(net, net.shows[0], settings, wrong), retry=FAST) as op3, \
+                pytest.raises(AccessDenied):
+            op3.downloads(DAY, DAY)
+        assert {r.account for r in emu.requests if r.api == "op3"} == {"acct01", "acct02"}
+        # The network's main token still sees every show.
+        main = {**env, "EMU_ACCT01_OP3_TOKEN": env["OP3_TOKEN"]}
+        with Op3Client(op3_settings(net, net.shows[0], settings, main), retry=FAST) as op3:
+            counts = op3.show_download_counts([ds.show_uuid for ds in emu.network.datasets])
+        assert len(counts) == 4

@@ -76,6 +76,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="where to write the network file naming the accounts' variables "
                         "(exported as PODCAST_PIPELINE_NETWORK_FILE; default with more than "
                         f"one show: {NETWORK_FILE_NAME} beside --database)")
+    n.add_argument("--op3-per-account", action="store_true",
+                   help="give each account its own OP3 token too (EMU_ACCT01_OP3_TOKEN, ...), "
+                        "seeing only its shows; the network file then uses those")
     n.add_argument("--network-backend", choices=("graphql", "rest"), default="graphql",
                    help="the backend the network file gives each account (default graphql)")
     d.add_argument("--redirect-logs-direct", action="store_true",
@@ -218,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         emu = Emulator(config, faults=faults_from_args(args), host=args.host, port=args.port,
-                       shows=args.shows, accounts=args.accounts)
+                       shows=args.shows, accounts=args.accounts,
+                       op3_per_account=args.op3_per_account)
         unknown = sorted(set(args.expire_accounts or ()) -
                          {a.name for a in emu.network.accounts})
         if unknown:

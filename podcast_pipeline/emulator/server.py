@@ -70,9 +70,10 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig | None = None, faults: Faults | None = None,
                  host: str = "127.0.0.1", port: int = 0, shows: int = 1,
-                 accounts: int = 1) -> None:
+                 accounts: int = 1, op3_per_account: bool = False) -> None:
         self.config = config or EmulatorConfig()
-        self.network = ShowNetwork(self.config, shows, accounts)
+        self.network = ShowNetwork(self.config, shows, accounts,
+                                   op3_per_account=op3_per_account)
         self.dataset: Dataset = self.network.datasets[0]  # the single-show emulator's show
         self.spotify = spotify_api.SpotifyBackend(self.dataset, self.network)
         self._engine = FaultEngine(faults or Faults())
@@ -152,7 +153,7 @@ class Emulator:
             "ANCHOR_WEBSTATION_ID": ds.webstation_id,
             "ANCHOR_PW_S": ds.cookie,
             "OP3_BASE_URL": self.url + op3_api.PREFIX,
-            "OP3_TOKEN": ds.op3_token,
+            "OP3_TOKEN": self.network.op3_token,  # sees every show of a network
             "OP3_SHOW_UUID": ds.show_uuid,
             "OP3_URL_PREFIX": ds.url_prefix + "*",  # a starts-with filter for /hits?url=
         }
@@ -177,6 +178,8 @@ class Emulator:
             names = account.env_names()
             out |= {names["sp_dc"]: account.sp_dc, names["sp_key"]: account.sp_key,
                     names["anchor_pw_s"]: account.cookie}
+            if account.op3_token:
+                out[names["op3_token"]] = account.op3_token
         return out
 
     @property
@@ -203,10 +206,14 @@ class Emulator:
                                 {"anchor_pw_s_env": names["anchor_pw_s"]})})
         shows = [{"key": ds.webstation_id, "name": ds.show_title,
                   "account": net.owner(ds).name, "spotify_show_uri": ds.spotify_show_uri,
-                  "op3_show_uuid": ds.show_uuid, "op3_token": OP3_TOKEN_NAME,
+                  "op3_show_uuid": ds.show_uuid,
+                  "op3_token": net.owner(ds).name if net.owner(ds).op3_token else OP3_TOKEN_NAME,
                   "op3_url_prefix": ds.url_prefix + "*"} for ds in net.datasets]
+        tokens = [{"name": a.name, "token_env": a.env_names()["op3_token"]}
+                  for a in net.accounts if a.op3_token]
         body = yaml.safe_dump({"accounts": accounts,
-                               "op3_tokens": [{"name": OP3_TOKEN_NAME, "token_env": "OP3_TOKEN"}],
+                               "op3_tokens": tokens or [{"name": OP3_TOKEN_NAME,
+                                                         "token_env": "OP3_TOKEN"}],
                                "shows": shows}, sort_keys=False, width=200)
         return (f"# The emulator's network (seed {self.config.seed}): {len(shows)} shows on "
                 f"{len(accounts)} accounts.\n# Secrets are not here: each *_env names the "
@@ -421,7 +428,7 @@ class Emulator:
             if method != "POST":
                 return endpoint, Response(405, b"", "text/plain")
             return endpoint, sp.token(body, self.faults.bearer_ttl)
-        if account is None:  # no bearer, or an unknown, revoked or expired one
+        if account is None or expired:  # no live bearer, or its session just ended
             if expired:
                 faults.append("expired")
             return endpoint, spotify_api.unauthorized()
@@ -462,11 +469,15 @@ class Emulator:
         token = m.group(1) if m else next((v for k, v in params if k == "token"), None)
         if token is None:
             return op3_api.unauthorized()
-        if token != self.network.op3_token:
+        known = self.network.op3_tokens.get(token)
+        if known is None:
             return op3_api.forbidden()
-        who[0] = OP3_TOKEN_NAME  # one token sees every show of the network
-        ds = self._op3_show(op3_api.show_ref(sub, params))
+        who[0], sees = known  # the main token sees every show; an account's, only its own
+        ref = op3_api.show_ref(sub, params)
+        ds = self._op3_show(ref, None if sees is None else min(sees))
         who[1] = ds.webstation_id
+        if sees is not None and ds.show_index not in sees:
+            return op3_api.forbidden()  # OP3's answer to a key without access (inferred)
         if expired:
             faults.append("expired")
             return op3_api.expired()
@@ -480,15 +491,17 @@ class Emulator:
         resp = op3_api.handle(ds, method, sub, params, raw_query, now=self._now(),
                               redirect_logs_direct=self.config.redirect_logs_direct)
         if endpoint == "showDownloadCounts" and resp.status == 200:
-            resp = self._all_show_counts(resp, params)
+            resp = self._all_show_counts(resp, params, sees)
         return self._post(resp, "op3", dec.malformed if dec else None, faults)
 
-    def _all_show_counts(self, resp: Response, params: list[tuple[str, str]]) -> Response:
+    def _all_show_counts(self, resp: Response, params: list[tuple[str, str]],
+                         sees: frozenset[int] | None) -> Response:
         """show-download-counts takes several showUuid: each of the network's shows named
         answers in the one body, as one token's query over its shows does."""
         uuids = dict.fromkeys(v for k, v in params if k == "showUuid")
         others = [ds for u in uuids if (ds := self.network.find("uuid", u)) is not None
-                  and ds is not self._op3_show(("uuid", next(iter(uuids))))]
+                  and ds is not self._op3_show(("uuid", next(iter(uuids))))
+                  and (sees is None or ds.show_index in sees)]  # a token's own shows only
         if not others:
             return resp
         body = json.loads(resp.body)
@@ -499,7 +512,7 @@ class Emulator:
             body["showDownloadCounts"] |= json.loads(one.body)["showDownloadCounts"]
         return op3_api.json_response(body)
 
-    def _op3_show(self, ref: tuple[str, str] | None) -> Dataset:
+    def _op3_show(self, ref: tuple[str, str] | None, default: int | None = None) -> Dataset:
         """The show an OP3 request names (a uuid, guid, feed or episode URL filter); the first
         show otherwise, which answers an unknown one as the single-show emulator does."""
         if ref is not None and ref[0] == "url":
@@ -509,7 +522,7 @@ class Emulator:
                          None)
         else:
             found = self.network.find(*ref) if ref else None
-        return found or self.dataset
+        return found or self.network.datasets[default or 0]
 
     def _now(self) -> datetime:
         """Real time of day on the dataset's 'today', so relative OP3 times line up with the data."""

@@ -4,7 +4,8 @@ Show k is its own :class:`Dataset` (seed ``seed.k``; show 0 is the single-show e
 account j owns shows j, j+M, j+2M, ... and logs in with the cookies of its first show's
 dataset, so with one show and one account everything is as it always was. Every dataset's
 ``cookie`` / ``sp_dc`` / ``sp_key`` are its owning account's. One OP3 token (show 0's) sees
-every show, as one OP3 API key sees all the shows of its owner.
+every show, as one OP3 API key sees all the shows of its owner; with ``op3_per_account`` each
+account also has its own token, which sees only its shows.
 
 Building a network costs only ids and episode lists per show (a few ms for 100 shows): the
 per-day numbers are generated when first asked for, and OP3 days share one bounded cache.
@@ -30,6 +31,7 @@ class EmulatedAccount:
     sp_dc: str
     sp_key: str
     shows: tuple[int, ...]  # indexes into ShowNetwork.datasets
+    op3_token: str | None = None  # its own OP3 token (op3_per_account), seeing only its shows
 
     @property
     def identity(self) -> str:
@@ -40,14 +42,14 @@ class EmulatedAccount:
         """The variables the emulator exports this account's cookies under."""
         base = f"EMU_{self.name.upper()}"
         return {"sp_dc": f"{base}_SP_DC", "sp_key": f"{base}_SP_KEY",
-                "anchor_pw_s": f"{base}_ANCHOR_PW_S"}
+                "anchor_pw_s": f"{base}_ANCHOR_PW_S", "op3_token": f"{base}_OP3_TOKEN"}
 
 
 class ShowNetwork:
     """The shows and accounts the emulator serves, with lookups from every id to its show."""
 
     def __init__(self, config: EmulatorConfig, shows: int = 1, accounts: int = 1,
-                 first: Dataset | None = None) -> None:
+                 first: Dataset | None = None, op3_per_account: bool = False) -> None:
         """``first``: an existing dataset to serve as show 0 (a single-show backend's)."""
         if not 1 <= shows <= MAX_SHOWS:
             raise ValueError(f"shows must be 1..{MAX_SHOWS}, not {shows}")
@@ -61,7 +63,8 @@ class ShowNetwork:
         self.accounts = tuple(
             EmulatedAccount(f"acct{j + 1:0{width}d}", self.datasets[j].cookie,
                             self.datasets[j].sp_dc, self.datasets[j].sp_key,
-                            tuple(range(j, shows, accounts)))
+                            tuple(range(j, shows, accounts)),
+                            _token(config.seed, j) if op3_per_account else None)
             for j in range(accounts))
         self._owner: dict[int, EmulatedAccount] = {}
         for account in self.accounts:
@@ -69,9 +72,13 @@ class ShowNetwork:
                 ds = self.datasets[k]
                 ds.cookie, ds.sp_dc, ds.sp_key = account.cookie, account.sp_dc, account.sp_key
                 self._owner[k] = account
-        self.op3_token = self.datasets[0].op3_token
+        self.op3_token = self.datasets[0].op3_token  # sees every show
         for ds in self.datasets:
-            ds.op3_token = self.op3_token
+            ds.op3_token = self._owner[ds.show_index].op3_token or self.op3_token
+        # token -> (its name, the shows it sees; None: all)
+        self.op3_tokens: dict[str, tuple[str, frozenset[int] | None]] = {
+            self.op3_token: ("main", None),
+            **{a.op3_token: (a.name, frozenset(a.shows)) for a in self.accounts if a.op3_token}}
         self._by: dict[str, dict[object, Dataset]] = {}
         for name, key in (("station", lambda d: d.station_id),
                           ("webstation", lambda d: d.webstation_id),
@@ -130,6 +137,11 @@ class ShowNetwork:
         """The show with this id: kind is station, webstation, uuid, guid, feed, show_uri,
         episode or episode_uri."""
         return self._by[kind].get(key)
+
+
+def _token(seed: int, account: int) -> str:
+    digest = hashlib.sha256(f"{seed}:op3-token:{account}".encode()).hexdigest()
+    return f"emulator-{digest[:24]}"
 
 
 __all__ = ["EmulatedAccount", "OP3_TOKEN_ENV", "ShowNetwork"]
