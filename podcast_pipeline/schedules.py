@@ -68,8 +68,11 @@ def build_daily_refresh_schedule(settings: Settings, net: Network | None = None,
                                  ) -> dg.ScheduleDefinition:
     """The schedule as ``settings`` configure it: its cron, look-back and the sources in use;
     with a network file (``net``, ``job`` from :func:`build_daily_refresh_job`), every show."""
+    from podcast_pipeline.network import load_network
     from podcast_pipeline.network_assets import is_network
 
+    if net is None:  # e.g. the demo: the network the settings name
+        net = load_network(settings)
     lookback = settings.lookback_days
     apis = settings.configured_apis()
     first_partition = settings.start_date
