@@ -61,6 +61,9 @@ REPORT_DIR_ENV = "PODCAST_PIPELINE_REPORT_DIR"
 WEBHOOK_ENV = "PODCAST_PIPELINE_ALERT_WEBHOOK_URL"
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 SLACK_CHANNEL_ENV = "SLACK_CHANNEL"
+# A network's politeness: concurrent calls per Spotify account / per OP3 token (pools).
+SPOTIFY_CONCURRENCY_ENV = "PODCAST_PIPELINE_SPOTIFY_CONCURRENCY"
+OP3_CONCURRENCY_ENV = "PODCAST_PIPELINE_OP3_CONCURRENCY"
 NETWORK_FILE_ENV = "PODCAST_PIPELINE_NETWORK_FILE"  # the network of shows (network.py)
 # The credential that says a source is in use.
 CREDENTIAL_ENV = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
@@ -291,6 +294,9 @@ class Settings(BaseSettings):
     max_rows_per_day: int = Field(Limits.max_rows_per_day, validation_alias=MAX_ROWS_PER_DAY_ENV)
     max_episodes: int = Field(Limits.max_episodes, validation_alias=MAX_EPISODES_ENV)
     max_shrink_fraction: float = Field(DEFAULT_MAX_SHRINK, validation_alias=SHRINK_ENV)
+    # A network's pools: at most this many concurrent calls per account / token
+    spotify_concurrency: int = Field(1, validation_alias=SPOTIFY_CONCURRENCY_ENV)
+    op3_concurrency: int = Field(2, validation_alias=OP3_CONCURRENCY_ENV)
     # The report's folder (None: <database name>-report beside the database)
     report_dir: str | None = Field(None, validation_alias=REPORT_DIR_ENV)
     # Alerts
@@ -366,7 +372,8 @@ class Settings(BaseSettings):
         return seconds
 
     @field_validator("request_deadline_seconds", "max_body_mb", "max_json_depth",
-                     "max_retry_wait_seconds", "max_rows_per_day", "max_episodes", mode="before")
+                     "max_retry_wait_seconds", "max_rows_per_day", "max_episodes",
+                     "spotify_concurrency", "op3_concurrency", mode="before")
     @classmethod
     def _positive(cls, value: Any, info: ValidationInfo) -> Any:
         field_ = cls.model_fields[str(info.field_name)]
