@@ -16,7 +16,7 @@ anchor_only AS (
 op3_only AS (
     SELECT DISTINCT show_id FROM op3.downloads
     WHERE show_id NOT IN (SELECT op3_show_id FROM linked WHERE op3_show_id IS NOT NULL)
-)
+),
 all_shows AS (
     SELECT show_id, anchor_show_id, op3_show_id, title, episodes, matched_episodes FROM linked
     UNION ALL
