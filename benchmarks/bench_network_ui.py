@@ -75,11 +75,18 @@ def screenshot(base: str, out: Path) -> None:
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update"])
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        show = f"{0xa0000000:08x}"
         for name, path in (("catalog", "/assets"), ("graph", "/asset-groups"),
-                           ("show_group", f"/asset-groups/show_{0xa0000000:08x}")):
+                           ("show_group", "/locations/podcast_pipeline.definitions/asset-groups/"
+                                          f"show_{show}"),
+                           ("show_asset", f"/assets/{show}/anchor/plays?view=partitions")):
             t = time.perf_counter()
             page.goto(base + path, wait_until="networkidle", timeout=300_000)
             page.wait_for_timeout(3000)
+            skip = page.get_by_role("button", name="Skip")  # the first-visit community dialog
+            if skip.count():
+                skip.first.click()
+                page.wait_for_timeout(1000)
             page.screenshot(path=str(out / f"{name}.png"))
             print(f"  {name} page: {time.perf_counter() - t:.1f} s → {out / (name + '.png')}")
         browser.close()

@@ -7,7 +7,8 @@ from datetime import timedelta
 import dagster as dg
 
 from podcast_pipeline.errors import ConfigError
-from podcast_pipeline.network import Network
+from podcast_pipeline.network import Network, load_network
+from podcast_pipeline.network_assets import ACCOUNT_TAG, SHOW_TAG, SHOWS_KEY, is_network, show_keys
 from podcast_pipeline.settings import (
     CREDENTIAL_ENV,
     CRON_ENV,
@@ -34,8 +35,6 @@ daily_refresh_job = dg.define_asset_job(
 
 def build_daily_refresh_job(net: Network | None = None) -> dg.UnresolvedAssetJobDefinition:
     """The daily job over every API asset of the network (the network of one: today's)."""
-    from podcast_pipeline.network_assets import SHOWS_KEY, is_network, show_keys
-
     if net is None or not is_network(net):
         return daily_refresh_job
     keys = [k for show in net.shows for k in show_keys(net, show)]
@@ -48,8 +47,6 @@ def build_daily_refresh_job(net: Network | None = None) -> dg.UnresolvedAssetJob
 
 def _network_runs(net: Network, first: str, day: str) -> list[dg.RunRequest]:
     """One run per show: its own status and history in the Runs page, its own retries."""
-    from podcast_pipeline.network_assets import ACCOUNT_TAG, SHOW_TAG, SHOWS_KEY, show_keys
-
     runs = [dg.RunRequest(run_key=f"daily-network-{day}", asset_selection=[SHOWS_KEY])]
     for show in net.shows:
         tags = {"dagster/asset_partition_range_start": first,
@@ -68,8 +65,8 @@ def build_daily_refresh_schedule(settings: Settings, net: Network | None = None,
                                  ) -> dg.ScheduleDefinition:
     """The schedule as ``settings`` configure it: its cron, look-back and the sources in use;
     with a network file (``net``, ``job`` from :func:`build_daily_refresh_job`), every show."""
-    from podcast_pipeline.network_assets import is_network
-
+    if net is None:  # e.g. the demo: the network the settings name
+        net = load_network(settings)
     lookback = settings.lookback_days
     apis = settings.configured_apis()
     first_partition = settings.start_date

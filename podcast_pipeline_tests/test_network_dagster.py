@@ -63,6 +63,17 @@ shows:
 """
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_instance() -> Iterator[None]:
+    """A disposed test instance must not stay Dagster's current definitions-state storage
+    (later definitions in this process would fail to resolve)."""
+    from dagster._core.storage.defs_state import base
+
+    before = base._current_storage.get()
+    yield
+    base._current_storage.set(before)
+
+
 @pytest.fixture()
 def network_settings(tmp_path: Path) -> Settings:
     path = tmp_path / "network.yaml"
