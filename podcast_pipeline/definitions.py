@@ -24,7 +24,18 @@ from podcast_pipeline.sensors import (
     build_pool_limits_sensor,
     credential_expiry_alert,
 )
-from podcast_pipeline.settings import Settings
+from podcast_pipeline.settings import CELERY_BACKEND_ENV, CELERY_BROKER_ENV, Settings
+
+
+def build_executor(s: Settings) -> dg.ExecutorDefinition | None:
+    """Dagster's Celery executor when a broker is set (the network mode, deploy/): every step
+    a task on the workers. The URLs stay variables, so no password lands in the job snapshot."""
+    if s.celery_broker is None:
+        return None  # Dagster's default: steps in subprocesses of the run
+    from dagster_celery import celery_executor  # the [network] extra
+
+    return celery_executor.configured({"broker": {"env": CELERY_BROKER_ENV},
+                                       "backend": {"env": CELERY_BACKEND_ENV}})
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -41,6 +52,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=[*sources, *build_analytics_assets(net)],
         asset_checks=[] if is_network(net) else raw_table_checks,
         jobs=[daily, analytics_job],
+        executor=build_executor(s),
         schedules=[build_daily_refresh_schedule(s, net, daily)],
         sensors=[*sensors, build_pool_limits_sensor(net, s)] if is_network(net) else sensors,
         resources={

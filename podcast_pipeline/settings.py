@@ -65,6 +65,9 @@ SLACK_CHANNEL_ENV = "SLACK_CHANNEL"
 SPOTIFY_CONCURRENCY_ENV = "PODCAST_PIPELINE_SPOTIFY_CONCURRENCY"
 OP3_CONCURRENCY_ENV = "PODCAST_PIPELINE_OP3_CONCURRENCY"
 NETWORK_FILE_ENV = "PODCAST_PIPELINE_NETWORK_FILE"  # the network of shows (network.py)
+# The network mode across machines (deploy/): steps on Celery workers over this broker.
+CELERY_BROKER_ENV = "PODCAST_PIPELINE_CELERY_BROKER"
+CELERY_BACKEND_ENV = "PODCAST_PIPELINE_CELERY_BACKEND"
 # The credential that says a source is in use.
 CREDENTIAL_ENV = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
 
@@ -278,6 +281,9 @@ class Settings(BaseSettings):
     op3_url_prefix: str | None = Field(None, validation_alias="OP3_URL_PREFIX")
     # Many shows: the YAML file listing them (None: the variables above are a network of one)
     network_file: str | None = Field(None, validation_alias=NETWORK_FILE_ENV)
+    # Steps on Celery workers (None: in this process's own subprocesses, as always)
+    celery_broker: str | None = Field(None, validation_alias=CELERY_BROKER_ENV)
+    celery_backend: str | None = Field(None, validation_alias=CELERY_BACKEND_ENV)
     # Warehouse, partitions, schedule
     duckdb_path: str = Field(DEFAULT_DB_PATH, validation_alias=DUCKDB_PATH_ENV)
     db_lock_timeout_seconds: float = Field(DEFAULT_LOCK_TIMEOUT_SECONDS,
@@ -331,6 +337,15 @@ class Settings(BaseSettings):
             return data
         return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()
                 if v is not None and not (isinstance(v, str) and not v.strip())}
+
+    @model_validator(mode="after")
+    def _celery_pair(self) -> Settings:
+        if (self.celery_broker is None) != (self.celery_backend is None):
+            raise ConfigError(CELERY_BACKEND_ENV if self.celery_backend is None
+                              else CELERY_BROKER_ENV, "is not set",
+                              f"Set both {CELERY_BROKER_ENV} and {CELERY_BACKEND_ENV} (e.g. "
+                              "redis://redis:6379/0 and redis://redis:6379/1), or neither.")
+        return self
 
     @field_validator("start_date", mode="before")
     @classmethod
