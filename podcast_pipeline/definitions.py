@@ -13,7 +13,7 @@ from podcast_pipeline.analytics.assets import (
     analytics_job,
     build_analytics_assets,
 )
-from podcast_pipeline.analytics.checks import raw_table_checks
+from podcast_pipeline.analytics.checks import build_raw_table_checks
 from podcast_pipeline.network import load_network
 from podcast_pipeline.network_assets import is_network, source_assets
 from podcast_pipeline.partitions import daily_partitions
@@ -46,11 +46,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     net = load_network(s)  # the file's shows, or the single-show variables as a network of one
     sources = source_assets(net, partitions)
     daily = build_daily_refresh_job(net)
-    # A network's raw-table checks are not per show yet: only the network of one has them.
     sensors = [credential_expiry_alert, build_credential_probe(s), analytics_automation]
     return dg.Definitions(
         assets=[*sources, *build_analytics_assets(net)],
-        asset_checks=[] if is_network(net) else raw_table_checks,
+        asset_checks=build_raw_table_checks(net),
         jobs=[daily, analytics_job],
         executor=build_executor(s),
         schedules=[build_daily_refresh_schedule(s, net, daily)],

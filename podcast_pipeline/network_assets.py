@@ -94,6 +94,13 @@ def show_keys(net: Network, show: net_mod.Show) -> list[dg.AssetKey]:
             for _, endpoints, _ in _show_sources(net, show) for ep in endpoints]
 
 
+def row_show_id(show: net_mod.Show, table: Table) -> str:
+    """The ``show_id`` of the show's rows in ``table``: its OP3 uuid in op3.*, else its key."""
+    if table.schema == "op3":
+        return show.op3_show_uuid or show.key
+    return show.key
+
+
 def table_keys(net: Network, table: Table) -> list[dg.AssetKey]:
     """The assets that write ``table``: one per show that has it (network of one: one)."""
     if not is_network(net):
@@ -148,4 +155,4 @@ def shows_asset(context) -> dg.MaterializeResult:  # annotation omitted: checked
 
 
 __all__ = ["ACCOUNT_TAG", "SHOWS_KEY", "SHOW_TAG", "credential_keys", "is_network",
-           "pool_limits", "show_keys", "source_assets", "table_keys"]
+           "pool_limits", "row_show_id", "show_keys", "source_assets", "table_keys"]

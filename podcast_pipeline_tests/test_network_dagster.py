@@ -11,6 +11,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +21,7 @@ import duckdb
 import pytest
 
 from podcast_pipeline import alerts, warehouse
+from podcast_pipeline.analytics import checks
 from podcast_pipeline.definitions import build_definitions
 from podcast_pipeline.demo import execute
 from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
@@ -408,3 +410,71 @@ def test_parallel_runs_make_one_call_at_a_time_per_account(tmp_path: Path) -> No
     assert stats["by_account"]["acct01"] >= 2 * len(POLITE_ASSETS) * 4  # 2 shows × 3 × 4 days
     assert peaks["acct01"] == 1, peaks
     assert peaks["acct02"] >= 2, peaks  # the same runs without the limit do overlap
+
+
+def test_each_show_has_its_own_raw_table_checks(network_settings):
+    defs = build_definitions(network_settings)
+    graph = defs.resolve_asset_graph()
+    app = [dg.AssetKey([s, "anchor", "plays_by_app"]) for s in ("aa11bb22", "cc33dd44",
+                                                                  "ee55ff66")]
+    for key in app:  # the same rules as a single show's table, on each show's asset
+        assert {r.name for r in checks.rules_for(TABLES_BY_KEY["anchor.plays_by_app"])} <= \
+            {c.name for c in graph.get_check_keys_for_assets({key})}
+    assert dg.AssetCheckKey(dg.AssetKey(["op3only", "op3", "downloads"]),
+                            "downloads_match_show_download_counts") in graph.asset_check_keys
+    # Every check is on a show's asset: none on an unprefixed one that no asset writes.
+    assert {k.asset_key.path[0] for k in graph.asset_check_keys} == \
+        {"aa11bb22", "cc33dd44", "ee55ff66", "op3only", "analytics"}
+    # The models refuse to build over a show's failed blocking check (refuse_if_blocked).
+    assert dg.AssetCheckKey(app[0], "fractions_sum_to_one") in checks.blocking_check_keys(app)
+
+
+def test_a_shows_broken_data_fails_only_its_own_check(
+        emu_network: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two shows in one table: the broken one's check fails naming its day, the other's
+    passes (each check reads only its show's rows)."""
+    emu = emu_network
+    good, bad = emu.network.datasets[0], emu.network.datasets[1]
+    # --broken-fraction for one show only: its last day's app shares sum to 1.25.
+    bad.config = replace(bad.config, broken_fraction="app")
+    monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "w.duckdb"))
+    defs = build_definitions(Settings.load())
+    net = load_network(Settings.load())
+    assert [s.key for s in net.shows[:2]] == [good.webstation_id, bad.webstation_id]
+    keys = [dg.AssetKey([ds.webstation_id, "anchor", "plays_by_app"]) for ds in (good, bad)]
+    (tmp_path / "home").mkdir()
+    instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "home"))
+    try:
+        outcome = _backfill(defs, keys, instance)
+        # A failed blocking check fails its step: the broken show's only.
+        assert outcome.failed_steps == [f"{bad.webstation_id}_anchor_plays_by_app_checks"]
+
+        def evaluation(key: dg.AssetKey) -> dg.AssetCheckEvaluation:
+            record = instance.get_latest_asset_check_evaluation_record(
+                dg.AssetCheckKey(key, "fractions_sum_to_one"))
+            assert record is not None and record.event is not None
+            return record.event.asset_check_evaluation
+
+        ok, broken = evaluation(keys[0]), evaluation(keys[1])
+        assert ok.passed, ok.metadata["summary"]
+        assert not broken.passed
+        assert broken.metadata["summary"].value.startswith(
+            f"fractions of {WINDOW[1]} sum to 1.25")
+        offending = broken.metadata["offending_rows"].value
+        assert bad.webstation_id in offending and good.webstation_id not in offending
+        # The table holds both shows' rows, the broken day included: only the filter by
+        # show keeps the good show's check green.
+        with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+            shows = {s for (s,) in con.execute(
+                "SELECT DISTINCT show_id FROM anchor.plays_by_app WHERE partition_date = ?",
+                [WINDOW[1]]).fetchall()}
+        assert shows == {good.webstation_id, bad.webstation_id}
+        # Their other checks passed ("fresh" is not: the emulator's today is in 2025).
+        for key in keys:
+            for name in ("counts_non_negative", "no_missing_days"):
+                record = instance.get_latest_asset_check_evaluation_record(
+                    dg.AssetCheckKey(key, name))
+                assert record is not None and record.event is not None
+                assert record.event.asset_check_evaluation.passed, (key, name)
+    finally:
+        instance.dispose()

@@ -122,6 +122,7 @@ def _deps(model: Model, expand: Expand) -> list[dg.AssetKey]:
 def _model_asset(model: Model, expand: Expand = _same,
                  extra_deps: tuple[dg.AssetKey, ...] = ()) -> dg.AssetsDefinition:
     key = key_of(model.qualified)
+    upstream = [k for d in raw_deps(model) for k in expand(d)]  # every show's raw assets
     specs = ([dg.AssetCheckSpec(EPISODES_MATCHED, asset=key, description=(
         "Every episode is matched between Spotify and OP3 (unmatched ones are listed)."))]
         if model is models.EPISODE_MAP else [])
@@ -140,7 +141,7 @@ def _model_asset(model: Model, expand: Expand = _same,
         check_specs=specs,
     )
     def _asset(context) -> dg.MaterializeResult:  # annotation omitted: Dagster checks it at runtime
-        refuse_if_blocked(context, raw_deps(model))
+        refuse_if_blocked(context, upstream)
         with context.resources.warehouse.writer(on_wait=context.log.info) as con:
             rows = models.build(con, model)
             preview = _preview(con, model)
@@ -172,20 +173,29 @@ REPORT_KEY = dg.AssetKey([GROUP, "report"])
 ALL_RAW_DEPS = list(dict.fromkeys(k for m in MODELS for k in raw_deps(m)))
 
 
-@dg.asset(
-    key=REPORT_KEY,
-    group_name=GROUP,
-    description="The podcaster's report: one self-contained HTML file (works offline) with "
-                "daily listening, launch comparison, top episodes, audience mix and retention "
-                "curves (per show, and a network overview when there are several), and every "
-                "model as a CSV file beside it.",
-    deps=[key_of(m.qualified) for m in MODELS],
-    kinds={"html"},
-    automation_condition=REPORT_CONDITION,
-    required_resource_keys={"warehouse"},
-)
-def report_asset(context) -> dg.MaterializeResult:  # annotation omitted: checked at runtime
-    refuse_if_blocked(context, ALL_RAW_DEPS)
+def _report_asset(raw_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The report, refusing while a blocking check of any of ``raw_keys`` failed."""
+
+    @dg.asset(
+        key=REPORT_KEY,
+        group_name=GROUP,
+        description="The podcaster's report: one self-contained HTML file (works offline) "
+                    "with daily listening, launch comparison, top episodes, audience mix and "
+                    "retention curves (per show, and a network overview when there are "
+                    "several), and every model as a CSV file beside it.",
+        deps=[key_of(m.qualified) for m in MODELS],
+        kinds={"html"},
+        automation_condition=REPORT_CONDITION,
+        required_resource_keys={"warehouse"},
+    )
+    def _report(context) -> dg.MaterializeResult:  # annotation omitted: checked at runtime
+        refuse_if_blocked(context, raw_keys)
+        return _write_report(context)
+
+    return _report
+
+
+def _write_report(context: Any) -> dg.MaterializeResult:
     database = context.resources.warehouse.database
     out_dir = report.report_dir(database)
     with context.resources.warehouse.writer(on_wait=context.log.info) as con:
@@ -200,6 +210,7 @@ def report_asset(context) -> dg.MaterializeResult:  # annotation omitted: checke
     })
 
 
+report_asset = _report_asset(ALL_RAW_DEPS)
 analytics_assets: list[dg.AssetsDefinition] = [*model_assets, report_asset]
 
 
@@ -215,8 +226,9 @@ def build_analytics_assets(net: Any) -> list[dg.AssetsDefinition]:
     def expand(key: dg.AssetKey) -> list[dg.AssetKey]:
         return network_assets.table_keys(net, TABLES_BY_KEY[".".join(key.path)])
 
+    raw_keys = list(dict.fromkeys(k for d in ALL_RAW_DEPS for k in expand(d)))
     return [*(_model_asset(m, expand, (network_assets.SHOWS_KEY,)) for m in MODELS),
-            report_asset]
+            _report_asset(raw_keys)]
 
 analytics_job = dg.define_asset_job(
     "analytics",

@@ -6,6 +6,10 @@ make a model wrong (negative counts, fractions that do not add up, unknown episo
 in a run they skip the assets downstream, the models' automation condition waits for them
 to pass, and a model run started by hand refuses to build over them (``assets.py``).
 The rules themselves are plain SQL in ``quality.py``.
+
+A network file gives every show's raw assets their own checks (``<show>/anchor/plays``,
+step ``<show>_anchor_plays_checks``): the same rules, each reading only that show's rows
+(its ``show_id`` a SQL parameter), so one show's bad day fails only its own check.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any
 import dagster as dg
 import duckdb
 
+from podcast_pipeline import network_assets
 from podcast_pipeline.analytics import quality
+from podcast_pipeline.network import Network
 from podcast_pipeline.tables import ALL_TABLES, Table
 from podcast_pipeline.timeutil import utc_now
 
@@ -41,7 +47,8 @@ class Rule:
     name: str
     description: str
     applies: Callable[[Table], bool]
-    run: Callable[[duckdb.DuckDBPyConnection, Table, Facts], quality.Outcome]
+    # (connection, table, the show's rows' show_id or None for every row, facts)
+    run: Callable[[duckdb.DuckDBPyConnection, Table, str | None, Facts], quality.Outcome]
     blocking: Callable[[Table], bool] = lambda t: False
     warn_only: bool = False  # a failure is a warning, never an error
     automation_condition: dg.AutomationCondition | None = None
@@ -51,41 +58,41 @@ RULES: tuple[Rule, ...] = (
     Rule("counts_non_negative",
          "No count, share or duration column holds a negative value.",
          applies=lambda t: bool(quality.count_columns(t)),
-         run=lambda con, t, f: quality.counts_non_negative(con, t),
+         run=lambda con, t, s, f: quality.counts_non_negative(con, t, s),
          blocking=lambda t: True),
     Rule("fractions_sum_to_one",
          "Each day's (each snapshot's) fractions add up to 1 ± 0.01; Spotify's rounded "
          "country and region shares get 0.005 more per rounded row.",
          applies=lambda t: any(c == "fraction" for c, _ in t.columns),
-         run=lambda con, t, f: quality.fractions_sum_to_one(con, t),
+         run=lambda con, t, s, f: quality.fractions_sum_to_one(con, t, s),
          blocking=lambda t: True),
     Rule("episode_ids_known",
          "Every episode id (plays_by_episode: title) appears in the show's episode list "
          "(anchor/episodes; for OP3 op3/show).",
          applies=quality.applies_episode_ids,
-         run=lambda con, t, f: quality.episode_ids_known(con, t),
+         run=lambda con, t, s, f: quality.episode_ids_known(con, t, s),
          # OP3's list is the current feed: an episode taken out of it keeps its downloads.
          blocking=lambda t: t.schema == "anchor"),
     Rule("no_missing_days",
          "No materialized day is empty for a show that had rows the day before.",
          applies=lambda t: t.kind != "snapshot",
-         run=lambda con, t, f: quality.no_missing_days(con, t, f.materialized_days),
+         run=lambda con, t, s, f: quality.no_missing_days(con, t, f.materialized_days, s),
          warn_only=True),
     Rule("fresh",
          f"The newest partition is at most {quality.FRESH_DAYS} days old.",
          applies=lambda t: True,
-         run=lambda con, t, f: quality.freshness(f.newest_day, f.today),
+         run=lambda con, t, s, f: quality.freshness(f.newest_day, f.today),
          automation_condition=dg.AutomationCondition.cron_tick_passed(FRESHNESS_CRON, "UTC")),
     Rule("downloads_match_show_download_counts",
          "Stored OP3 downloads agree with OP3's own show_download_counts (weekly and "
          "30-day sums, days it reports none) on every day both cover.",
          applies=lambda t: t.qualified == "op3.downloads",
-         run=lambda con, t, f: quality.downloads_match_counts(con, f.materialized_days)),
+         run=lambda con, t, s, f: quality.downloads_match_counts(con, f.materialized_days, s)),
 )
 
 
-def asset_key(table: Table) -> dg.AssetKey:
-    return dg.AssetKey([table.schema, table.name])
+def asset_key(table: Table, show: str | None = None) -> dg.AssetKey:
+    return dg.AssetKey([*([show] if show else []), table.schema, table.name])
 
 
 def rules_for(table: Table) -> list[Rule]:
@@ -93,10 +100,12 @@ def rules_for(table: Table) -> list[Rule]:
 
 
 def blocking_check_keys(keys: list[dg.AssetKey]) -> list[dg.AssetCheckKey]:
-    """The blocking checks of these raw assets (the ones a model must not build over)."""
-    by_key = {asset_key(t): t for t in ALL_TABLES}
-    return [dg.AssetCheckKey(k, r.name) for k in keys if k in by_key
-            for r in rules_for(by_key[k]) if r.blocking(by_key[k])]
+    """The blocking checks of these raw assets (the ones a model must not build over); a
+    network show's key (``<show>/anchor/plays``) has the same checks as its table's."""
+    by_path = {(t.schema, t.name): t for t in ALL_TABLES}
+    tables = [(k, by_path.get((k.path[-2], k.path[-1]))) for k in keys if len(k.path) >= 2]
+    return [dg.AssetCheckKey(k, r.name) for k, t in tables if t is not None
+            for r in rules_for(t) if r.blocking(t)]
 
 
 def _facts(instance: dg.DagsterInstance, key: dg.AssetKey) -> Facts:
@@ -116,28 +125,35 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def result(table: Table, rule: Rule, outcome: quality.Outcome) -> dg.AssetCheckResult:
+def result(key: dg.AssetKey, rule: Rule, outcome: quality.Outcome) -> dg.AssetCheckResult:
     warn = rule.warn_only or outcome.inconclusive
     metadata: dict[str, Any] = {"summary": outcome.summary}
     if outcome.rows:
         metadata["offending_rows"] = dg.MetadataValue.md(markdown_table(outcome.rows))
     return dg.AssetCheckResult(
-        asset_key=asset_key(table), check_name=rule.name, passed=outcome.passed,
+        asset_key=key, check_name=rule.name, passed=outcome.passed,
         severity=dg.AssetCheckSeverity.WARN if warn else dg.AssetCheckSeverity.ERROR,
         description=outcome.summary, metadata=metadata)
 
 
-def _build(table: Table) -> dg.AssetChecksDefinition:
-    key = asset_key(table)
+def _build(table: Table, show: str | None = None,
+           show_id: str | None = None) -> dg.AssetChecksDefinition:
+    """The checks of ``table``'s asset: every row's, or (a network show) the asset
+    ``<show>/...`` and only the rows whose ``show_id`` is ``show_id``."""
+    key = asset_key(table, show)
     rules = rules_for(table)
+    name = f"{show}_{table.schema}_{table.name}_checks" if show else \
+        f"{table.schema}_{table.name}_checks"
+    of = f"{table.qualified} (show {show}: rows of show_id {show_id})" if show else \
+        table.qualified
     specs = [dg.AssetCheckSpec(r.name, asset=key, description=r.description,
                                blocking=r.blocking(table),
                                automation_condition=r.automation_condition)
              for r in rules]
 
-    @dg.multi_asset_check(specs=specs, name=f"{table.schema}_{table.name}_checks",
-                          can_subset=True, required_resource_keys={"warehouse"},
-                          description=f"Data-quality checks of {table.qualified}.")
+    @dg.multi_asset_check(specs=specs, name=name, can_subset=True,
+                          required_resource_keys={"warehouse"},
+                          description=f"Data-quality checks of {of}.")
     def _checks(context) -> Iterator[dg.AssetCheckResult]:  # no annotation: Dagster checks it
         selected = {k.name for k in context.selected_asset_check_keys}
         facts = _facts(context.instance, key)
@@ -146,7 +162,7 @@ def _build(table: Table) -> dg.AssetChecksDefinition:
         with context.resources.warehouse.writer(on_wait=context.log.info) as con:
             for rule in rules:
                 if rule.name in selected:
-                    results.append(result(table, rule, rule.run(con, table, facts)))
+                    results.append(result(key, rule, rule.run(con, table, show_id, facts)))
         yield from results
 
     return _checks
@@ -154,3 +170,17 @@ def _build(table: Table) -> dg.AssetChecksDefinition:
 
 raw_table_checks: list[dg.AssetChecksDefinition] = [
     _build(t) for t in ALL_TABLES if rules_for(t)]
+
+
+def build_raw_table_checks(net: Network) -> list[dg.AssetChecksDefinition]:
+    """The network's checks: one set per show's raw assets (the network of one: today's)."""
+    if not network_assets.is_network(net):
+        return raw_table_checks
+    by_path = {(t.schema, t.name): t for t in ALL_TABLES}
+    out = []
+    for show in net.shows:
+        for key in network_assets.show_keys(net, show):
+            table = by_path[(key.path[1], key.path[2])]
+            if rules_for(table):
+                out.append(_build(table, show.key, network_assets.row_show_id(show, table)))
+    return out

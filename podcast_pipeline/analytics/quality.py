@@ -2,6 +2,9 @@
 
 Each rule returns an :class:`Outcome`: whether the table passes, one line saying why, and
 the offending rows (at most :data:`MAX_ROWS`) so a reader can go straight to the bad day.
+A rule given a ``show_id`` reads only that show's rows (a network's per-show checks); without
+one it reads every row (the network of one). Each query says so with
+``show_id = coalesce(?, show_id)``: the same SQL either way, the show a parameter.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ def count_columns(table: Table) -> list[tuple[str, bool]]:
     return out
 
 
-def counts_non_negative(con: duckdb.DuckDBPyConnection, table: Table) -> Outcome:
+def counts_non_negative(con: duckdb.DuckDBPyConnection, table: Table,
+                        show_id: str | None = None) -> Outcome:
     cols = count_columns(table)
     rows: list[dict[str, Any]] = []
     for column, is_list in cols:  # column: a column name from tables.py
@@ -74,12 +78,14 @@ def counts_non_negative(con: duckdb.DuckDBPyConnection, table: Table) -> Outcome
             cur = con.execute(
                 "SELECT show_id, partition_date, ? AS column_name, "
                 f"CAST(list_min({column}) AS DOUBLE) AS value FROM {table.qualified} "
-                f"WHERE list_min({column}) < 0 ORDER BY partition_date LIMIT ?", [column, MAX_ROWS])
+                f"WHERE list_min({column}) < 0 AND show_id = coalesce(?, show_id) "
+                "ORDER BY partition_date LIMIT ?", [column, show_id, MAX_ROWS])
         else:
             cur = con.execute(
                 "SELECT show_id, partition_date, ? AS column_name, "
                 f"CAST({column} AS DOUBLE) AS value FROM {table.qualified} "
-                f"WHERE {column} < 0 ORDER BY partition_date LIMIT ?", [column, MAX_ROWS])
+                f"WHERE {column} < 0 AND show_id = coalesce(?, show_id) "
+                "ORDER BY partition_date LIMIT ?", [column, show_id, MAX_ROWS])
         rows += _dicts(cur)
     if rows:
         rows.sort(key=lambda r: r["partition_date"])
@@ -89,17 +95,18 @@ def counts_non_negative(con: duckdb.DuckDBPyConnection, table: Table) -> Outcome
     return Outcome(True, f"no negative value in {', '.join(c for c, _ in cols)}")
 
 
-def fractions_sum_to_one(con: duckdb.DuckDBPyConnection, table: Table) -> Outcome:
+def fractions_sum_to_one(con: duckdb.DuckDBPyConnection, table: Table,
+                         show_id: str | None = None) -> Outcome:
     group_by = ", ".join(FRACTION_GROUPS.get(table.qualified, ("show_id", "partition_date")))
     slack = ROUNDING_SLACK if table.qualified in ROUNDED_SHARES else 0.0
     rows = _dicts(con.execute(
         f"SELECT {group_by}, round(sum(fraction), 6) AS total, count(*) AS rows_in_group, "
         "round(? + ? * count(*) FILTER (WHERE fraction >= 0.01), 6) AS tolerance "
-        f"FROM {table.qualified} GROUP BY {group_by} "
+        f"FROM {table.qualified} WHERE show_id = coalesce(?, show_id) GROUP BY {group_by} "
         "HAVING count(fraction) > 0 "
         "AND abs(sum(fraction) - 1) > ? + ? * count(*) FILTER (WHERE fraction >= 0.01) "
         "ORDER BY partition_date DESC LIMIT ?",
-        [FRACTION_TOLERANCE, slack, FRACTION_TOLERANCE, slack, MAX_ROWS]))
+        [FRACTION_TOLERANCE, slack, show_id, FRACTION_TOLERANCE, slack, MAX_ROWS]))
     if rows:
         first = rows[0]
         return Outcome(False, f"fractions of {first['partition_date']} sum to {first['total']}, "
@@ -122,22 +129,26 @@ def applies_episode_ids(table: Table) -> bool:
     return table.qualified in (*ANCHOR_EPISODE_TABLES, "op3.downloads", "anchor.plays_by_episode")
 
 
-def episode_ids_known(con: duckdb.DuckDBPyConnection, table: Table) -> Outcome:
+def episode_ids_known(con: duckdb.DuckDBPyConnection, table: Table,
+                      show_id: str | None = None) -> Outcome:
     """Every episode id (titles for plays_by_episode) appears in the show's episode list,
     in any snapshot of it (an episode deleted since still has its history)."""
     listing, list_column, column = _episode_list(table)  # columns from tables.py
     shows_without = _dicts(con.execute(
         f"SELECT DISTINCT t.show_id FROM {table.qualified} t "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {listing.qualified} l WHERE l.show_id = t.show_id)"))
+        "WHERE t.show_id = coalesce(?, t.show_id) "
+        f"AND NOT EXISTS (SELECT 1 FROM {listing.qualified} l WHERE l.show_id = t.show_id)",
+        [show_id]))
     rows = _dicts(con.execute(
         f"SELECT t.show_id, CAST(t.{column} AS VARCHAR) AS value, "
         "min(t.partition_date) AS first_day, count(*) AS rows "
         f"FROM {table.qualified} t "
-        f"WHERE t.{column} IS NOT NULL AND CAST(t.{column} AS VARCHAR) <> '' "
+        f"WHERE t.show_id = coalesce(?, t.show_id) AND t.{column} IS NOT NULL "
+        f"AND CAST(t.{column} AS VARCHAR) <> '' "
         f"AND EXISTS (SELECT 1 FROM {listing.qualified} l WHERE l.show_id = t.show_id) "
         f"AND NOT EXISTS (SELECT 1 FROM {listing.qualified} l "
         f"WHERE l.show_id = t.show_id AND l.{list_column} = t.{column}) "
-        "GROUP BY ALL ORDER BY first_day LIMIT ?", [MAX_ROWS]))
+        "GROUP BY ALL ORDER BY first_day LIMIT ?", [show_id, MAX_ROWS]))
     where = listing.qualified
     if rows:
         return Outcome(False, f"{len(rows)} {column} value(s) not in {where}, e.g. "
@@ -149,26 +160,28 @@ def episode_ids_known(con: duckdb.DuckDBPyConnection, table: Table) -> Outcome:
     return Outcome(True, f"every {column} is in {where}")
 
 
-def days_with_rows(con: duckdb.DuckDBPyConnection, table: Table) -> dict[str, set[date]]:
+def days_with_rows(con: duckdb.DuckDBPyConnection, table: Table,
+                   show_id: str | None = None) -> dict[str, set[date]]:
     out: dict[str, set[date]] = {}
-    for show_id, day in con.execute(
-            f"SELECT DISTINCT show_id, partition_date FROM {table.qualified}").fetchall():
-        out.setdefault(show_id, set()).add(day)
+    for show, day in con.execute(
+            f"SELECT DISTINCT show_id, partition_date FROM {table.qualified} "
+            "WHERE show_id = coalesce(?, show_id)", [show_id]).fetchall():
+        out.setdefault(show, set()).add(day)
     return out
 
 
 def no_missing_days(con: duckdb.DuckDBPyConnection, table: Table,
-                    materialized: Iterable[date] | None) -> Outcome:
+                    materialized: Iterable[date] | None, show_id: str | None = None) -> Outcome:
     """A day that was materialized (or lies between stored days) but holds no rows for a
     show that had rows the day before."""
     rows: list[dict[str, Any]] = []
-    for show_id, have in sorted(days_with_rows(con, table).items()):
+    for show, have in sorted(days_with_rows(con, table, show_id).items()):
         lo, hi = min(have), max(have)
         candidates = ({d for d in materialized if d >= lo} if materialized is not None
                       else {lo + timedelta(days=k) for k in range((hi - lo).days + 1)})
         for day in sorted(candidates):
             if day not in have and day - timedelta(days=1) in have:
-                rows.append({"show_id": show_id, "day": day.isoformat(),
+                rows.append({"show_id": show, "day": day.isoformat(),
                              "day_before": (day - timedelta(days=1)).isoformat()})
     if rows:
         return Outcome(False, f"{len(rows)} day(s) without rows after a day with rows, first "
@@ -188,8 +201,8 @@ def freshness(newest: date | None, today: date, max_age_days: int = FRESH_DAYS) 
     return Outcome(True, f"newest partition {newest} is {age} day(s) old")
 
 
-def downloads_match_counts(con: duckdb.DuckDBPyConnection,
-                           covered: Iterable[date] | None) -> Outcome:
+def downloads_match_counts(con: duckdb.DuckDBPyConnection, covered: Iterable[date] | None,
+                           show_id: str | None = None) -> Outcome:
     """OP3's own daily-computed numbers (show_download_counts, latest snapshot per show)
     against the downloads stored for the same days: the 4 weekly sums (days asof-27..asof
     in 7-day weeks), the 30-day total (asof-29..asof) and the days its ``days`` string marks
@@ -197,13 +210,14 @@ def downloads_match_counts(con: duckdb.DuckDBPyConnection,
     snapshots = _dicts(con.execute("""
         SELECT show_id, strftime(timezone('UTC', computed_at), '%Y-%m-%d') AS asof, "days",
                monthly_downloads, weekly_downloads
-        FROM op3.show_download_counts
-        QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id)"""))
+        FROM op3.show_download_counts WHERE show_id = coalesce(?, show_id)
+        QUALIFY partition_date = max(partition_date) OVER (PARTITION BY show_id)""", [show_id]))
     if not snapshots:
         return Outcome(True, "nothing to compare yet: no op3.show_download_counts snapshot")
     per_day = {(s, d): n for s, d, n in con.execute(
-        "SELECT show_id, date, count(*) FROM op3.downloads GROUP BY ALL").fetchall()}
-    have = days_with_rows(con, TABLES_BY_KEY["op3.downloads"])
+        "SELECT show_id, date, count(*) FROM op3.downloads "
+        "WHERE show_id = coalesce(?, show_id) GROUP BY ALL", [show_id]).fetchall()}
+    have = days_with_rows(con, TABLES_BY_KEY["op3.downloads"], show_id)
     mismatches: list[dict[str, Any]] = []
     compared = 0
     for snap in snapshots:
