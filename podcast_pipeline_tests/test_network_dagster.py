@@ -7,8 +7,10 @@ must load without them); the single-show keys are covered by test_definitions.py
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -29,6 +31,7 @@ from podcast_pipeline.network import Network, Show, load_network
 from podcast_pipeline.network_assets import SHOWS_KEY, pool_limits, show_keys
 from podcast_pipeline.sensors import apply_pool_limits, credential_expiry_alert, credential_probe
 from podcast_pipeline.settings import Settings
+from podcast_pipeline.summary import print_summary
 from podcast_pipeline.tables import ANCHOR_TABLES, OP3_TABLES, SPOTIFY_TABLES, TABLES_BY_KEY
 from podcast_pipeline_tests.procs import Materialize, dagster_home
 
@@ -476,5 +479,79 @@ def test_a_shows_broken_data_fails_only_its_own_check(
                     dg.AssetCheckKey(key, name))
                 assert record is not None and record.event is not None
                 assert record.event.asset_check_evaluation.passed, (key, name)
+        # A model over the table, started by hand, refuses over the broken show's check.
+        mix = dg.AssetKey(["analytics", "audience_mix"])
+        run = defs.resolve_job_def("analytics").execute_in_process(
+            instance=instance, asset_selection=[mix], raise_on_error=False)
+        [failure] = [e for e in run.all_events if e.is_step_failure]
+        text = str(failure.step_failure_data.user_failure_data.description)
+        assert "was not rebuilt" in text
+        assert f"{bad.webstation_id}/anchor/plays_by_app fractions_sum_to_one" in text
+        assert good.webstation_id not in text
     finally:
         instance.dispose()
+
+
+SUMMARY_ASSETS = ["anchor/total_plays", "anchor/unique_listeners", "anchor/plays",
+                  "anchor/plays_by_app", "anchor/plays_by_geo", "op3/show_download_counts",
+                  "op3/downloads"]
+PERCENT = re.compile(r"\s(\d+\.\d) %")
+
+
+def test_the_summary_of_a_network_is_per_show_and_adds_only_counts(
+        emu_network: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`podcast-pipeline summary` on a network's database: one block per show under its name
+    from the network file, no share over 100 %, and network totals that are the sums of
+    the shows' counts."""
+    db = tmp_path / "w.duckdb"
+    monkeypatch.setenv("DUCKDB_PATH", str(db))
+    defs = build_definitions(Settings.load())
+    net = load_network(Settings.load())
+    wanted = {tuple(k.split("/")) for k in SUMMARY_ASSETS}
+    keys = [k for s in net.shows for k in show_keys(net, s) if tuple(k.path[1:]) in wanted]
+    (tmp_path / "home").mkdir()
+    instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "home"))
+    try:
+        request = dg.RunRequest(asset_selection=[*keys, SHOWS_KEY], tags={
+            "dagster/asset_partition_range_start": WINDOW[1],
+            "dagster/asset_partition_range_end": WINDOW[1]})
+        outcome = execute(defs, request, instance, log_level="WARNING")
+        assert outcome.success, outcome.failed_steps
+    finally:
+        instance.dispose()
+    out = io.StringIO()
+    print_summary(str(db), out)
+    text = out.getvalue()
+    blocks = text.split("\n\n\"")
+    heads = [line for line in text.splitlines() if ", as of " in line]
+    # (a snapshot's day is the real day it was taken, not the emulator's today)
+    assert [h.split(", as of ")[0] for h in heads[:-1]] == [
+        f'"{s.name}"' for s in sorted(net.shows, key=lambda s: s.name)], text
+    assert heads[-1].startswith(f"The network, {len(net.shows)} shows, as of"), text
+    shares = [float(x) for x in PERCENT.findall(text)]
+    assert shares and max(shares) <= 100.0, text
+    # Each show's top countries are its own shares: together at most the whole.
+    for block in blocks[:len(net.shows)]:
+        countries = section(block, "  Top countries")
+        assert 0 < sum(float(x) for x in PERCENT.findall(countries)) <= 100.0, block
+    # The totals add the counts up, and only the counts.
+    totals = text.rsplit("The network, ", 1)[1]
+    assert "%" not in totals and "Audience" not in totals
+    with duckdb.connect(str(db), read_only=True) as con:
+        [(plays,)] = con.execute("SELECT sum(plays) FROM anchor.plays WHERE date = ?",
+                                 [WINDOW[1]]).fetchall()
+        [(downloads,)] = con.execute("SELECT count(*) FROM op3.downloads WHERE date = ?",
+                                     [WINDOW[1]]).fetchall()
+        per_show = [n for (n,) in con.execute(
+            "SELECT sum(plays) FROM anchor.plays WHERE date = ? GROUP BY show_id",
+            [WINDOW[1]]).fetchall()]
+    assert len(per_show) == len(net.shows) and plays > max(per_show)
+    day = date.fromisoformat(WINDOW[1])
+    assert re.search(rf"^  {day:%a} {day}\s+{plays:,}\s+{downloads:,}$", totals, re.M), totals
+
+
+def section(text: str, title: str) -> str:
+    """The lines of the block starting with ``title``, up to the next blank line."""
+    start = text.index(title)
+    end = text.find("\n\n", start)
+    return text[start:end if end >= 0 else None]
