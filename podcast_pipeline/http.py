@@ -136,12 +136,18 @@ class CallStats:
     retries: int = 0
     malformed_retries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _mine: threading.local = field(default_factory=threading.local, repr=False)
 
     def add(self, *, requests_: int = 0, retries: int = 0, malformed: int = 0) -> None:
         with self.lock:
             self.requests += requests_
             self.retries += retries
             self.malformed_retries += malformed
+        self._mine.requests = self.requests_of_this_thread() + requests_
+
+    def requests_of_this_thread(self) -> int:
+        """Requests sent by the calling thread: what one of several concurrent calls cost."""
+        return getattr(self._mine, "requests", 0)
 
 
 class CredentialVerdict:

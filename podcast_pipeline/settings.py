@@ -54,6 +54,7 @@ GRAPHQL_CREDENTIAL_ENV = "SPOTIFY_SP_DC"  # Spotify for Creators over GraphQL
 DUCKDB_PATH_ENV = "DUCKDB_PATH"
 START_DATE_ENV = "PODCAST_PIPELINE_START_DATE"
 LOOKBACK_ENV = "PODCAST_PIPELINE_LOOKBACK_DAYS"
+REQUESTS_PER_STEP_ENV = "PODCAST_PIPELINE_REQUESTS_PER_STEP"
 CRON_ENV = "PODCAST_PIPELINE_SCHEDULE_CRON"
 LOCK_TIMEOUT_ENV = "PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS"
 PROBE_INTERVAL_ENV = "PODCAST_PIPELINE_PROBE_INTERVAL_SECONDS"
@@ -288,6 +289,9 @@ class Settings(BaseSettings):
     max_rows_per_day: int = Field(Limits.max_rows_per_day, validation_alias=MAX_ROWS_PER_DAY_ENV)
     max_episodes: int = Field(Limits.max_episodes, validation_alias=MAX_EPISODES_ENV)
     max_shrink_fraction: float = Field(DEFAULT_MAX_SHRINK, validation_alias=SHRINK_ENV)
+    # Requests one step keeps in flight (per-day, per-episode and redirect-log chunks). With
+    # dagster.yaml's 2 steps per API pool, an API sees at most 2 x this many at once.
+    requests_per_step: int = Field(4, validation_alias=REQUESTS_PER_STEP_ENV)
     # The report's folder (None: <database name>-report beside the database)
     report_dir: str | None = Field(None, validation_alias=REPORT_DIR_ENV)
     # Alerts
@@ -363,7 +367,8 @@ class Settings(BaseSettings):
         return seconds
 
     @field_validator("request_deadline_seconds", "max_body_mb", "max_json_depth",
-                     "max_retry_wait_seconds", "max_rows_per_day", "max_episodes", mode="before")
+                     "max_retry_wait_seconds", "max_rows_per_day", "max_episodes",
+                     "requests_per_step", mode="before")
     @classmethod
     def _positive(cls, value: Any, info: ValidationInfo) -> Any:
         field_ = cls.model_fields[str(info.field_name)]

@@ -11,7 +11,11 @@ from a registered DataFrame.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
+import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -54,6 +58,11 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("covers_start", "DATE"),
     ("covers_end", "DATE"),
 )
+
+
+# DuckDB's buffer pool per connection we open. Without a limit it may grow to 80 % of the
+# machine's memory on a large window; with one it spills to disk (its temp directory).
+DUCKDB_MEMORY_LIMIT = "256MB"
 
 
 class WarehouseBusy(PodcastPipelineError):
@@ -151,7 +160,8 @@ def connect(path: str, *, timeout: float = 120.0, on_wait=None) -> Iterator[duck
     warned = False
     while True:
         try:
-            con = duckdb.connect(str(Path(path).expanduser()))
+            con = duckdb.connect(str(Path(path).expanduser()),
+                                 config={"memory_limit": DUCKDB_MEMORY_LIMIT})
             break
         except duckdb.Error as exc:
             if not validate.held_elsewhere(str(exc)):
@@ -184,13 +194,143 @@ class WriteResult:
     emptied_days: tuple[date, ...] = ()  # stored days the API explicitly answered as empty
 
 
+class Stage:
+    """One answer's rows and raw bodies, written page by page to a temporary DuckDB file as
+    they arrive, so a window of any size costs bounded memory (DuckDB spills past
+    ``DUCKDB_MEMORY_LIMIT``). :func:`replace_window` moves both into the warehouse inside
+    its one transaction; :meth:`close` deletes the file. Rules 2 and 3 of
+    :mod:`podcast_pipeline.completeness` run on every page before it is kept.
+
+    Thread-safe: concurrent fetches of one window add pages under one lock. Pages parsed by
+    DuckDB go into ``con`` directly (:meth:`add_table`); others arrive as frames.
+    """
+
+    def __init__(self, table: Table, show_id: str, start: date, end: date) -> None:
+        self.table, self.show_id, self.start, self.end = table, show_id, start, end
+        self.columns = [c for c, _ in table.columns]
+        self.extras: list[str] = []  # columns the API sent that the table does not know
+        self.rows = 0  # staged, duplicates included
+        self.per_day: dict[date, int] = {}
+        self.duplicates = 0
+        self._finished = False
+        self._seq = 0
+        self._lock = threading.RLock()
+        self._dir = tempfile.mkdtemp(prefix="podcast_pipeline_stage_")
+        self.path = os.path.join(self._dir, "stage.duckdb")
+        self.con = duckdb.connect(self.path, config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+        cols = ", ".join(f'"{c}" {t}' for c, t in (("partition_date", "DATE"), *table.columns))
+        self.con.execute(f"CREATE TABLE rows ({cols})")
+        raw = ", ".join(f"{n} {t}" for n, t in RAW_COLUMNS if n in STAGED_RAW)
+        self.con.execute(f"CREATE TABLE raw ({raw})")
+        self._casts = ", ".join(f'CAST("{c}" AS {t})'
+                                for c, t in (("partition_date", "DATE"), *table.columns))
+
+    # ---- filling
+    def record(self, r: RawResponse) -> None:
+        """A :data:`~podcast_pipeline.http.Recorder`: the body goes to disk at once."""
+        lo, hi = _covers(r, self.start, self.end)
+        with self._lock:
+            self.con.execute(f"INSERT INTO raw ({', '.join(STAGED_RAW)}) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             [self._seq, r.api, r.endpoint, r.path, r.status, r.fetched_at,
+                              redact(r.body), lo, hi])
+            self._seq += 1
+
+    def add_frame(self, frame: pd.DataFrame) -> None:
+        """One page of contract columns (plus ``date`` for a ranged table, maybe extras)."""
+        if not len(frame):
+            self._note(frame.columns)
+            return
+        frame = frame.copy()
+        frame["partition_date"] = pd.to_datetime(frame["date"]).dt.date
+        completeness.check_answer(self.table, frame, self.start, self.end, self.show_id)
+        page = scrub_frame(frame[["partition_date", *self.columns]])
+        with self._lock:
+            self._note(frame.columns)
+            self.con.register("stage_page", page)
+            try:
+                self.con.execute(f"INSERT INTO rows SELECT {self._casts} FROM stage_page")
+            finally:
+                self.con.unregister("stage_page")
+            self.rows += len(page)
+
+    def add_table(self, name: str, columns: Sequence[str]) -> None:
+        """One page a client parsed into table ``name`` of :attr:`con` (contract columns
+        with their types, ``date``); ``columns``: every column the page had."""
+        with self._lock:
+            completeness.check_staged(self.con, self.table, name, self.start, self.end,
+                                      self.show_id)
+            cols = ", ".join(f'"{c}"' for c in self.columns)
+            (n,) = self.con.execute(f'INSERT INTO rows SELECT CAST("date" AS DATE), {cols} '
+                                    f"FROM {name}").fetchone()
+            self.rows += int(n)
+            self._note(columns)
+
+    def _note(self, columns: Sequence[str]) -> None:
+        known = {*self.columns, "partition_date"}
+        self.extras += [c for c in columns if c not in known and c not in self.extras]
+
+    # ---- reading back
+    def finish(self) -> None:
+        """Drop rows repeated in every column (an API that sent a row twice) and count the
+        rows per day; then the file is closed, ready for :func:`replace_window`."""
+        with self._lock:
+            if self._finished:
+                return
+            (unique,) = self.con.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT * FROM rows)").fetchone()
+            self.duplicates = self.rows - int(unique)
+            if self.duplicates:
+                self.con.execute("CREATE TABLE unique_rows AS SELECT DISTINCT * FROM rows")
+                self.con.execute("DROP TABLE rows")
+                self.con.execute("ALTER TABLE unique_rows RENAME TO rows")
+            self.rows = int(unique)
+            self.per_day = dict(self.con.execute(
+                "SELECT partition_date, count(*) FROM rows GROUP BY 1").fetchall())
+            self.con.execute("CHECKPOINT")
+            self._finished = True
+
+    def sample(self, n: int) -> pd.DataFrame:
+        """The first ``n`` rows (for a preview)."""
+        with self._lock:
+            return self.con.execute(f"SELECT * FROM rows LIMIT {int(n)}").df()
+
+    def nulls(self, columns: Sequence[str]) -> dict[str, int]:
+        """Rows with NULL in each of ``columns``."""
+        if not columns:
+            return {}
+        with self._lock:
+            counts = self.con.execute("SELECT " + ", ".join(
+                f'count(*) FILTER (WHERE "{c}" IS NULL)' for c in columns) + " FROM rows"
+            ).fetchone()
+        return dict(zip(columns, map(int, counts), strict=True))
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.con.close()
+            finally:
+                shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# What a stage keeps of each raw body; the rest of RAW_COLUMNS is the write's own.
+STAGED_RAW = ("request_seq", "api", "endpoint", "path", "status", "fetched_at", "body",
+              "covers_start", "covers_end")
+
+
 def replace_window(
     con: duckdb.DuckDBPyConnection,
     table: Table,
     show_id: str,
     start: date,
     end: date,
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Stage,
     raw: Sequence[RawResponse],
     fetched_at: datetime,
     *,
@@ -199,52 +339,81 @@ def replace_window(
     """Atomically replace ``[start, end]`` of ``table`` for ``show_id`` with ``frame``.
 
     ``frame`` holds the endpoint's contract columns plus ``partition_date`` (and, for
-    snapshots, ``as_of`` where the API said when). Whether the answer may replace the
+    snapshots, ``as_of`` where the API said when), or is a :class:`Stage` holding them on
+    disk (its raw bodies too; ``raw`` is then empty). Whether the answer may replace the
     window at all is :mod:`podcast_pipeline.completeness`'s rule: rows outside the window
     or outside the value contract, or a replace that would silently empty or shrink
     stored days, raise and leave everything as it was. ``max_shrink``: the largest share
     of a stored day's rows the answer may drop (``PODCAST_PIPELINE_MAX_SHRINK_FRACTION``).
     """
     columns = [name for name, _ in table_columns(table)]
-    data = frame.copy()
-    data["show_id"] = show_id
-    data["fetched_at"] = fetched_at
-    if table.kind == "snapshot":
-        data["as_of"] = data["as_of"].fillna(fetched_at) if "as_of" in data else fetched_at
-    if table.has_backend and "backend" not in data:
-        data["backend"] = None
-    missing = [c for c in columns if c not in data.columns]
-    if missing:
-        raise PodcastPipelineError(f"{table.qualified}: rows lack columns {missing}")
-    completeness.check_answer(table, data, start, end, show_id)
-    data = scrub_frame(data[columns])  # the storage gate, whoever built the frame
-    per_day = data.groupby(pd.to_datetime(data["partition_date"]).dt.date).size().to_dict()
-
-    raw_frame = pd.DataFrame(
-        [(table.qualified, r.api, r.endpoint, show_id, start, end, i, r.path, r.status,
-          r.fetched_at, redact(r.body), *_covers(r, start, end))
-         for i, r in enumerate(raw)],
-        columns=[n for n, _ in RAW_COLUMNS],
-    )
     col_list = ", ".join(f'"{c}"' for c in columns)
-    select_list = ", ".join(f'CAST("{c}" AS {t})' for c, t in table_columns(table))
     raw_names = ", ".join(n for n, _ in RAW_COLUMNS)
     raw_select = ", ".join(f"CAST({n} AS {t})" for n, t in RAW_COLUMNS)
+    staged = isinstance(frame, Stage)
+    if isinstance(frame, Stage):
+        if frame.table != table or frame.show_id != show_id or (frame.start, frame.end) != (
+                start, end) or raw:
+            raise PodcastPipelineError(f"{table.qualified}: the stage holds another window")
+        frame.finish()
+        frame.con.close()  # attached read-only below; a file is open once per process
+        per_day, rows = frame.per_day, frame.rows
+        consts = {"show_id": "CAST(? AS VARCHAR)", "fetched_at": "CAST(? AS TIMESTAMPTZ)",
+                  "as_of": "CAST(? AS TIMESTAMPTZ)", "backend": "CAST(NULL AS VARCHAR)"}
+        picks = [consts.get(c, f'"{c}"') for c in columns]
+        params = [{"show_id": show_id}.get(c, fetched_at) for c in columns if c in consts
+                  and c != "backend"]
+        insert_rows = (f"INSERT INTO {table.qualified} ({col_list}) SELECT {', '.join(picks)} "
+                       "FROM incoming_stage.rows", params)
+        raw_picks = ", ".join(
+            n if n in STAGED_RAW else "?" for n, _ in RAW_COLUMNS)
+        insert_raw = (f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_picks} "
+                      "FROM incoming_stage.raw ORDER BY request_seq",
+                      [{"asset": table.qualified, "show_id": show_id, "window_start": start,
+                        "window_end": end}[n] for n, _ in RAW_COLUMNS if n not in STAGED_RAW])
+        con.execute("ATTACH ? AS incoming_stage (READ_ONLY)", [frame.path])
+    else:
+        data = frame.copy()
+        data["show_id"] = show_id
+        data["fetched_at"] = fetched_at
+        if table.kind == "snapshot":
+            data["as_of"] = data["as_of"].fillna(fetched_at) if "as_of" in data else fetched_at
+        if table.has_backend and "backend" not in data:
+            data["backend"] = None
+        missing = [c for c in columns if c not in data.columns]
+        if missing:
+            raise PodcastPipelineError(f"{table.qualified}: rows lack columns {missing}")
+        completeness.check_answer(table, data, start, end, show_id)
+        data = scrub_frame(data[columns])  # the storage gate, whoever built the frame
+        per_day = data.groupby(pd.to_datetime(data["partition_date"]).dt.date).size().to_dict()
+        rows = len(data)
+        raw_frame = pd.DataFrame(
+            [(table.qualified, r.api, r.endpoint, show_id, start, end, i, r.path, r.status,
+              r.fetched_at, redact(r.body), *_covers(r, start, end))
+             for i, r in enumerate(raw)],
+            columns=[n for n, _ in RAW_COLUMNS],
+        )
+        select_list = ", ".join(f'CAST("{c}" AS {t})' for c, t in table_columns(table))
+        con.register("incoming_rows", data)
+        con.register("incoming_raw", raw_frame)
+        insert_rows = (f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} "
+                       "FROM incoming_rows", [])
+        insert_raw = (f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} "
+                      "FROM incoming_raw", [])
     key = [table.qualified, show_id]
-    con.execute("BEGIN TRANSACTION")
+    before: dict[date, int] = {}
     try:
+        con.execute("BEGIN TRANSACTION")
         before = dict(con.execute(
             f"SELECT partition_date, count(*) FROM {table.qualified} "
             "WHERE show_id = ? AND partition_date BETWEEN ? AND ? GROUP BY 1",
             [show_id, start, end]).fetchall())
         emptied = completeness.check_replace(table, before, per_day, start, end, max_shrink)
-        con.register("incoming_rows", data)
-        con.register("incoming_raw", raw_frame)
         con.execute(
             f"DELETE FROM {table.qualified} WHERE show_id = ? AND partition_date BETWEEN ? AND ?",
             [show_id, start, end],
         )
-        con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} FROM incoming_rows")
+        con.execute(*insert_rows)
         # Older bodies stop covering the window's days: split those that span past both
         # ends, trim those reaching into it, drop those inside it.
         con.execute(f"INSERT INTO {RAW_TABLE} SELECT * REPLACE (CAST(? AS DATE) AS covers_start) "
@@ -258,7 +427,7 @@ def replace_window(
                     [end + timedelta(1), *key, start, end, end])
         con.execute(f"DELETE FROM {RAW_TABLE} WHERE asset = ? AND show_id = ? "
                     "AND covers_start >= ? AND covers_end <= ?", [*key, start, end])
-        con.execute(f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} FROM incoming_raw")
+        con.execute(*insert_raw)
         con.execute("COMMIT")
     except duckdb.Error as exc:
         _rollback(con)
@@ -270,12 +439,18 @@ def replace_window(
         _rollback(con)
         raise
     finally:
-        for view in ("incoming_rows", "incoming_raw"):
+        if staged:
             try:
-                con.unregister(view)
+                con.execute("DETACH incoming_stage")
             except duckdb.Error:
                 pass
-    return WriteResult(table.qualified, len(data), (start, end), per_day,
+        else:
+            for view in ("incoming_rows", "incoming_raw"):
+                try:
+                    con.unregister(view)
+                except duckdb.Error:
+                    pass
+    return WriteResult(table.qualified, rows, (start, end), per_day,
                        sum(before.values()), tuple(emptied))
 
 
