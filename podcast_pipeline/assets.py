@@ -45,11 +45,11 @@ class Endpoint:
 
     table: Table
     fetch: Callable[..., pd.DataFrame]
+    # Documented fields the table leaves out on purpose (raw.responses keeps them): not drift.
+    unstored: frozenset[str] = frozenset()
     # Ranged endpoints that can be long: ``(client, start, end, stage, concurrency)`` puts
     # the answer page by page into a ``warehouse.Stage`` instead of returning a frame.
     stage: Callable[..., None] | None = None
-    # Documented fields the table leaves out on purpose (raw.responses keeps them): not drift.
-    unstored: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
