@@ -30,7 +30,7 @@ from filelock import FileLock, Timeout
 from podcast_pipeline import completeness, validate
 from podcast_pipeline.errors import PodcastPipelineError
 from podcast_pipeline.http import RawResponse
-from podcast_pipeline.redact import redact, scrub_frame
+from podcast_pipeline.redact import contains_secret, redact, scrub_frame
 from podcast_pipeline.tables import ALL_TABLES, Table
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,7 @@ class Stage:
         self.duplicates = 0
         self._finished = False
         self._seq = 0
+        self._files: list[str] = []
         self._lock = threading.RLock()
         self._dir = tempfile.mkdtemp(prefix="podcast_pipeline_stage_")
         self.path = os.path.join(self._dir, "stage.duckdb")
@@ -227,14 +228,21 @@ class Stage:
 
     # ---- filling
     def record(self, r: RawResponse) -> None:
-        """A :data:`~podcast_pipeline.http.Recorder`: the body goes to disk at once."""
+        """A :data:`~podcast_pipeline.http.Recorder`: the body goes to a file at once (DuckDB
+        reads it back with ``read_text`` inside the replace), its details to a small table."""
         lo, hi = _covers(r, self.start, self.end)
+        body = redact(r.body) if contains_secret(r.body) else r.body  # fetch() masked it
         with self._lock:
+            seq = self._seq
+            self._seq += 1
+            path = os.path.join(self._dir, f"body-{seq:07d}.txt")
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write(body)
+            self._files.append(path)
             self.con.execute(f"INSERT INTO raw ({', '.join(STAGED_RAW)}) "
                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             [self._seq, r.api, r.endpoint, r.path, r.status, r.fetched_at,
-                              redact(r.body), lo, hi])
-            self._seq += 1
+                             [seq, r.api, r.endpoint, r.path, r.status, r.fetched_at, path, lo,
+                              hi])
 
     def add_frame(self, frame: pd.DataFrame) -> None:
         """One page of contract columns (plus ``date`` for a ranged table, maybe extras)."""
@@ -290,6 +298,11 @@ class Stage:
             self.con.execute("CHECKPOINT")
             self._finished = True
 
+    def body_files(self) -> list[str]:
+        """The files holding the raw bodies, in the order they arrived."""
+        with self._lock:
+            return list(self._files)
+
     def sample(self, n: int) -> pd.DataFrame:
         """The first ``n`` rows (for a preview)."""
         with self._lock:
@@ -319,7 +332,8 @@ class Stage:
         self.close()
 
 
-# What a stage keeps of each raw body; the rest of RAW_COLUMNS is the write's own.
+# What a stage keeps of each raw body (``body``: the file holding it); the rest of
+# RAW_COLUMNS is the write's own.
 STAGED_RAW = ("request_seq", "api", "endpoint", "path", "status", "fetched_at", "body",
               "covers_start", "covers_end")
 
@@ -365,12 +379,17 @@ def replace_window(
                   and c != "backend"]
         insert_rows = (f"INSERT INTO {table.qualified} ({col_list}) SELECT {', '.join(picks)} "
                        "FROM incoming_stage.rows", params)
-        raw_picks = ", ".join(
-            n if n in STAGED_RAW else "?" for n, _ in RAW_COLUMNS)
+        raw_picks = ", ".join("f.content" if n == "body" else f"r.{n}" if n in STAGED_RAW
+                              else "?" for n, _ in RAW_COLUMNS)
+        files = frame.body_files()
         insert_raw = (f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_picks} "
-                      "FROM incoming_stage.raw ORDER BY request_seq",
+                      "FROM incoming_stage.raw AS r JOIN read_text(?) AS f "
+                      "ON f.filename = r.body ORDER BY r.request_seq",
                       [{"asset": table.qualified, "show_id": show_id, "window_start": start,
-                        "window_end": end}[n] for n, _ in RAW_COLUMNS if n not in STAGED_RAW])
+                        "window_end": end}[n] for n, _ in RAW_COLUMNS if n not in STAGED_RAW]
+                      + [files])
+        if not files:  # read_text of no files is an error, not an empty table
+            insert_raw = ("SELECT 1", [])
         con.execute("ATTACH ? AS incoming_stage (READ_ONLY)", [frame.path])
     else:
         data = frame.copy()
