@@ -105,8 +105,9 @@ def redact(text: str) -> str:
 def _may_carry_param(text: str) -> bool:
     """Whether ``_SECRET_PARAMS`` could match: a substring test, 5x faster than the
     case-insensitive regex scanning a page of millions of characters that has none.
-    casefold() folds at least every case the regex's IGNORECASE matches (ſ, K …)."""
-    folded = text.casefold()
+    casefold() folds at least every case the regex's IGNORECASE matches (ſ, K …); in
+    ASCII text lower() is the same and much faster."""
+    folded = text.lower() if text.isascii() else text.casefold()
     return any(name in folded for name in ("token=", "anchorpw_s=", "api_key="))
 
 

@@ -62,7 +62,7 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
 
 # DuckDB's buffer pool per connection we open. Without a limit it may grow to 80 % of the
 # machine's memory on a large window; with one it spills to disk (its temp directory).
-DUCKDB_MEMORY_LIMIT = "256MB"
+DUCKDB_MEMORY_LIMIT = "128MB"
 
 
 class WarehouseBusy(PodcastPipelineError):
@@ -92,7 +92,36 @@ def add_column(qualified: str, column: str, type_: str) -> str:
 
 def ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = ALL_TABLES) -> None:
     """Create what is missing; a database from an earlier version gains the columns added
-    to the contract since (nullable; a column the contract dropped stays, unused)."""
+    to the contract since (nullable; a column the contract dropped stays, unused).
+
+    Done once per database file and process: every step writes through here, and the
+    catalog queries cost more than a small step's own write."""
+    key = _file_identity(con)
+    if key is not None and (key, tuple(t.qualified for t in tables)) in _SCHEMA_READY:
+        return
+    _ensure_schema(con, tables)
+    if key is not None:
+        _SCHEMA_READY.add((key, tuple(t.qualified for t in tables)))
+
+
+_SCHEMA_READY: set[tuple[tuple[str, int, int], tuple[str, ...]]] = set()
+
+
+def _file_identity(con: duckdb.DuckDBPyConnection) -> tuple[str, int, int] | None:
+    """(path, device, inode) of the connection's database file: a file deleted and made
+    again is another file. None for an in-memory database."""
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = "
+                      "current_database()").fetchone()
+    if not row or not row[0]:
+        return None
+    try:
+        st = os.stat(row[0])
+    except OSError:
+        return None
+    return (os.path.abspath(row[0]), st.st_dev, st.st_ino)
+
+
+def _ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> None:
     for schema in sorted({t.schema for t in tables} | {"raw"}):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table in tables:
