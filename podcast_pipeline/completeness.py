@@ -82,7 +82,7 @@ def check_staged(con: Any, table: Table, page: str, start: date, end: date,
         bad, total, first = con.execute(
             f"SELECT count(*) FILTER (WHERE show_uuid IS DISTINCT FROM ? AND show_uuid IS NOT "
             f"NULL), count(*), min(show_uuid) FILTER (WHERE show_uuid <> ?) FROM {page}",
-            [show_id, show_id]).fetchone()
+            [show_id, show_id]).fetchall()[0]
         if bad:
             raise MalformedResponse(
                 table.schema, table.name,
@@ -91,27 +91,34 @@ def check_staged(con: Any, table: Table, page: str, start: date, end: date,
     bad, total, first = con.execute(
         f'SELECT count(*) FILTER (WHERE "date" IS NULL OR "date" NOT BETWEEN ? AND ?), '
         f'count(*), min("date") FILTER (WHERE "date" NOT BETWEEN ? AND ?) FROM {page}',
-        [start, end, start, end]).fetchone()
+        [start, end, start, end]).fetchall()[0]
     if bad:
         raise MalformedResponse(
             table.schema, table.name,
             f"{bad} of {total} rows lie outside the requested {start}..{end} (field 'date' is "
             f"{first} in the first); the answer is not for this window, so it replaces nothing")
-    for col, sql in table.columns:
+    for column, sql in table.columns:
         if sql not in ("BIGINT", "DOUBLE"):
             continue
-        checks = [(f'NOT isfinite("{col}")', "not a finite number")] if sql == "DOUBLE" else []
-        if col not in SIGNED_COLUMNS:
-            checks.append((f'"{col}" < 0', "a count, id, duration or share cannot be negative"))
-        if col in FRACTION_COLUMNS:
-            checks.append((f'"{col}" > 1', "a fraction lies between 0 and 1"))
-        for where, why in checks:
-            row = con.execute(f'SELECT "{col}", "date" FROM {page} WHERE {where} LIMIT 1'
-                              ).fetchone()
-            if row is not None:
+        found: list[tuple[tuple, str]] = []
+        if sql == "DOUBLE":
+            found.append((con.execute(f'SELECT "{column}", "date" FROM {page} '
+                                      f'WHERE NOT isfinite("{column}") LIMIT 1').fetchall(),
+                          "not a finite number"))
+        if column not in SIGNED_COLUMNS:
+            found.append((con.execute(f'SELECT "{column}", "date" FROM {page} '
+                                      f'WHERE "{column}" < 0 LIMIT 1').fetchall(),
+                          "a count, id, duration or share cannot be negative"))
+        if column in FRACTION_COLUMNS:
+            found.append((con.execute(f'SELECT "{column}", "date" FROM {page} '
+                                      f'WHERE "{column}" > 1 LIMIT 1').fetchall(),
+                          "a fraction lies between 0 and 1"))
+        for rows, why in found:  # fetchall: a fetchone would leave the result open
+            if rows:
+                value, day = rows[0]
                 raise MalformedResponse(
                     table.schema, table.name,
-                    f"column '{col}' holds {row[0]!r} on {row[1]}: {why}; nothing was written")
+                    f"column '{column}' holds {value!r} on {day}: {why}; nothing was written")
 
 
 def _value_problem(col: str, sql: str, s: pd.Series) -> tuple[int, object, str] | None:

@@ -126,7 +126,7 @@ def scrub_frame(frame: Any) -> Any:
     for col in frame.columns:
         s = frame[col]
         if s.dtype == object or str(s.dtype) in ("str", "string"):
-            texts = s.dropna()
-            if len(texts) and contains_secret("\n".join(map(str, texts))):
+            texts = s.dropna().tolist()  # a list: iterating a pandas array is per-cell slow
+            if texts and contains_secret("\n".join(map(str, texts))):
                 frame[col] = s.map(lambda v: redact(v) if isinstance(v, str) else v)
     return frame

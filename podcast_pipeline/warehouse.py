@@ -111,14 +111,15 @@ def _file_identity(con: duckdb.DuckDBPyConnection) -> tuple[str, int, int] | Non
     """(path, device, inode) of the connection's database file: a file deleted and made
     again is another file. None for an in-memory database."""
     row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = "
-                      "current_database()").fetchone()
-    if not row or not row[0]:
+                      "current_database()").fetchall()  # fetchone leaves the result open
+    if not row or not row[0][0]:
         return None
+    path = row[0][0]
     try:
-        st = os.stat(row[0])
+        st = os.stat(path)
     except OSError:
         return None
-    return (os.path.abspath(row[0]), st.st_dev, st.st_ino)
+    return (os.path.abspath(path), st.st_dev, st.st_ino)
 
 
 def _ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> None:
@@ -248,10 +249,12 @@ class Stage:
         self._dir = tempfile.mkdtemp(prefix="podcast_pipeline_stage_")
         self.path = os.path.join(self._dir, "stage.duckdb")
         self.con = duckdb.connect(self.path, config={"memory_limit": DUCKDB_MEMORY_LIMIT})
-        cols = ", ".join(f'"{c}" {t}' for c, t in (("partition_date", "DATE"), *table.columns))
-        self.con.execute(f"CREATE TABLE rows ({cols})")
-        raw = ", ".join(f"{n} {t}" for n, t in RAW_COLUMNS if n in STAGED_RAW)
-        self.con.execute(f"CREATE TABLE raw ({raw})")
+        # Identifiers and types from tables.py / RAW_COLUMNS only.
+        stage_cols = ", ".join(f'"{c}" {t}'
+                               for c, t in (("partition_date", "DATE"), *table.columns))
+        self.con.execute(f"CREATE TABLE rows ({stage_cols})")
+        raw_cols = ", ".join(f"{n} {t}" for n, t in RAW_COLUMNS if n in STAGED_RAW)
+        self.con.execute(f"CREATE TABLE raw ({raw_cols})")
         self._casts = ", ".join(f'CAST("{c}" AS {t})'
                                 for c, t in (("partition_date", "DATE"), *table.columns))
 
@@ -268,8 +271,8 @@ class Stage:
             with open(path, "w", encoding="utf-8", newline="") as f:
                 f.write(body)
             self._files.append(path)
-            self.con.execute(f"INSERT INTO raw ({', '.join(STAGED_RAW)}) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            raw_names = ", ".join(STAGED_RAW)
+            self.con.execute(f"INSERT INTO raw ({raw_names}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              [seq, r.api, r.endpoint, r.path, r.status, r.fetched_at, path, lo,
                               hi])
 
@@ -286,7 +289,8 @@ class Stage:
             self._note(frame.columns)
             self.con.register("stage_page", page)
             try:
-                self.con.execute(f"INSERT INTO rows SELECT {self._casts} FROM stage_page")
+                select_list = self._casts
+                self.con.execute(f"INSERT INTO rows SELECT {select_list} FROM stage_page")
             finally:
                 self.con.unregister("stage_page")
             self.rows += len(page)
@@ -297,9 +301,10 @@ class Stage:
         with self._lock:
             completeness.check_staged(self.con, self.table, name, self.start, self.end,
                                       self.show_id)
-            cols = ", ".join(f'"{c}"' for c in self.columns)
-            (n,) = self.con.execute(f'INSERT INTO rows SELECT CAST("date" AS DATE), {cols} '
-                                    f"FROM {name}").fetchone()
+            col_list = ", ".join(f'"{c}"' for c in self.columns)
+            page = name
+            (n,) = self.con.execute(f'INSERT INTO rows SELECT CAST("date" AS DATE), {col_list} '
+                                    f"FROM {page}").fetchall()[0]
             self.rows += int(n)
             self._note(columns)
 
@@ -315,7 +320,7 @@ class Stage:
             if self._finished:
                 return
             (unique,) = self.con.execute(
-                "SELECT count(*) FROM (SELECT DISTINCT * FROM rows)").fetchone()
+                "SELECT count(*) FROM (SELECT DISTINCT * FROM rows)").fetchall()[0]
             self.duplicates = self.rows - int(unique)
             if self.duplicates:
                 self.con.execute("CREATE TABLE unique_rows AS SELECT DISTINCT * FROM rows")
@@ -335,16 +340,15 @@ class Stage:
     def sample(self, n: int) -> pd.DataFrame:
         """The first ``n`` rows (for a preview)."""
         with self._lock:
-            return self.con.execute(f"SELECT * FROM rows LIMIT {int(n)}").df()
+            return self.con.execute("SELECT * FROM rows LIMIT ?", [int(n)]).df()
 
     def nulls(self, columns: Sequence[str]) -> dict[str, int]:
         """Rows with NULL in each of ``columns``."""
         if not columns:
             return {}
         with self._lock:
-            counts = self.con.execute("SELECT " + ", ".join(
-                f'count(*) FILTER (WHERE "{c}" IS NULL)' for c in columns) + " FROM rows"
-            ).fetchone()
+            column_sql = ", ".join(f'count(*) FILTER (WHERE "{c}" IS NULL)' for c in columns)
+            counts = self.con.execute(f"SELECT {column_sql} FROM rows").fetchall()[0]
         return dict(zip(columns, map(int, counts), strict=True))
 
     def close(self) -> None:
@@ -392,7 +396,6 @@ def replace_window(
     columns = [name for name, _ in table_columns(table)]
     col_list = ", ".join(f'"{c}"' for c in columns)
     raw_names = ", ".join(n for n, _ in RAW_COLUMNS)
-    raw_select = ", ".join(f"CAST({n} AS {t})" for n, t in RAW_COLUMNS)
     staged = isinstance(frame, Stage)
     if isinstance(frame, Stage):
         if frame.table != table or frame.show_id != show_id or (frame.start, frame.end) != (
@@ -403,22 +406,14 @@ def replace_window(
         per_day, rows = frame.per_day, frame.rows
         consts = {"show_id": "CAST(? AS VARCHAR)", "fetched_at": "CAST(? AS TIMESTAMPTZ)",
                   "as_of": "CAST(? AS TIMESTAMPTZ)", "backend": "CAST(NULL AS VARCHAR)"}
-        picks = [consts.get(c, f'"{c}"') for c in columns]
-        params = [{"show_id": show_id}.get(c, fetched_at) for c in columns if c in consts
-                  and c != "backend"]
-        insert_rows = (f"INSERT INTO {table.qualified} ({col_list}) SELECT {', '.join(picks)} "
-                       "FROM incoming_stage.rows", params)
-        raw_picks = ", ".join("f.content" if n == "body" else f"r.{n}" if n in STAGED_RAW
-                              else "?" for n, _ in RAW_COLUMNS)
+        select_list = ", ".join(consts.get(c, f'"{c}"') for c in columns)
+        row_params = [{"show_id": show_id}.get(c, fetched_at) for c in columns
+                      if c in consts and c != "backend"]
+        raw_select = ", ".join("f.content" if n == "body" else f"r.{n}" if n in STAGED_RAW
+                               else "?" for n, _ in RAW_COLUMNS)
         files = frame.body_files()
-        insert_raw = (f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_picks} "
-                      "FROM incoming_stage.raw AS r JOIN read_text(?) AS f "
-                      "ON f.filename = r.body ORDER BY r.request_seq",
-                      [{"asset": table.qualified, "show_id": show_id, "window_start": start,
-                        "window_end": end}[n] for n, _ in RAW_COLUMNS if n not in STAGED_RAW]
-                      + [files])
-        if not files:  # read_text of no files is an error, not an empty table
-            insert_raw = ("SELECT 1", [])
+        raw_params = [{"asset": table.qualified, "show_id": show_id, "window_start": start,
+                       "window_end": end}[n] for n, _ in RAW_COLUMNS if n not in STAGED_RAW]
         con.execute("ATTACH ? AS incoming_stage (READ_ONLY)", [frame.path])
     else:
         data = frame.copy()
@@ -442,12 +437,9 @@ def replace_window(
             columns=[n for n, _ in RAW_COLUMNS],
         )
         select_list = ", ".join(f'CAST("{c}" AS {t})' for c, t in table_columns(table))
+        raw_select = ", ".join(f"CAST({n} AS {t})" for n, t in RAW_COLUMNS)
         con.register("incoming_rows", data)
         con.register("incoming_raw", raw_frame)
-        insert_rows = (f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} "
-                       "FROM incoming_rows", [])
-        insert_raw = (f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} "
-                      "FROM incoming_raw", [])
     key = [table.qualified, show_id]
     before: dict[date, int] = {}
     try:
@@ -461,7 +453,12 @@ def replace_window(
             f"DELETE FROM {table.qualified} WHERE show_id = ? AND partition_date BETWEEN ? AND ?",
             [show_id, start, end],
         )
-        con.execute(*insert_rows)
+        if staged:
+            con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} "
+                        "FROM incoming_stage.rows", row_params)
+        else:
+            con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} "
+                        "FROM incoming_rows")
         # Older bodies stop covering the window's days: split those that span past both
         # ends, trim those reaching into it, drop those inside it.
         con.execute(f"INSERT INTO {RAW_TABLE} SELECT * REPLACE (CAST(? AS DATE) AS covers_start) "
@@ -475,7 +472,13 @@ def replace_window(
                     [end + timedelta(1), *key, start, end, end])
         con.execute(f"DELETE FROM {RAW_TABLE} WHERE asset = ? AND show_id = ? "
                     "AND covers_start >= ? AND covers_end <= ?", [*key, start, end])
-        con.execute(*insert_raw)
+        if not staged:
+            con.execute(f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} "
+                        "FROM incoming_raw")
+        elif files:  # read_text of no files is an error, not an empty table
+            con.execute(f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} "
+                        "FROM incoming_stage.raw AS r JOIN read_text(?) AS f "
+                        "ON f.filename = r.body ORDER BY r.request_seq", [*raw_params, files])
         con.execute("COMMIT")
     except duckdb.Error as exc:
         _rollback(con)

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from podcast_pipeline.contract import conform, number, snake, snake_keys, table
+from podcast_pipeline.contract import conform, conform_records, number, snake, table
 from podcast_pipeline.errors import MalformedResponse
 from podcast_pipeline.http import (
     MAX_ROWS_PER_DAY_ENV,
@@ -133,7 +133,7 @@ class Op3Client(ClientBase):
                 accept="text/tab-separated-values", covers=covers)
             n, first, last, lo, hi = con.execute(
                 f'SELECT count(*), epoch_us(min("time")), epoch_us(max("time")), min("date"), '
-                f'max("date") FROM {PAGE_TABLE}').fetchone()
+                f'max("date") FROM {PAGE_TABLE}').fetchall()[0]
             if n:  # OP3 sends downloads in time order: pages must move forward
                 if first < last_us[0]:
                     raise MalformedResponse("op3", "downloads", f"a page starts at "
@@ -335,8 +335,7 @@ def _iso(epoch_us: int) -> str:
 
 
 def _redirect_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    df, extras = snake_keys(rows, {})
-    df = conform(df, table("op3", "redirect_logs"), "redirect_logs", extras)
+    df = conform_records(rows, table("op3", "redirect_logs"), "redirect_logs")
     df["date"] = df["time"].dt.date
     return df
 
@@ -381,25 +380,27 @@ def _load_tsv_page(reply: Reply, con: duckdb.DuckDBPyConnection) -> tuple[list[s
         while name in names or (c not in DOWNLOAD_COLUMNS and name in _KNOWN):
             name += "_extra"  # an unknown column must not overwrite a contract column
         names.append(name)
-    by_name = dict(zip(names, header, strict=True))
+    # The API's header names never enter SQL: DuckDB reads the fields as c0, c1, … and
+    # each is picked by its position in the header.
+    position = {name: i for i, name in enumerate(names)}
     picks = []
     for col, sql in table("op3", "downloads").columns:
-        if col == "date":
-            # The UTC day whatever the session's time zone (make_timestamp: naive UTC).
-            picks.append('CAST(make_timestamp(epoch_us(CAST(t."time" AS TIMESTAMPTZ))) AS DATE) '
-                         'AS "date"')
+        if col == "date":  # the UTC day whatever the session's time zone (naive UTC)
+            picks.append(f'CAST(make_timestamp(epoch_us(CAST(c{position["time"]} AS '
+                         'TIMESTAMPTZ))) AS DATE) AS "date"')
         else:
-            picks.append(f'CAST(t."{by_name[col]}" AS {sql}) AS "{col}"')
-    picks += [f't."{by_name[n]}" AS "{n}"' for n in names if n not in _KNOWN]
-    spec = "{" + ", ".join(f"'{_sql_text(c)}': 'VARCHAR'" for c in header) + "}"
+            picks.append(f'CAST(c{position[col]} AS {sql}) AS "{col}"')
+    picks += [f'c{position[n]} AS "{n}"' for n in names if n not in _KNOWN]
+    select_list = ", ".join(picks)  # tables.py names and snake_case (identifier) extras
+    fields = {f"c{i}": "VARCHAR" for i in range(len(header))}
     fd, path = tempfile.mkstemp(suffix=".tsv", prefix="op3_page_")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(body)
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {PAGE_TABLE} AS SELECT {', '.join(picks)} FROM "
-            "read_csv(?, delim='\t', quote='', escape='', header=true, auto_detect=false, "
-            f"strict_mode=true, null_padding=false, columns={spec}) AS t", [path])
+            f"CREATE OR REPLACE TEMP TABLE {PAGE_TABLE} AS SELECT {select_list} FROM "
+            "read_csv(?, delim=?, quote=?, escape=?, header=false, skip=1, auto_detect=false, "
+            "strict_mode=true, null_padding=false, columns=?)", [path, "\t", "", "", fields])
     except duckdb.ConversionException as exc:
         raise MalformedResponse("op3", "downloads", f"column 'time' is not TIMESTAMPTZ: "
                                 f"{_first_line(exc)}") from None
@@ -415,10 +416,6 @@ def _load_tsv_page(reply: Reply, con: duckdb.DuckDBPyConnection) -> tuple[list[s
 
 
 _KNOWN = frozenset(c for c, _ in table("op3", "downloads").columns)
-
-
-def _sql_text(value: str) -> str:
-    return value.replace("'", "''")
 
 
 def _first_line(exc: Exception) -> str:
