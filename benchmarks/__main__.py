@@ -367,8 +367,13 @@ def report(out: dict[str, Any]) -> str:
                      f"{median_of(o, 'max_process_mib'):.0f}", top_step(o[0])))
         rows.append(("DuckDB read_csv of the same TSV", "-", f"{median_of(c, 'wall'):.1f}",
                      f"{median_of(c, 'max_process_mib'):.0f}", "-"))
-        lines.append(f"OP3 ingestion / read_csv: "
-                     f"{median_of(o, 'step_seconds') / median_of(c, 'wall'):.1f}x (target 2x)")
+        # The emulator builds each 20,000-row page in Python before it answers: that wait
+        # (inside requests' send, until the headers arrive) is the server's, not ingestion.
+        ours = statistics.median(r["step_seconds"] - r["http_seconds"] for r in o)
+        rows.append(("OP3 downloads, step minus HTTP wait", "-", f"{ours:.1f}", "-", "-"))
+        lines.append(f"OP3 ingestion / read_csv: {ours / median_of(c, 'wall'):.1f}x without "
+                     f"the HTTP wait, {median_of(o, 'step_seconds') / median_of(c, 'wall'):.1f}x "
+                     "with it (target 2x)")
     if "daily" in out:
         d = out["daily"]
         rows.append(("daily run (in process)", str(d[0]["requests"]), f"{median_of(d, 'wall'):.1f}",
