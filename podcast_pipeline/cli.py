@@ -11,7 +11,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     outcomes = run_demo(days=args.days, database=args.database, seed=args.seed,
                         verbose=args.verbose, broken_fraction=args.broken_fraction,
-                        backend=args.backend)
+                        backend=args.backend, shows=args.shows, accounts=args.accounts)
     return 0 if all(o.success for o in outcomes) else 1
 
 
@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "(GraphQL backend: app and device only) "
                            "day, so its blocking check fails and the models over it are not rebuilt")
     _add_backend(demo)
+    demo.add_argument("--shows", type=int, default=1,
+                      help="emulated shows (default 1); more make a network, configured by a "
+                           "network file written beside --database")
+    demo.add_argument("--accounts", type=int, default=1,
+                      help="Spotify for Creators accounts the shows are spread over, "
+                           "round-robin (default 1)")
     demo.set_defaults(func=_demo)
     summary = sub.add_parser("summary", help="lifetime plays and listeners, the last 7 days, top "
                              "episodes, apps and countries, read from the DuckDB file")

@@ -8,7 +8,8 @@ are built from typed errors whose messages carry only API names, paths and redac
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,9 +24,16 @@ from podcast_pipeline.errors import (
     CredentialsExpired,
 )
 from podcast_pipeline.http import RetryPolicy
+from podcast_pipeline.network import Network, Show, load_network, op3_settings, spotify_settings
 from podcast_pipeline.op3.client import Op3Client
 from podcast_pipeline.redact import redact
-from podcast_pipeline.settings import AnchorSettings, Op3Settings, Settings, SpotifySettings
+from podcast_pipeline.settings import (
+    NETWORK_FILE_ENV,
+    AnchorSettings,
+    Op3Settings,
+    Settings,
+    SpotifySettings,
+)
 from podcast_pipeline.spotify.client import SpotifyGraphQLClient
 
 Status = Literal["ok", "expired", "rejected", "not_configured", "unreachable"]
@@ -79,33 +87,52 @@ def _call(settings: ApiSettings, retry: RetryPolicy) -> None:
             op3.show(episodes=False)  # /shows/{uuid}?episodes=exclude
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Who a network's verdict is about: its label, its variables and the shows it serves."""
+
+    label: str  # "account acme", "op3 token main"
+    names: Mapping[str, str]  # the single-show variable -> this one's (in messages and fixes)
+    shows: str  # "The Daily Byte (fb37d7a4), ..." for messages
+    call: Callable[[ApiSettings, RetryPolicy], None] | None = None  # else the API's probe
+
+
 def check(api: str, load_settings: Callable[[], ApiSettings],
-          retry: RetryPolicy = PROBE_RETRY) -> Verdict:
-    """Load ``api``'s settings and make one authenticated call; classify the outcome."""
+          retry: RetryPolicy = PROBE_RETRY, owner: Owner | None = None) -> Verdict:
+    """Load ``api``'s settings and make one authenticated call; classify the outcome.
+    ``owner``: a network's account or OP3 token (its label, variables and shows)."""
     name = API_NAMES[api]
+    label = owner.label if owner else api
+
+    def own(text: str) -> str:  # the single-show variable names, as this owner's
+        for single, mine in (owner.names.items() if owner else ()):
+            text = re.sub(rf"\b{single}\b", mine, text)
+        return text
+
     try:
         settings = load_settings()
     except ConfigError as exc:
-        return Verdict(api, "not_configured", str(exc))
+        return Verdict(label, "not_configured", str(exc))
     graphql = isinstance(settings, SpotifySettings)
-    var = GRAPHQL_SECRET_VAR if graphql else SECRET_VAR[api]
-    fix = FIX_STEPS["spotify_graphql" if graphql else api]
+    var = own(GRAPHQL_SECRET_VAR if graphql else SECRET_VAR[api])
+    fix = own(FIX_STEPS["spotify_graphql" if graphql else api])
+    where = owner.shows if owner else show_label(settings)
     try:
-        _call(settings, retry)
+        (owner.call if owner and owner.call else _call)(settings, retry)
     except CredentialsExpired as exc:
         how = "rejected" if graphql else "answered 401 to"
         why = f" ({exc.reason})" if graphql and exc.reason else ""
-        return Verdict(api, "expired", f"{name} {how} {var}{why} ({show_label(settings)}). "
+        return Verdict(label, "expired", f"{name} {how} {var}{why} ({where}). "
                        f"To fix: {fix}")
     except ConfigError as exc:  # e.g. several shows on the account and no SPOTIFY_SHOW_URI
-        return Verdict(api, "not_configured", str(exc))
+        return Verdict(label, "not_configured", str(exc))
     except AccessDenied as exc:  # OP3: a token that is not a key at all; Anchor: not this show
-        return Verdict(api, "rejected", f"{exc}. Check {var} and the show id; "
-                       f"to get a new credential: {fix}")
+        return Verdict(label, "rejected", f"{own(str(exc))}. Check {var} and the show id "
+                       f"({where}); to get a new credential: {fix}")
     except ApiError as exc:  # connection, 5xx, 429, malformed: says nothing about the credential
-        return Verdict(api, "unreachable", f"{exc}. The credential was not tested.")
+        return Verdict(label, "unreachable", f"{own(str(exc))}. The credential was not tested.")
     backend = " (GraphQL backend)" if graphql else ""
-    return Verdict(api, "ok", f"{name} accepted {var} for {show_label(settings)}{backend}")
+    return Verdict(label, "ok", f"{name} accepted {var} for {where}{backend}")
 
 
 def environment_with_dotenv(directory: str | Path = ".") -> dict[str, str]:
@@ -122,6 +149,64 @@ def environment_with_dotenv(directory: str | Path = ".") -> dict[str, str]:
 
 def check_env(environ: Mapping[str, str] | None = None,
               retry: RetryPolicy = PROBE_RETRY) -> list[Verdict]:
-    """Both APIs, configured from ``environ`` (default: the process environment)."""
+    """Both APIs, configured from ``environ`` (default: the process environment); with a
+    network file, one verdict per account and per OP3 token instead."""
     settings = Settings.from_env(environ)
+    if settings.network_file:
+        try:
+            network = load_network(settings)
+        except ConfigError as exc:
+            return [Verdict("network", "not_configured", str(exc))]
+        return check_network(network, settings, environ, retry)
     return [check("anchor", settings.spotify_view, retry), check("op3", settings.op3, retry)]
+
+
+def _shows_text(shows: Sequence[Show]) -> str:
+    names = [f"{s.name} ({s.key})" if s.name != s.key else s.key for s in shows]
+    return ("show " if len(names) == 1 else f"{len(names)} shows: ") + ", ".join(names)
+
+
+def check_network(network: Network, settings: Settings,
+                  environ: Mapping[str, str] | None = None,
+                  retry: RetryPolicy = PROBE_RETRY) -> list[Verdict]:
+    """One probe per account (with its first show) and per OP3 token: one credential, one
+    call, one line naming every show it serves."""
+    out = []
+    for account in network.accounts:
+        shows = network.shows_of_account(account.name)
+        if not shows:
+            continue  # an account no show uses is never called
+        names = {"SPOTIFY_SP_DC": account.sp_dc_env or "",
+                 "SPOTIFY_SP_KEY": account.sp_key_env or "the variable named by sp_key_env",
+                 "ANCHOR_PW_S": account.anchor_pw_s_env or ""}
+        owner = Owner(f"account {account.name}", {k: v for k, v in names.items() if v},
+                      _shows_text(shows), _lists_every_show(network, shows))
+        out.append(check("anchor", lambda s=shows[0]: spotify_settings(
+            network, s, settings, environ), retry, owner))
+    for token in network.op3_tokens:
+        shows = network.shows_of_token(token.name)
+        if shows:
+            owner = Owner(f"op3 token {token.name}", {"OP3_TOKEN": token.token_env},
+                          _shows_text(shows))
+            out.append(check("op3", lambda s=shows[0]: op3_settings(
+                network, s, settings, environ), retry, owner))
+    return out
+
+
+def _lists_every_show(network: Network, shows: Sequence[Show]
+                      ) -> Callable[[ApiSettings, RetryPolicy], None]:
+    """The account's probe; over GraphQL its one show list must hold each of its shows."""
+    def call(settings: ApiSettings, retry: RetryPolicy) -> None:
+        if not isinstance(settings, SpotifySettings):
+            return _call(settings, retry)
+        with SpotifyGraphQLClient(settings, retry=retry) as spotify:
+            listed = {s.get("uri") for s in spotify.list_shows()}
+        for show in shows:
+            if show.spotify_show_uri and show.spotify_show_uri not in listed:
+                raise ConfigError(f"{NETWORK_FILE_ENV} ({network.source}): show '{show.key}'",
+                                  f"has spotify_show_uri {show.spotify_show_uri}, which its "
+                                  f"account '{show.account}' does not list",
+                                  "Check the URI in the show's dashboard URL, or the account "
+                                  "the show is under")
+        return None
+    return call

@@ -26,7 +26,7 @@ DEMO_DB = "data/demo.duckdb"
 ENV_KEYS = ("ANCHOR_BASE_URL", "ANCHOR_WEBSTATION_ID", "ANCHOR_PW_S", "OP3_BASE_URL",
             "OP3_TOKEN", "OP3_SHOW_UUID", "OP3_URL_PREFIX")  # the REST backend + OP3
 # The GraphQL backend + OP3; ANCHOR_WEBSTATION_ID keys its rows like the REST backend's.
-GRAPHQL_ENV_KEYS = ("ANCHOR_WEBSTATION_ID", "SPOTIFY_SP_DC", "SPOTIFY_SP_KEY",
+GRAPHQL_ENV_KEYS = ("ANCHOR_WEBSTATION_ID", "SPOTIFY_SP_DC", "SPOTIFY_SP_KEY", "SPOTIFY_SHOW_URI",
                     "SPOTIFY_ACCOUNTS_URL", "SPOTIFY_GRAPHQL_URL", "SPOTIFY_LEGACY_API_URL",
                     "OP3_BASE_URL", "OP3_TOKEN", "OP3_SHOW_UUID", "OP3_URL_PREFIX")
 BACKENDS = ("graphql", "rest")
@@ -223,27 +223,44 @@ def summarize(db_path: str, out: TextIO = sys.stdout) -> None:
     print_summary(db_path, out)
 
 
+def network_file_for(database: str) -> Path:
+    """Where a demo network's file goes: beside the database (data/demo-network.yaml)."""
+    path = Path(database).expanduser()
+    return path.with_name(f"{path.stem}-network.yaml")
+
+
 def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: Faults | None = None,
              out: TextIO = sys.stdout, verbose: bool = False,
-             broken_fraction: str | None = None, backend: str = "graphql") -> list[RunOutcome]:
+             broken_fraction: str | None = None, backend: str = "graphql",
+             shows: int = 1, accounts: int = 1) -> list[RunOutcome]:
     """Materialize every asset for the last ``days`` days against the emulator into ``database``,
     printing a line per asset, then the summary. ``verbose`` adds Dagster's INFO log;
-    ``backend`` is the Spotify backend the emulator is read with (graphql or rest)."""
+    ``backend`` is the Spotify backend the emulator is read with (graphql or rest);
+    ``shows`` over ``accounts``: an emulated network, configured by a network file written
+    beside the database (one show: the single-show variables, as always)."""
     from podcast_pipeline.definitions import build_definitions
 
     if days < 1:
         raise SystemExit("--days must be at least 1")
+    if not 1 <= accounts <= shows:
+        raise SystemExit("--shows and --accounts must be at least 1, and --accounts at most "
+                         "--shows (every account owns a show)")
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
     config = EmulatorConfig(seed=seed, broken_fraction=broken_fraction)
     began = time.monotonic()
-    with Emulator(config, faults=faults or Faults()) as emu:
+    with Emulator(config, faults=faults or Faults(), shows=shows, accounts=accounts) as emu:
         env = emulator_env(emu, backend)
         env["DUCKDB_PATH"] = database
+        network = ""
+        if shows > 1 or accounts > 1:
+            env |= emu.network_env(network_file_for(database), backend)
+            network = (f"; {shows} shows on {accounts} accounts, network file "
+                       f"{env['PODCAST_PIPELINE_NETWORK_FILE']}")
         with patched_env(env):
             defs = build_definitions()
             instance = instance_for_demo()
-            print(f"Emulator on {emu.url} (Spotify backend: {backend}); writing {database}; {days} days up to "
+            print(f"Emulator on {emu.url} (Spotify backend: {backend}{network}); writing {database}; {days} days up to "
                   f"{(now - timedelta(days=1)).date()} (UTC)", file=out, flush=True)
             outcomes = []
             for request in run_requests_for(days, now):

@@ -62,6 +62,7 @@ REPORT_DIR_ENV = "PODCAST_PIPELINE_REPORT_DIR"
 WEBHOOK_ENV = "PODCAST_PIPELINE_ALERT_WEBHOOK_URL"
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 SLACK_CHANNEL_ENV = "SLACK_CHANNEL"
+NETWORK_FILE_ENV = "PODCAST_PIPELINE_NETWORK_FILE"  # the network of shows (network.py)
 # The credential that says a source is in use.
 CREDENTIAL_ENV = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
 
@@ -273,6 +274,8 @@ class Settings(BaseSettings):
     op3_token: SecretStr | None = Field(None, validation_alias="OP3_TOKEN")
     op3_show_uuid: str | None = Field(None, validation_alias="OP3_SHOW_UUID")
     op3_url_prefix: str | None = Field(None, validation_alias="OP3_URL_PREFIX")
+    # Many shows: the YAML file listing them (None: the variables above are a network of one)
+    network_file: str | None = Field(None, validation_alias=NETWORK_FILE_ENV)
     # Warehouse, partitions, schedule
     duckdb_path: str = Field(DEFAULT_DB_PATH, validation_alias=DUCKDB_PATH_ENV)
     db_lock_timeout_seconds: float = Field(DEFAULT_LOCK_TIMEOUT_SECONDS,

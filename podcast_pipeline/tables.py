@@ -67,9 +67,11 @@ COLUMN_DOCS: dict[str, str] = {
     "reached": "Discovery funnel: people the show was shown to.",
     "interested": "Discovery funnel: people who looked at it (opened the show or an episode).",
     "consumed": "Discovery funnel: people who listened.",
-    "consumption_hours": "Hours listened, all time.",
+    "consumption_hours": "Hours listened: all time in spotify.episode_consumption, that UTC day "
+                         "in spotify.episode_consumption_daily.",
     "foreground_fraction": "Share (0-1) listened with the app in the foreground.",
-    "ms_played": "Milliseconds listened, all time.",
+    "ms_played": "Milliseconds listened (all time, or that day in the daily table).",
+    "episode_count": "How many items of the show's episode list were summed for the day.",
     "foreground_ms_played": "Milliseconds listened with the app in the foreground.",
     "foreground_audience_size": "Listeners who listened with the app in the foreground.",
     "age_range": "Listener age bracket (0-17 … 60+), as Spotify reports it.",
@@ -96,7 +98,7 @@ COLUMN_DOCS: dict[str, str] = {
 # columns hold counts, ids, durations or shares, so they are never negative, except the
 # columns named here; fraction columns lie in [0, 1]; every number is finite.
 SIGNED_COLUMNS = frozenset({"hour_offset"})  # minus the creator's UTC offset, in hours
-FRACTION_COLUMNS = frozenset({"fraction"})
+FRACTION_COLUMNS = frozenset({"fraction", "foreground_fraction"})
 
 
 @dataclass(frozen=True)
@@ -259,15 +261,31 @@ SPOTIFY_TABLES: tuple[Table, ...] = (
        "Per episode and UTC day: Spotify-only starts, and across all platforms plays + "
        "downloads (the dashboard's headline since 2026-06-11) and streams + downloads (the "
        "older headline; a stream is 60 s+), plus the day's audience. The show's daily totals "
-       "are the sums over episodes. From the episode list with a one-day custom window.",
-       headline="plays_and_downloads"),
+       "are the sums over episodes (spotify.show_daily_totals). From the episode list with a "
+       "one-day custom window.", headline="plays_and_downloads"),
+    _t("spotify", "show_daily_totals", "per_day",
+       "plays_and_downloads BIGINT, streams_and_downloads BIGINT, starts BIGINT,"
+       "episode_count BIGINT",
+       "The whole show per UTC day, all platforms: plays + downloads (the dashboard's headline "
+       "since 2026-06-11) and streams + downloads (a stream is 60 s+), beside Spotify-only "
+       "starts. No persisted query gives the show's all-platform daily series, so each day is "
+       "the sum over every item of the episode list asked with that one-day window (Spotify's "
+       "own show total equals that sum within 0.01 % as measured; episodes deleted from the "
+       "list are not counted).", headline="plays_and_downloads"),
+    _t("spotify", "audience_size_daily", "ranged", "date DATE, audience_size BIGINT",
+       "Spotify's audience size of the show per UTC day (getShowOnSpotifyStats with "
+       "includeAudienceSize; Spotify only). Not documented: whether a day's value counts that "
+       "day's listeners or a running total, so do not sum it across days.",
+       headline="audience_size"),
     _t("spotify", "impressions_by_source", "per_day", "source VARCHAR, impressions BIGINT",
        "How often the show was shown on Spotify per UTC day, by where (SEARCH, HOME, "
        "LIBRARY, OTHER).", headline="impressions"),
     _t("spotify", "episode_impressions_by_source", "snapshot",
        "episode_id BIGINT, window_name VARCHAR, source VARCHAR, impressions BIGINT",
-       "Impressions per episode by source over the last 30 days as of the snapshot day "
-       "(the API gives this only as a window total).", headline="impressions",
+       "Impressions per episode by source over the last 30 days as of the snapshot day. "
+       "There is no daily series per episode: getEpisodeImpressionsFaceted answers only a "
+       "window total, and the daily impressions exist for the whole show only "
+       "(anchor.impressions, spotify.impressions_by_source).", headline="impressions",
        episode_level=True),
     _t("spotify", "discovery", "snapshot",
        "window_name VARCHAR, audience_size BIGINT, follow_rate DOUBLE,"
@@ -279,12 +297,21 @@ SPOTIFY_TABLES: tuple[Table, ...] = (
        "episode_id BIGINT, consumption_hours DOUBLE, foreground_fraction DOUBLE,"
        "ms_played BIGINT, foreground_ms_played BIGINT",
        "Per episode, all time as of the snapshot day: hours listened, and the share listened "
-       "in the foreground.", episode_level=True),
+       "in the foreground. Per day: spotify.episode_consumption_daily.", episode_level=True),
+    _t("spotify", "episode_consumption_daily", "ranged",
+       "episode_id BIGINT, date DATE, consumption_hours DOUBLE, foreground_fraction DOUBLE,"
+       "ms_played BIGINT, foreground_ms_played BIGINT",
+       "Per episode and UTC day: hours and milliseconds listened, and the share in the "
+       "foreground (getEpisodeConsumption, episodeConsumptionDaily). The shape of a day's "
+       "value is not recorded anywhere; it is read as the all-time ConsumptionValue and an "
+       "answer of another shape fails instead of being stored.", episode_level=True),
     _t("spotify", "episode_audience", "snapshot",
        "episode_id BIGINT, audience_size BIGINT, foreground_audience_size BIGINT,"
        "foreground_fraction DOUBLE",
        "Per episode, all time as of the snapshot day: listeners, and those who listened in "
-       "the foreground.", headline="audience_size", episode_level=True),
+       "the foreground. The API has no per-day audience per episode "
+       "(getEpisodeAudienceSizeAllTime only); the show's is in spotify.audience_size_daily.",
+       headline="audience_size", episode_level=True),
     _t("spotify", "demographics", "per_day",
        "age_range VARCHAR, gender VARCHAR, plays BIGINT, fraction DOUBLE",
        "Plays per UTC day by listener age range × gender, as absolute counts (Spotify-only; "
@@ -294,7 +321,11 @@ SPOTIFY_TABLES: tuple[Table, ...] = (
        "fraction DOUBLE",
        "All-time share of plays + downloads (all platforms) by country, by region within the "
        "top countries, and by city within their top regions (level country/region/city; "
-       "country and region hold the parent's navigation_name)."),
+       "country and region hold the parent's navigation_name), from "
+       "getShowPlaysAndDownloadsByGeo. When Spotify nulls a region or city answer "
+       "(DataFetchingException) it is asked again, then the snapshot fails and stores nothing: "
+       "never a 0 or a partial map. getShowPlaysByGeo (Spotify-only) is not called: its "
+       "variables and answer are not documented."),
     _t("spotify", "top_episodes", "snapshot",
        "rank BIGINT, episode_uri VARCHAR, title VARCHAR, plays BIGINT",
        "The show's episodes ranked by all-time plays (getShowTopEpisodes), as of the snapshot "

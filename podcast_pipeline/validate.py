@@ -99,13 +99,14 @@ def _api_of(var: str) -> str:
     return "anchor" if var.startswith("ANCHOR") else "op3"
 
 
-def secret(var: str, value: str) -> None:
-    """A credential is set and holds only characters its kind can carry."""
+def secret(var: str, value: str, kind_of: str | None = None) -> None:
+    """A credential is set and holds only characters its kind can carry (the kind of
+    ``kind_of``, e.g. OP3_TOKEN, when ``var`` is a network file's own variable name)."""
     if not value:
         other = (" Or use the GraphQL backend the dashboard uses today: set SPOTIFY_SP_DC and "
                  "SPOTIFY_SP_KEY instead (see .env.example)." if var == "ANCHOR_PW_S" else "")
         raise ConfigError(var, "is not set", f"To fix: {FIX_STEPS[_api_of(var)]}{other}")
-    kind, allowed = _ALLOWED.get(var, ("a credential", _COOKIE_CHARS))
+    kind, allowed = _ALLOWED.get(kind_of or var, ("a credential", _COOKIE_CHARS))
     bad = _first_bad(value, allowed)
     if bad:
         pos, ch = bad
@@ -126,14 +127,20 @@ def emulator_guard(var: str, secret: str, base_var: str, base_url: str) -> None:
                           f"set a real credential or point {base_var} at the emulator")
 
 
-def positive_number(var: str, raw: str | None, default: float) -> float:
-    """A setting that must be a positive, finite number (unset or blank: ``default``)."""
+def _number(raw: str | None, default: float) -> float:
+    """``raw`` as a float; ``default`` when unset or blank; NaN (refused by every check) when
+    it is not a number."""
     if raw is None or not raw.strip():
         return default
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
-        value = math.nan
+        return math.nan
+
+
+def positive_number(var: str, raw: str | None, default: float) -> float:
+    """A setting that must be a positive, finite number (unset or blank: ``default``)."""
+    value = _number(raw, default)
     if not (value > 0 and math.isfinite(value)):
         raise ConfigError(var, f"is {raw!r}, not a positive number",
                           f"Set it to a number above 0 (default {default:g}), or unset it")
@@ -142,12 +149,7 @@ def positive_number(var: str, raw: str | None, default: float) -> float:
 
 def fraction(var: str, raw: str | None, default: float) -> float:
     """A setting that must be a number in [0, 1] (unset or blank: ``default``)."""
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    value = _number(raw, default)
     if not 0 <= value <= 1:
         raise ConfigError(var, f"is {raw!r}, not a fraction between 0 and 1",
                           f"Set it to e.g. {default:g} (1 turns the check off), or unset it")

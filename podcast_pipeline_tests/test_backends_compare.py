@@ -133,6 +133,25 @@ def test_graphql_only_tables_agree_with_the_anchor_tables(databases: dict[str, P
         (days,) = con.execute(
             "SELECT count(DISTINCT partition_date) FROM spotify.impressions_by_source").fetchone()
         assert days == DAYS
+        # The show's daily totals are its episodes' sums, one row a day, for every day run.
+        diff = con.execute("""
+            SELECT s.partition_date FROM spotify.show_daily_totals s
+            JOIN spotify.episode_daily_totals t USING (show_id, partition_date)
+            GROUP BY ALL HAVING any_value(s.plays_and_downloads) <> sum(t.plays_and_downloads)
+              OR any_value(s.streams_and_downloads) <> sum(t.streams_and_downloads)
+              OR any_value(s.starts) <> sum(t.starts)
+              OR any_value(s.episode_count) <> count(*)""").fetchall()
+        assert diff == []
+        assert con.execute("SELECT count(*), count(DISTINCT partition_date) "
+                           "FROM spotify.show_daily_totals").fetchone() == (DAYS, DAYS)
+        assert con.execute("SELECT count(*) FROM spotify.audience_size_daily "
+                           "WHERE date = partition_date").fetchone() == (DAYS,)
+        # Consumption per episode and day: every published episode, every day of the run.
+        (episodes,) = con.execute("SELECT count(*) FROM anchor.episodes "
+                                  "WHERE publish_on IS NOT NULL").fetchone()
+        assert con.execute("SELECT count(DISTINCT episode_id), count(DISTINCT date) "
+                           "FROM spotify.episode_consumption_daily").fetchone() == (episodes,
+                                                                                    DAYS)
         (shows, sel) = con.execute("SELECT count(*), count(*) FILTER (WHERE is_selected) "
                                    "FROM spotify.shows").fetchone()
         assert (shows, sel) == (2, 1)  # one snapshot: the hosted show and one elsewhere

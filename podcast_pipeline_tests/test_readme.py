@@ -35,7 +35,7 @@ MARKER = re.compile(r"^\s*<!-- readme-test: (?:skip \((?P<why>[^)]+)\)|(?P<name>
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>\w*)\s*$")
 # The blocks this file runs; test_every_block_is_marked keeps the README and this list equal.
 RUN = {"emulator-start", "ui", "backfill", "emulator-stop", "env-example", "dagster-home",
-       "backfill-range", "sql", "emulator-help", "client", "dev-checks"}
+       "backfill-range", "sql", "emulator-help", "client", "dev-checks", "network"}
 OURS = re.compile(r"^(ANCHOR_|OP3_|DUCKDB_PATH$|DAGSTER_HOME$|PODCAST_PIPELINE_|EMULATOR_PID$)")
 
 
@@ -276,3 +276,24 @@ def test_readme_dev_checks(clone: Path) -> None:
     out = Shell(clone).bash(block("dev-checks"), timeout=500)
     assert "All definitions loaded successfully" in out.stdout + out.stderr
     assert "anchor/plays" in out.stdout  # dg list defs' table
+
+
+@pytest.mark.timeout(300)
+def test_readme_network_as_pasted(clone: Path) -> None:
+    """The network block: an emulated network, check-credentials, one account expired."""
+    code = block("network")
+    assert code.count("8766") == 2
+    port = str(free_port())
+    shell = Shell(clone)
+    try:
+        out = shell.bash(code.replace("8766", port), timeout=120)
+    finally:
+        env_file = clone / ".emulator-network.env"
+        if env_file.exists():
+            stop_pid(int(parse_env_file(env_file)["EMULATOR_PID"]))
+    lines = [line.split(" — ")[0] for line in out.stdout.splitlines() if " — " in line]
+    assert lines == ["account acct01: ok", "account acct02: ok", "op3 token main: ok",
+                     "account acct01: ok", "account acct02: EXPIRED or invalid",
+                     "op3 token main: ok"], out.stdout
+    assert "acct02 expired, as it should" in out.stdout
+    assert (clone / "data" / "emulator-network.yaml").is_file()

@@ -98,11 +98,11 @@ DAILY_LISTENING = Model(
     "daily_listening",
     "Per show and UTC day: Spotify plays, all-platform plays + downloads and OP3 downloads "
     "side by side, with trailing 7- and 28-day averages.",
-    ("analytics.shows", "anchor.plays", "spotify.episode_daily_totals", "op3.downloads"),
+    ("analytics.shows", "anchor.plays", "spotify.show_daily_totals", "op3.downloads"),
     _cols(_SHOW_LINE + """
 day DATE: The UTC day.
 spotify_plays BIGINT: Plays Spotify for Creators reports for the day (NULL: not covered).
-all_platform_plays_and_downloads BIGINT: Plays + downloads on every platform, as Spotify counts them (its GraphQL backend: the day's sum over spotify.episode_daily_totals; NULL where not stored).
+all_platform_plays_and_downloads BIGINT: Plays + downloads on every platform, as Spotify counts them (its GraphQL backend: spotify.show_daily_totals, the day's sum over the episode list; NULL where not stored).
 op3_downloads BIGINT: Downloads OP3 counted that day (NULL: not covered).
 spotify_plays_avg_7d DOUBLE: Mean of spotify_plays over this and the 6 days before (NULL unless all 7 are known).
 spotify_plays_avg_28d DOUBLE: Mean over this and the 27 days before (NULL unless all 28 are known).

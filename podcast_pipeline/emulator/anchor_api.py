@@ -82,6 +82,24 @@ def endpoint_name(path: str, query: dict[str, str]) -> str:
     return "unknown"
 
 
+def show_ref(path: str) -> tuple[str, object] | None:
+    """Which show a path names, for an emulated network to route it: ("station", id),
+    ("webstation", id) or ("episode", id); None when it names none."""
+    if m := _EPISODE_PAGE.match(path) or _STATION.match(path):
+        sid = m.group(1)
+        if sid.startswith("webStationId:"):
+            return "webstation", sid.split(":", 1)[1]
+        return ("station", int(sid)) if sid.isdigit() else None
+    if m := _EPISODE.match(path) or _OVERVIEW.match(path):
+        return ("episode", int(m.group(1))) if m.group(1).isdigit() else None
+    return None
+
+
+def not_owner() -> Response:
+    """Another account's station or episode: the answer documented for shared-access accounts."""
+    return errors(403, "User does not own station")
+
+
 def handle(ds: Dataset, method: str, path: str, query: dict[str, str]) -> Response:
     if method != "GET":
         return errors(405, f"{method} not allowed")
@@ -335,7 +353,7 @@ def _slug(ep: Episode) -> str:
 
 
 def _page_token(ds: Dataset, offset: int) -> str:
-    return b58encode(f"{ds.config.seed}:{offset}:pg".encode())
+    return b58encode(f"{ds.salt}:{offset}:pg".encode())
 
 
 def _episode_page(ds: Dataset, sid: str, query: dict[str, str]) -> Response:
@@ -355,7 +373,7 @@ def _episode_page(ds: Dataset, sid: str, query: dict[str, str]) -> Response:
         try:
             seed, off, tag = b58decode(token).decode().split(":")
             offset = int(off)
-            assert tag == "pg" and seed == str(ds.config.seed) and offset >= 0
+            assert tag == "pg" and seed == ds.salt and offset >= 0
         except (ValueError, AssertionError, UnicodeDecodeError):
             return errors(400, "is invalid", "query.pageToken")
     # Drafts (no publish time) first, then newest published first.
@@ -464,4 +482,5 @@ def _overview(ds: Dataset, raw: str) -> Response:
     }))
 
 
-__all__ = ["DAY", "PREFIX", "endpoint_name", "handle", "rate_limited", "server_error", "unauthorized"]
+__all__ = ["DAY", "PREFIX", "endpoint_name", "handle", "not_owner", "rate_limited", "server_error",
+           "show_ref", "unauthorized"]

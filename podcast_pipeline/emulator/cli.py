@@ -27,6 +27,7 @@ from .faults import APIS, Faults
 from .server import Emulator
 
 DEFAULT_DATABASE = "data/demo.duckdb"  # the demo's: emulator data never lands in a real show's
+NETWORK_FILE_NAME = "emulator-network.yaml"
 READY_TIMEOUT_S = 30.0  # how long --background waits for the detached server to come up
 
 
@@ -64,6 +65,22 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="mean OP3 downloads per day (default 150)")
     d.add_argument("--today", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
                    help="the emulated 'today' (default: the real UTC date)")
+    n = p.add_argument_group("many shows (a network)")
+    n.add_argument("--shows", type=_positive("--shows"), default=1,
+                   help="shows to serve (default 1), each with its own data (seed.k), spread "
+                        "round-robin over --accounts")
+    n.add_argument("--accounts", type=_positive("--accounts"), default=1,
+                   help="Spotify for Creators accounts owning them (default 1); each account's "
+                        "cookies see only its shows; one OP3 token sees all")
+    n.add_argument("--network-file", type=Path, default=None, metavar="PATH",
+                   help="where to write the network file naming the accounts' variables "
+                        "(exported as PODCAST_PIPELINE_NETWORK_FILE; default with more than "
+                        f"one show: {NETWORK_FILE_NAME} beside --database)")
+    n.add_argument("--op3-per-account", action="store_true",
+                   help="give each account its own OP3 token too (EMU_ACCT01_OP3_TOKEN, ...), "
+                        "seeing only its shows; the network file then uses those")
+    n.add_argument("--network-backend", choices=("graphql", "rest"), default="graphql",
+                   help="the backend the network file gives each account (default graphql)")
     d.add_argument("--redirect-logs-direct", action="store_true",
                    help="serve /redirect-logs itself (documented v0.0.3) instead of a 308 to /hits")
     p.add_argument("--broken-fraction", choices=BREAKDOWNS, default=None,
@@ -89,6 +106,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     f.add_argument("--expire-apis", nargs="+", choices=APIS, default=list(APIS),
                    help="APIs whose credential expires: anchor (REST), op3, spotify (the "
                          "GraphQL login; default all)")
+    f.add_argument("--expire-accounts", nargs="+", default=None, metavar="ACCOUNT",
+                   help="with --expire-after-requests/--expire-at: only these accounts' "
+                        "cookies expire, each after its own N requests (default: the API's "
+                        "credential, every account's)")
     f.add_argument("--malformed-rate", type=float, default=0.0,
                    help="share of 200 answers whose body is broken (default 0)")
     f.add_argument("--malformed-kind", choices=("truncated", "html", "mixed"), default="mixed",
@@ -107,6 +128,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "DataFetchingException (default 0)")
     p.set_defaults(func=run)  # `podcast-pipeline emulator` dispatches on args.func
     return p
+
+
+def _positive(flag: str) -> Any:
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{flag} needs a whole number >= 1, not {text!r}")
+        return int(text)
+    return parse
 
 
 def _aware(text: str) -> datetime:
@@ -132,11 +161,23 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         expire_apis=tuple(args.expire_apis), malformed_rate=args.malformed_rate,
         malformed_kind=args.malformed_kind, seed=args.fault_seed,
         apply_to=frozenset(args.apply_to) if args.apply_to else None,
-        bearer_ttl=args.bearer_ttl, data_fetching_rate=args.data_fetching_rate)
+        bearer_ttl=args.bearer_ttl, data_fetching_rate=args.data_fetching_rate,
+        expire_accounts=frozenset(args.expire_accounts) if args.expire_accounts else None)
 
 
-def export_lines(emu: Emulator, database: str, pid: int) -> str:
-    env = {**emu.all_env, "DUCKDB_PATH": database, "EMULATOR_PID": str(pid)}
+def network_file(args: argparse.Namespace) -> Path | None:
+    """Where the network file goes: --network-file, else beside the database for a network."""
+    if args.network_file is not None:
+        return Path(args.network_file).resolve()
+    if args.shows > 1 or args.accounts > 1:
+        return (Path(args.database).parent / NETWORK_FILE_NAME).resolve()
+    return None
+
+
+def export_lines(emu: Emulator, database: str, pid: int,
+                 network: dict[str, str] | None = None) -> str:
+    """``network``: the variables of the network file written (Emulator.network_env)."""
+    env = {**emu.all_env, "DUCKDB_PATH": database, "EMULATOR_PID": str(pid), **(network or {})}
     return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
 
 
@@ -174,7 +215,24 @@ def run(args: argparse.Namespace) -> int:
                             downloads_per_day=args.downloads_per_day, today=args.today,
                             drafts=args.drafts, redirect_logs_direct=args.redirect_logs_direct,
                             broken_fraction=args.broken_fraction)
-    emu = Emulator(config, faults=faults_from_args(args), host=args.host, port=args.port)
+    if args.accounts > args.shows:
+        print(f"emulator: --accounts ({args.accounts}) cannot exceed --shows ({args.shows}): "
+              "every account owns at least one show", file=sys.stderr)
+        return 2
+    try:
+        emu = Emulator(config, faults=faults_from_args(args), host=args.host, port=args.port,
+                       shows=args.shows, accounts=args.accounts,
+                       op3_per_account=args.op3_per_account)
+        unknown = sorted(set(args.expire_accounts or ()) -
+                         {a.name for a in emu.network.accounts})
+        if unknown:
+            raise ValueError(f"--expire-accounts names unknown accounts {unknown} (known: "
+                             f"{', '.join(a.name for a in emu.network.accounts)})")
+    except ValueError as err:
+        print(f"emulator: {err}", file=sys.stderr)
+        return 2
+    path = network_file(args)
+    network = emu.network_env(path, args.network_backend) if path is not None else None
     try:
         emu.listen()
     except OSError as err:
@@ -187,20 +245,27 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.background:
         return _detach(emu, args)
-    text = export_lines(emu, args.database, os.getpid())
+    text = export_lines(emu, args.database, os.getpid(), network)
     emu.start()
     if args.env_file:
         _write_env_file(args.env_file, text)
     sys.stdout.write(text)
     sys.stdout.flush()
-    print(f"emulator serving Anchor (REST + GraphQL) + OP3 on {emu.url} (fake credentials; Ctrl-C to stop)",
-          file=sys.stderr)
+    print(f"emulator serving Anchor (REST + GraphQL) + OP3 on {emu.url}{_shows_note(emu, path)} "
+          "(fake credentials; Ctrl-C to stop)", file=sys.stderr)
     _stop_on_sigterm()
     try:
         emu.serve_forever()
     finally:
         _remove_env_file(args.env_file, text)
     return 0
+
+
+def _shows_note(emu: Emulator, network: Path | None) -> str:
+    if network is None:
+        return ""
+    return (f" for {len(emu.network.datasets)} shows on {len(emu.network.accounts)} accounts "
+            f"(network file {network})")
 
 
 def _detach(emu: Emulator, args: argparse.Namespace) -> int:
@@ -222,7 +287,8 @@ def _detach(emu: Emulator, args: argparse.Namespace) -> int:
     sys.stdout.write(text)
     sys.stdout.flush()
     where = f"; also in {args.env_file}" if args.env_file else ""
-    print(f"emulator serving Anchor + OP3 on {url} in the background (pid {pid}{where}); "
+    print(f"emulator serving Anchor + OP3 on {url}{_shows_note(emu, network_file(args))} in "
+          f"the background (pid {pid}{where}); "
           "stop it with: kill \"$EMULATOR_PID\"", file=sys.stderr)
     return 0
 
@@ -235,7 +301,9 @@ def _serve_detached(emu: Emulator, args: argparse.Namespace, read_end: int, writ
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        text = export_lines(emu, args.database, os.getpid())
+        path = network_file(args)
+        text = export_lines(emu, args.database, os.getpid(),
+                            emu.network_env(path, args.network_backend) if path else None)
         _stop_on_sigterm()
         emu.start()
         if args.env_file:

@@ -11,11 +11,12 @@ import hashlib
 import math
 import random
 import threading
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, OrderedDict
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
+from typing import Any
 
 DAY = 86400
 
@@ -194,15 +195,55 @@ def epoch_day(seconds: float) -> date:
     return date(1970, 1, 1) + timedelta(days=int(seconds // DAY))
 
 
-class Dataset:
-    """The synthetic show. Methods without a leading underscore are for tests too."""
+class DayCache:
+    """A bounded least-recently-used cache of generated days.
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    Days are regenerated identically from their seed, so evicting one only costs time: a
+    network of 100 shows over a year would otherwise keep every OP3 day (~0.2 MB each).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+OP3_CACHE_DAYS = 800  # one show's two years, or the recent days of many shows
+
+
+class Dataset:
+    """The synthetic show. Methods without a leading underscore are for tests too.
+
+    ``show`` numbers the shows of an emulated network: show 0 is the single-show emulator's
+    (same ids and numbers for a seed as always); show k > 0 draws from ``seed.k``.
+    """
+
+    def __init__(self, config: EmulatorConfig, show: int = 0,
+                 op3_cache: DayCache | None = None) -> None:
         self.config = config
+        self.show_index = show
+        self.salt = str(config.seed) if show == 0 else f"{config.seed}.{show}"
         self.today: date = config.today or datetime.now(UTC).date()
         self.first_day: date = self.today - timedelta(days=config.days)
         self.yesterday: date = self.today - timedelta(days=1)
-        rng = random.Random(f"{config.seed}:ids")
+        rng = random.Random(f"{self.salt}:ids")
         # Fake but realistically shaped credentials, fixed per seed and marked "emulator".
         self.cookie = f"s%3Aemulator-{_hex(rng, 12)}.{_hex(rng, 16)}"
         self.op3_token = f"emulator-{_hex(rng, 12)}"
@@ -211,19 +252,19 @@ class Dataset:
         self.show_uuid = _hex(rng, 16)
         g = _hex(rng, 16)
         self.podcast_guid = f"{g[:8]}-{g[8:12]}-{g[12:16]}-{g[16:20]}-{g[20:]}"
-        self.show_title = f"Emulated Podcast {config.seed}"
-        self.vanity = f"emulated-podcast-{config.seed}"
+        self.show_title = f"Emulated Podcast {self.salt}"
+        self.vanity = f"emulated-podcast-{self.salt.replace('.', '-')}"
         self.feed_url = f"https://anchor.fm/s/{self.webstation_id}/podcast/rss"
         self.url_prefix = f"https://op3.dev/e/anchor.fm/s/{self.webstation_id}/podcast/play/"
         self.spotify_show_uri = f"spotify:show:{_b62(rng, 22)}"
         self.episodes: list[Episode] = self._make_episodes(rng)
         self._lock = threading.Lock()
         self._anchor: dict[date, AnchorDay] = {}
-        self._op3: dict[date, Op3Day] = {}
+        self._op3 = op3_cache if op3_cache is not None else DayCache(OP3_CACHE_DAYS)
         self._perf: dict[int, list[int]] = {}
         self._spotify: dict[date, dict[int, tuple[int, int, int]]] = {}
         # The Spotify login cookies of the GraphQL backend, fixed per seed like the others.
-        srng = random.Random(f"{config.seed}:spotify-ids")
+        srng = random.Random(f"{self.salt}:spotify-ids")
         self.sp_dc = f"emulator-{_hex(srng, 24)}"
         self.sp_key = f"emulator-{_hex(srng, 18)}"
 
@@ -232,6 +273,8 @@ class Dataset:
         n, span = self.config.episodes, self.config.days
         out: list[Episode] = []
         base_id = rng.randrange(60_000_000, 90_000_000)
+        if self.show_index:  # the shows of a network never share an episode id
+            base_id = 100_000_000 + self.show_index * 100_000 + base_id % 50_000
         for i in range(n + self.config.drafts):
             draft = i >= n
             if draft:
@@ -298,7 +341,7 @@ class Dataset:
         return day
 
     def _gen_anchor(self, d: date) -> AnchorDay:
-        rng = random.Random(f"{self.config.seed}:anchor:{d.isoformat()}")
+        rng = random.Random(f"{self.salt}:anchor:{d.isoformat()}")
         mean_total = self.config.downloads_per_day * 0.5
         weights = {e.episode_id: self._weight(e, d) for e in self.published}
         norm = sum(weights.values()) or 1.0
@@ -352,7 +395,7 @@ class Dataset:
             hit = self._spotify.get(d)
         if hit is not None:
             return hit
-        rng = random.Random(f"{self.config.seed}:spotify:{d.isoformat()}")
+        rng = random.Random(f"{self.salt}:spotify:{d.isoformat()}")
         out = {}
         for eid, plays in sorted(self.anchor_day(d).plays.items()):
             streams = sum(rng.random() < 0.78 for _ in range(plays))
@@ -377,7 +420,7 @@ class Dataset:
         plays = self.total_plays_by_episode().get(episode_id, 0) if ep else 0
         curve: list[int] = []
         if ep is not None and plays > 0:
-            rng = random.Random(f"{self.config.seed}:perf:{episode_id}")
+            rng = random.Random(f"{self.salt}:perf:{episode_id}")
             start = max(1, round(plays * rng.uniform(0.3, 0.5)))
             keep = rng.uniform(0.15, 0.4)  # fraction still listening at the end
             dur = ep.duration_s
@@ -399,17 +442,16 @@ class Dataset:
 
     # ---- OP3 ------------------------------------------------------------------------
     def op3_day(self, d: date) -> Op3Day:
-        with self._lock:
-            hit = self._op3.get(d)
+        key = (self.show_index, d)  # the cache may be shared by a network's shows
+        hit = self._op3.get(key)
         if hit is not None:
             return hit
         day = self._gen_op3(d) if self.has_data(d) else Op3Day([], [])
-        with self._lock:
-            self._op3[d] = day
+        self._op3.put(key, day)
         return day
 
     def _gen_op3(self, d: date) -> Op3Day:
-        rng = random.Random(f"{self.config.seed}:op3:{d.isoformat()}")
+        rng = random.Random(f"{self.salt}:op3:{d.isoformat()}")
         eps = [e for e in self.published if self._weight(e, d) > 0]
         if not eps:
             return Op3Day([], [])

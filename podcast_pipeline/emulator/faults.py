@@ -33,6 +33,9 @@ class Faults:
     apply_to: frozenset[str] | None = None  # endpoint names (or api names); None = all
     bearer_ttl: float | None = None  # seconds a Spotify bearer lives (None: 3600, as live)
     data_fetching_rate: float = 0.0  # share of geo region/city answers nulled by Spotify
+    # Only these emulated accounts' credentials expire by expire_after_requests/expire_at
+    # (each counting its own requests); None: the whole API's credential, as with one show.
+    expire_accounts: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.expire_at is not None and self.expire_at.tzinfo is None:
@@ -47,12 +50,16 @@ class Faults:
         object.__setattr__(self, "expire_apis", tuple(self.expire_apis))
         if self.apply_to is not None:
             object.__setattr__(self, "apply_to", frozenset(self.apply_to))
+        if self.expire_accounts is not None:
+            object.__setattr__(self, "expire_accounts", frozenset(self.expire_accounts))
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["expire_at"] = self.expire_at.isoformat() if self.expire_at else None
         d["expire_apis"] = list(self.expire_apis)
         d["apply_to"] = sorted(self.apply_to) if self.apply_to is not None else None
+        d["expire_accounts"] = (sorted(self.expire_accounts)
+                                if self.expire_accounts is not None else None)
         return d
 
     @classmethod
@@ -70,6 +77,8 @@ class Faults:
             d.pop("expire_apis", None)
         if d.get("apply_to") is not None:
             d["apply_to"] = frozenset(d["apply_to"])
+        if d.get("expire_accounts") is not None:
+            d["expire_accounts"] = frozenset(d["expire_accounts"])
         return cls(**d)
 
 
@@ -95,40 +104,71 @@ class FaultEngine:
         self._lock = threading.Lock()
         self._rng = random.Random(self.faults.seed)
         self._cred = {api: _CredState() for api in APIS}
+        # One emulated account's own credential state (a network's accounts), by (api, name).
+        self._accounts: dict[tuple[str, str], _CredState] = {}
 
     def set(self, faults: Faults) -> None:
         with self._lock:
             self.faults = faults
             self._rng = random.Random(faults.seed)
-            for st in self._cred.values():
+            for st in (*self._cred.values(), *self._accounts.values()):
                 st.requests = 0
 
     def applies(self, api: str, endpoint: str) -> bool:
         scope = self.faults.apply_to
         return scope is None or endpoint in scope or api in scope
 
-    def count_and_check_expired(self, api: str) -> bool:
-        """Count one request to ``api``; True when its credential is (now) expired."""
+    def count_and_check_expired(self, api: str, account: str | None = None) -> bool:
+        """Count one request to ``api`` (by ``account``, when the credential names one);
+        True when that credential is (now) expired.
+
+        With ``expire_accounts`` set, the automatic expiry (after N requests, at a time)
+        counts and kills only those accounts' credentials; a manual expire of the whole API
+        still kills every account's."""
         f = self.faults
         with self._lock:
             st = self._cred[api]
             st.requests += 1
-            if api in f.expire_apis:
-                if f.expire_after_requests is not None and st.requests > f.expire_after_requests:
-                    st.expired = True
+            own = None
+            if account is not None:
+                own = self._accounts.setdefault((api, account), _CredState())
+                own.requests += 1
+            scoped = f.expire_accounts is not None
+            target = (own if account in (f.expire_accounts or ()) else None) if scoped else st
+            if api in f.expire_apis and target is not None:
+                if f.expire_after_requests is not None and \
+                        target.requests > f.expire_after_requests:
+                    target.expired = True
                 if f.expire_at is not None and datetime.now(UTC) >= f.expire_at and (
-                        st.refreshed_at is None or st.refreshed_at < f.expire_at):
-                    st.expired = True
-            return st.expired
+                        target.refreshed_at is None or target.refreshed_at < f.expire_at):
+                    target.expired = True
+            return st.expired or (own is not None and own.expired)
 
-    def expire(self, api: str) -> None:
+    def expire(self, api: str, account: str | None = None) -> None:
         with self._lock:
-            self._cred[_check_api(api)].expired = True
+            if account is None:
+                self._cred[_check_api(api)].expired = True
+            else:
+                self._accounts.setdefault((_check_api(api), account), _CredState()).expired = True
 
-    def refresh(self, api: str) -> None:
+    def refresh(self, api: str, account: str | None = None) -> None:
+        """A fresh credential: the API's (and every account's of it), or one account's."""
+        now = datetime.now(UTC)
         with self._lock:
-            st = self._cred[_check_api(api)]
-            st.expired, st.requests, st.refreshed_at = False, 0, datetime.now(UTC)
+            states = [self._accounts.setdefault((_check_api(api), account), _CredState())] \
+                if account is not None else [self._cred[_check_api(api)]] + [
+                    st for (a, _), st in self._accounts.items() if a == api]
+            for st in states:
+                st.expired, st.requests, st.refreshed_at = False, 0, now
+
+    def expired_accounts(self) -> dict[str, list[str]]:
+        """api -> the accounts whose own credential is expired (for /_emulator/stats)."""
+        with self._lock:
+            out: dict[str, list[str]] = {}
+            for (api, account), st in sorted(self._accounts.items()):
+                if st.expired:
+                    out.setdefault(api, []).append(account)
+            return out
 
     def sleep(self) -> bool:
         f = self.faults

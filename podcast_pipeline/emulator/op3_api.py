@@ -93,6 +93,31 @@ def endpoint_name(path: str) -> str:
     return "notFound"
 
 
+def show_ref(path: str, params: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """Which show a request names, for an emulated network to route it: ("uuid", ...),
+    ("guid", ...), ("feed", url), ("url", prefix filter) or None (the first show answers)."""
+    q = dict(params)
+    m = re.match(r"^/downloads/show/([0-9a-f]{32})$", path)
+    ident = m.group(1) if m else None
+    if ident is None and (m := _SHOW.match(path)):
+        ident = m.group(1)
+    if ident is None:
+        first = next((v for k, v in params if k == "showUuid"), None)
+        ident = first or q.get("podcastGuid") or q.get("feedUrlBase64")
+    if ident is not None:
+        if _UUID.match(ident):
+            return "uuid", ident
+        if re.match(r"^[0-9a-fA-F-]{36}$", ident):
+            return "guid", ident.lower()
+        try:
+            return "feed", base64.urlsafe_b64decode(ident + "=" * (-len(ident) % 4)).decode()
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            return None
+    if "url" in q:
+        return "url", q["url"]
+    return None
+
+
 def handle(ds: Dataset, method: str, path: str, params: list[tuple[str, str]], raw_query: str,
            *, now: datetime, redirect_logs_direct: bool = False) -> Response:
     started = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -10,16 +11,20 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from . import anchor_api, op3_api, spotify_api
 from .common import Response, compact
 from .data import Dataset, EmulatorConfig
 from .faults import APIS, LOGIN_PAGE, FaultEngine, Faults, truncate
+from .shows import EmulatedAccount, ShowNetwork
 
 CONTROL = "/_emulator"
+NETWORK_FILE_ENV = "PODCAST_PIPELINE_NETWORK_FILE"  # settings.NETWORK_FILE_ENV; kept import-light
+OP3_TOKEN_NAME = "main"  # the one OP3 token's name in the request log and the network file
 _TOKEN_PARAM = re.compile(r"(?i)([?&](?:token|anchorpw_s)=)[^&#]*")
 CLOUDFLARE_PAGE = (b"<!DOCTYPE html><html><head><title>Just a moment...</title></head>"
                    b"<body><noscript>Enable JavaScript and cookies to continue</noscript></body></html>")
@@ -36,7 +41,12 @@ class RequestRecord:
     status: int
     fault: str | None  # latency/rate_limit/error/malformed/expired, the last one applied
     headers: dict[str, str]
-    time: datetime
+    time: datetime  # when it was answered
+    # The credential's owner (an account name; the OP3 token's name), never the secret; None
+    # when the request carried no known credential. And the show it was answered for.
+    account: str | None = None
+    show: str | None = None  # the show's web station id
+    started: datetime | None = None  # when it arrived (concurrency = overlapping spans)
 
 
 def mask_path(path: str) -> str:
@@ -59,10 +69,13 @@ class Emulator:
     """Both APIs on one loopback port, in a background thread. Use as a context manager."""
 
     def __init__(self, config: EmulatorConfig | None = None, faults: Faults | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, shows: int = 1,
+                 accounts: int = 1, op3_per_account: bool = False) -> None:
         self.config = config or EmulatorConfig()
-        self.dataset = Dataset(self.config)
-        self.spotify = spotify_api.SpotifyBackend(self.dataset)
+        self.network = ShowNetwork(self.config, shows, accounts,
+                                   op3_per_account=op3_per_account)
+        self.dataset: Dataset = self.network.datasets[0]  # the single-show emulator's show
+        self.spotify = spotify_api.SpotifyBackend(self.dataset, self.network)
         self._engine = FaultEngine(faults or Faults())
         self._host, self._port = host, port
         self._lock = threading.Lock()
@@ -140,7 +153,7 @@ class Emulator:
             "ANCHOR_WEBSTATION_ID": ds.webstation_id,
             "ANCHOR_PW_S": ds.cookie,
             "OP3_BASE_URL": self.url + op3_api.PREFIX,
-            "OP3_TOKEN": ds.op3_token,
+            "OP3_TOKEN": self.network.op3_token,  # sees every show of a network
             "OP3_SHOW_UUID": ds.show_uuid,
             "OP3_URL_PREFIX": ds.url_prefix + "*",  # a starts-with filter for /hits?url=
         }
@@ -158,9 +171,74 @@ class Emulator:
         }
 
     @property
+    def account_env(self) -> dict[str, str]:
+        """Each account's cookies under the names the network file gives them."""
+        out: dict[str, str] = {}
+        for account in self.network.accounts:
+            names = account.env_names()
+            out |= {names["sp_dc"]: account.sp_dc, names["sp_key"]: account.sp_key,
+                    names["anchor_pw_s"]: account.cookie}
+            if account.op3_token:
+                out[names["op3_token"]] = account.op3_token
+        return out
+
+    @property
     def all_env(self) -> dict[str, str]:
-        """Every variable: what ``podcast-pipeline emulator`` prints as export lines."""
-        return {**self.env, **self.graphql_env}
+        """Every variable: what ``podcast-pipeline emulator`` prints as export lines (a
+        network's accounts too; the single-show variables stay, for show 0, with its URI:
+        its account has several shows)."""
+        extra = {} if self.network.is_single else {
+            "SPOTIFY_SHOW_URI": self.dataset.spotify_show_uri, **self.account_env}
+        return {**self.env, **self.graphql_env, **extra}
+
+    def network_yaml(self, backend: str = "graphql") -> str:
+        """The network file (PODCAST_PIPELINE_NETWORK_FILE) of the shows served: the names
+        of the variables of :attr:`account_env` and OP3_TOKEN, never a secret."""
+        import yaml  # PyYAML, pinned; only a network needs it
+
+        net = self.network
+        accounts = []
+        for account in net.accounts:
+            names = account.env_names()
+            accounts.append({"name": account.name, "backend": backend,
+                             **({"sp_dc_env": names["sp_dc"], "sp_key_env": names["sp_key"]}
+                                if backend == "graphql" else
+                                {"anchor_pw_s_env": names["anchor_pw_s"]})})
+        shows = [{"key": ds.webstation_id, "name": ds.show_title,
+                  "account": net.owner(ds).name, "spotify_show_uri": ds.spotify_show_uri,
+                  "op3_show_uuid": ds.show_uuid,
+                  "op3_token": net.owner(ds).name if net.owner(ds).op3_token else OP3_TOKEN_NAME,
+                  "op3_url_prefix": ds.url_prefix + "*"} for ds in net.datasets]
+        tokens = [{"name": a.name, "token_env": a.env_names()["op3_token"]}
+                  for a in net.accounts if a.op3_token]
+        body = yaml.safe_dump({"accounts": accounts,
+                               "op3_tokens": tokens or [{"name": OP3_TOKEN_NAME,
+                                                         "token_env": "OP3_TOKEN"}],
+                               "shows": shows}, sort_keys=False, width=200)
+        return (f"# The emulator's network (seed {self.config.seed}): {len(shows)} shows on "
+                f"{len(accounts)} accounts.\n# Secrets are not here: each *_env names the "
+                "variable that holds one (the emulator's export lines).\n" + body)
+
+    def network_env(self, path: Path, backend: str = "graphql") -> dict[str, str]:
+        """Write :meth:`network_yaml` to ``path`` (atomically) and return the variables that
+        select it: each account's cookies and PODCAST_PIPELINE_NETWORK_FILE."""
+        path = Path(path).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(self.network_yaml(backend))
+        os.replace(tmp, path)
+        return {**self.account_env, NETWORK_FILE_ENV: str(path)}
+
+    def describe(self) -> dict[str, Any]:
+        """The accounts and shows served (no secret): GET /_emulator/network."""
+        net = self.network
+        return {"accounts": [{"name": a.name, "identity": a.identity,
+                              "shows": [net.datasets[k].webstation_id for k in a.shows]}
+                             for a in net.accounts],
+                "shows": [{"key": ds.webstation_id, "name": ds.show_title,
+                           "account": net.owner(ds).name, "station_id": ds.station_id,
+                           "spotify_show_uri": ds.spotify_show_uri, "op3_show_uuid": ds.show_uuid}
+                          for ds in net.datasets]}
 
     @property
     def faults(self) -> Faults:
@@ -170,17 +248,22 @@ class Emulator:
         """Replace the faults; this reseeds the fault RNG and restarts expiry counting."""
         self._engine.set(faults)
 
-    def expire(self, api: str) -> None:
-        self._engine.expire(api)
+    def expire(self, api: str, account: str | None = None) -> None:
+        """The API's credential (or only ``account``'s) now answers 401 / login_required."""
+        if account is not None:
+            self.network.account(account)  # KeyError names the known ones
+        self._engine.expire(api, account)
         if api == "spotify":  # the session ended: its bearers die with it
-            self.spotify.revoke_bearers()
+            self.spotify.revoke_bearers(account)
 
     def revoke_bearers(self) -> None:
         """Every Spotify bearer now answers 401 (the cookies stay valid): a silent re-login."""
         self.spotify.revoke_bearers()
 
-    def refresh(self, api: str) -> None:
-        self._engine.refresh(api)
+    def refresh(self, api: str, account: str | None = None) -> None:
+        if account is not None:
+            self.network.account(account)
+        self._engine.refresh(api, account)
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -191,14 +274,35 @@ class Emulator:
         with self._lock:
             self._records.clear()
             self._total = 0
-            self._counts = {k: Counter() for k in ("by_api", "by_endpoint", "by_status", "faults")}
+            self._counts = {k: Counter() for k in ("by_api", "by_endpoint", "by_status", "faults",
+                                                   "by_account", "by_show")}
 
     def stats(self) -> dict[str, Any]:
-        """``{"requests", "by_api", "by_endpoint", "by_status" (int keys), "faults"}``."""
+        """``{"requests", "by_api", "by_endpoint", "by_status" (int keys), "faults",
+        "by_account", "by_show", "max_concurrent_by_account", "expired_accounts"}``."""
         with self._lock:
             out: dict[str, Any] = {"requests": self._total}
             out.update({k: dict(v) for k, v in self._counts.items()})
-            return out
+        out["max_concurrent_by_account"] = self.max_concurrency()
+        out["expired_accounts"] = self._engine.expired_accounts()
+        return out
+
+    def max_concurrency(self) -> dict[str, int]:
+        """Per account (and OP3 token): the most of its requests in flight at once, from the
+        spans of the logged requests (since the last reset)."""
+        events: dict[str, list[tuple[datetime, int]]] = {}
+        for rec in self.requests:
+            if rec.account is not None and rec.started is not None:
+                key = f"{rec.api}:{rec.account}" if rec.api == "op3" else rec.account
+                events.setdefault(key, []).extend([(rec.started, 1), (rec.time, -1)])
+        out = {}
+        for key, evs in events.items():
+            now = peak = 0
+            for _, step in sorted(evs, key=lambda e: (e[0], e[1])):  # an end before a start
+                now += step
+                peak = max(peak, now)
+            out[key] = peak
+        return out
 
     # ---- request pipeline ------------------------------------------------------------
     def _record(self, rec: RequestRecord, faults: list[str]) -> None:
@@ -208,37 +312,44 @@ class Emulator:
             self._counts["by_api"][rec.api] += 1
             self._counts["by_endpoint"][rec.endpoint] += 1
             self._counts["by_status"][rec.status] += 1
+            if rec.account is not None:
+                self._counts["by_account"][rec.account] += 1
+            if rec.show is not None:
+                self._counts["by_show"][rec.show] += 1
             for f in faults:
                 self._counts["faults"][f] += 1
 
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Response:
+        started = datetime.now(UTC)
         path, _, raw_query = raw_path.partition("?")
         if path.startswith(CONTROL + "/") or path == CONTROL:
-            return self._control(method, path[len(CONTROL):], body)
+            return self._control(method, path[len(CONTROL):], body, raw_query)
         params = parse_qsl(raw_query, keep_blank_values=True)
         faults: list[str] = []
+        who: list[str | None] = [None, None]  # [account, show], filled in by the API's handler
         if path.startswith(anchor_api.PREFIX + "/"):
             api, sub = "anchor", path[len(anchor_api.PREFIX):]
             endpoint = anchor_api.endpoint_name(sub, dict(params))
-            resp = self._anchor(method, sub, params, headers, endpoint, faults)
+            resp = self._anchor(method, sub, params, headers, endpoint, faults, who)
         elif path.startswith(op3_api.PREFIX + "/"):
             api, sub = "op3", path[len(op3_api.PREFIX):]
             endpoint = op3_api.endpoint_name(sub)
-            resp = self._op3(method, sub, params, raw_query, headers, endpoint, faults)
+            resp = self._op3(method, sub, params, raw_query, headers, endpoint, faults, who)
         elif path.startswith("/spotify/"):
             api = "spotify"
-            endpoint, resp = self._spotify(method, path, dict(params), headers, body, faults)
+            endpoint, resp = self._spotify(method, path, dict(params), headers, body, faults, who)
         else:
             api, endpoint = "other", "unknown"
             resp = Response(404, b"Not Found", "text/plain; charset=utf-8")
         self._record(RequestRecord(api, endpoint, method, mask_path(raw_path), resp.status,
                                    faults[-1] if faults else None, mask_headers(headers),
-                                   datetime.now(UTC)), faults)
+                                   datetime.now(UTC), who[0], who[1], started), faults)
         return resp
 
-    def _pre(self, api: str, endpoint: str, faults: list[str]) -> tuple[bool, bool]:
+    def _pre(self, api: str, endpoint: str, faults: list[str],
+             account: str | None = None) -> tuple[bool, bool]:
         """Count the request towards expiry and sleep; returns (expired, faults apply)."""
-        expired = self._engine.count_and_check_expired(api)
+        expired = self._engine.count_and_check_expired(api, account)
         applies = self._engine.applies(api, endpoint)
         if applies and self._engine.sleep():
             faults.append("latency")
@@ -254,15 +365,19 @@ class Emulator:
         return Response(200, page, "text/html; charset=utf-8")
 
     def _anchor(self, method: str, sub: str, params: list[tuple[str, str]], headers: dict[str, str],
-                endpoint: str, faults: list[str]) -> Response:
-        ds = self.dataset
-        expired, applies = self._pre("anchor", endpoint, faults)
-        cookie = _cookie(headers.get("Cookie", ""), "anchorpw_s")
-        if cookie is None or (cookie != ds.cookie and unquote(cookie) != unquote(ds.cookie)):
+                endpoint: str, faults: list[str], who: list[str | None]) -> Response:
+        account = self.network.by_cookie(_cookie(headers.get("Cookie", ""), "anchorpw_s"))
+        expired, applies = self._pre("anchor", endpoint, faults, account and account.name)
+        if account is None:
             return anchor_api.unauthorized()
+        who[0] = account.name
         if expired:
             faults.append("expired")
             return anchor_api.unauthorized()
+        ds, foreign = self._show_of(account, anchor_api.show_ref(sub))
+        who[1] = ds.webstation_id
+        if foreign:
+            return anchor_api.not_owner()
         dec = self._engine.draw() if applies else None
         if dec and dec.rate_limit:
             faults.append("rate_limit")
@@ -273,8 +388,17 @@ class Emulator:
         resp = anchor_api.handle(ds, method, sub, dict(params))
         return self._post(resp, "anchor", dec.malformed if dec else None, faults)
 
+    def _show_of(self, account: EmulatedAccount,
+                 ref: tuple[str, object] | None) -> tuple[Dataset, bool]:
+        """The show a request names (else the account's first, which answers an unknown id
+        as the single-show emulator does) and whether it is another account's."""
+        ds = self.network.find(*ref) if ref else None
+        if ds is None:
+            return self.network.datasets[account.shows[0]], False
+        return ds, self.network.owner(ds) is not account
+
     def _spotify(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
-                 body: bytes, faults: list[str]) -> tuple[str, Response]:
+                 body: bytes, faults: list[str], who: list[str | None]) -> tuple[str, Response]:
         sp = self.spotify
         accounts, legacy = spotify_api.ACCOUNTS_PREFIX, spotify_api.LEGACY_PREFIX
         if path == accounts + "/oauth2/v2/auth":
@@ -287,9 +411,13 @@ class Emulator:
             endpoint = "legacyOverview"
         else:
             return "unknown", Response(404, b"Not Found", "text/plain; charset=utf-8")
-        expired, applies = self._pre("spotify", endpoint, faults)
+        account = (sp.cookie_account(headers.get("Cookie", "")) if endpoint == "auth" else
+                   sp.code_account(body) if endpoint == "token" else
+                   sp.bearer_account(headers.get("Authorization", "")))
+        name = who[0] = account.name if account else None
+        expired, applies = self._pre("spotify", endpoint, faults, name)
         if expired:
-            sp.revoke_bearers()
+            sp.revoke_bearers(name)  # this account's session ended (all, with no account)
         if endpoint == "auth":
             if method != "GET":
                 return endpoint, Response(405, b"", "text/plain")
@@ -300,7 +428,7 @@ class Emulator:
             if method != "POST":
                 return endpoint, Response(405, b"", "text/plain")
             return endpoint, sp.token(body, self.faults.bearer_ttl)
-        if not sp.bearer_ok(headers.get("Authorization", "")):
+        if account is None or expired:  # no live bearer, or its session just ended
             if expired:
                 faults.append("expired")
             return endpoint, spotify_api.unauthorized()
@@ -312,7 +440,11 @@ class Emulator:
             faults.append("error")
             return endpoint, anchor_api.server_error(dec.error_status)
         if endpoint == "legacyOverview":
-            resp = spotify_api.legacy(self.dataset, method, path[len(legacy):])
+            m = re.match(r"^/v3/episodes/(\d+)/", path[len(legacy):])
+            ds, foreign = self._show_of(account, ("episode", int(m.group(1))) if m else None)
+            who[1] = ds.webstation_id
+            resp = anchor_api.errors(403, "Forbidden") if foreign else \
+                spotify_api.legacy(ds, method, path[len(legacy):])
         elif method != "POST":
             resp = Response(405, b"", "text/plain")
         else:
@@ -324,21 +456,28 @@ class Emulator:
                     return True
                 return False
 
-            endpoint, resp = sp.graphql(body, geo_fails)
+            endpoint, resp = sp.graphql(body, geo_fails, account, who)
         return endpoint, self._post(resp, "spotify", dec.malformed if dec else None, faults)
 
     def _op3(self, method: str, sub: str, params: list[tuple[str, str]], raw_query: str,
-             headers: dict[str, str], endpoint: str, faults: list[str]) -> Response:
+             headers: dict[str, str], endpoint: str, faults: list[str],
+             who: list[str | None]) -> Response:
         if method == "OPTIONS":
             return op3_api.options()
-        ds = self.dataset
         expired, applies = self._pre("op3", endpoint, faults)
         m = re.match(r"(?i)^bearer (.*)$", headers.get("Authorization", ""))
         token = m.group(1) if m else next((v for k, v in params if k == "token"), None)
         if token is None:
             return op3_api.unauthorized()
-        if token != ds.op3_token:
+        known = self.network.op3_tokens.get(token)
+        if known is None:
             return op3_api.forbidden()
+        who[0], sees = known  # the main token sees every show; an account's, only its own
+        ref = op3_api.show_ref(sub, params)
+        ds = self._op3_show(ref, None if sees is None else min(sees))
+        who[1] = ds.webstation_id
+        if sees is not None and ds.show_index not in sees:
+            return op3_api.forbidden()  # OP3's answer to a key without access (inferred)
         if expired:
             faults.append("expired")
             return op3_api.expired()
@@ -351,7 +490,39 @@ class Emulator:
             return op3_api.server_error(dec.error_status)
         resp = op3_api.handle(ds, method, sub, params, raw_query, now=self._now(),
                               redirect_logs_direct=self.config.redirect_logs_direct)
+        if endpoint == "showDownloadCounts" and resp.status == 200:
+            resp = self._all_show_counts(resp, params, sees)
         return self._post(resp, "op3", dec.malformed if dec else None, faults)
+
+    def _all_show_counts(self, resp: Response, params: list[tuple[str, str]],
+                         sees: frozenset[int] | None) -> Response:
+        """show-download-counts takes several showUuid: each of the network's shows named
+        answers in the one body, as one token's query over its shows does."""
+        uuids = dict.fromkeys(v for k, v in params if k == "showUuid")
+        others = [ds for u in uuids if (ds := self.network.find("uuid", u)) is not None
+                  and ds is not self._op3_show(("uuid", next(iter(uuids))))
+                  and (sees is None or ds.show_index in sees)]  # a token's own shows only
+        if not others:
+            return resp
+        body = json.loads(resp.body)
+        for ds in others:
+            one = op3_api.handle(ds, "GET", "/queries/show-download-counts",
+                                 [("showUuid", ds.show_uuid)], f"showUuid={ds.show_uuid}",
+                                 now=self._now())
+            body["showDownloadCounts"] |= json.loads(one.body)["showDownloadCounts"]
+        return op3_api.json_response(body)
+
+    def _op3_show(self, ref: tuple[str, str] | None, default: int | None = None) -> Dataset:
+        """The show an OP3 request names (a uuid, guid, feed or episode URL filter); the first
+        show otherwise, which answers an unknown one as the single-show emulator does."""
+        if ref is not None and ref[0] == "url":
+            prefix = ref[1].removesuffix("*")
+            found = next((ds for ds in self.network.datasets
+                          if prefix.startswith(ds.url_prefix) or ds.url_prefix.startswith(prefix)),
+                         None)
+        else:
+            found = self.network.find(*ref) if ref else None
+        return found or self.network.datasets[default or 0]
 
     def _now(self) -> datetime:
         """Real time of day on the dataset's 'today', so relative OP3 times line up with the data."""
@@ -359,11 +530,21 @@ class Emulator:
         return now.replace(year=self.dataset.today.year, month=self.dataset.today.month,
                            day=self.dataset.today.day)
 
-    def _control(self, method: str, sub: str, body: bytes) -> Response:
+    def _control(self, method: str, sub: str, body: bytes, raw_query: str = "") -> Response:
         def ok(obj: Any) -> Response:
             return Response(200, compact(obj), "application/json")
 
+        account = dict(parse_qsl(raw_query)).get("account")
         try:
+            if sub == "/network" and method == "GET":
+                return ok(self.describe())
+            if sub in ("/expire", "/refresh") and method == "POST":
+                # One account's cookies, both backends' (the OP3 token is the network's).
+                if account is None:
+                    raise ValueError("name the account: ?account=acct01")
+                for api in ("anchor", "spotify"):
+                    getattr(self, sub[1:])(api, account)
+                return ok({"ok": True, sub[1:]: ["anchor", "spotify"], "account": account})
             if sub == "/stats" and method == "GET":
                 st = self.stats()
                 st["by_status"] = {str(k): v for k, v in st["by_status"].items()}
@@ -381,10 +562,16 @@ class Emulator:
                 return ok({"ok": True})
             m = re.match(r"^/(expire|refresh)/([a-z0-9]+)$", sub)
             if m and method == "POST" and m.group(2) in APIS:
-                getattr(self, m.group(1))(m.group(2))
-                return ok({"ok": True, m.group(1): m.group(2)})
+                if account is not None and m.group(2) == "op3":
+                    raise ValueError("the OP3 token is the network's, not an account's: "
+                                     "expire it without ?account=")
+                getattr(self, m.group(1))(m.group(2), account)
+                return ok({"ok": True, m.group(1): m.group(2),
+                           **({"account": account} if account else {})})
         except (ValueError, TypeError) as e:
             return Response(400, compact({"error": str(e)}), "application/json")
+        except KeyError as e:  # an unknown account
+            return Response(400, compact({"error": e.args[0]}), "application/json")
         return Response(404, compact({"error": "unknown control endpoint"}), "application/json")
 
 

@@ -15,6 +15,7 @@ each is marked ``inferred`` below.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import re
@@ -32,6 +33,7 @@ from podcast_pipeline.spotify.operations import OPERATIONS
 from . import anchor_api
 from .common import Response, compact
 from .data import AGE_RANGES, GENDERS, REGIONS, Dataset, Episode, day_epoch
+from .shows import EmulatedAccount, ShowNetwork
 
 ACCOUNTS_PREFIX = "/spotify/accounts"
 GRAPHQL_PATH = "/spotify/graph/v2/graph-pq"
@@ -90,27 +92,59 @@ class GraphQLAnswer(Exception):
 
 
 class SpotifyBackend:
-    """The login state (codes, bearers) and the resolvers, over one dataset."""
+    """The login state (codes, bearers, per account) and the resolvers.
 
-    def __init__(self, ds: Dataset) -> None:
+    Resolvers read ``self.ds`` (the show the request names) and ``self.shows`` (the shows
+    its account sees): :meth:`graphql` hands each a shallow copy scoped to its request, so
+    the login state stays shared.
+    """
+
+    def __init__(self, ds: Dataset, network: ShowNetwork | None = None) -> None:
         self.ds = ds
+        self.network = network or ShowNetwork(ds.config, first=ds)
+        self.shows: list[Dataset] = [ds]
         self._lock = threading.Lock()
-        self._codes: dict[str, tuple[str, float]] = {}  # code -> (challenge, issued)
-        self._bearers: dict[str, float] = {}  # bearer -> expiry (monotonic)
+        self._codes: dict[str, tuple[str, float, str]] = {}  # code -> (challenge, issued, acct)
+        self._bearers: dict[str, tuple[float, str]] = {}  # bearer -> (expiry, account)
         self.logins = 0
         self.issued: list[str] = []  # every bearer handed out (tests search for leaks)
 
     # ---- accounts --------------------------------------------------------------------
-    def revoke_bearers(self) -> None:
+    def revoke_bearers(self, account: str | None = None) -> None:
+        """Every bearer (or one account's) now answers 401."""
         with self._lock:
-            self._bearers.clear()
+            if account is None:
+                self._bearers.clear()
+            else:
+                for bearer in [b for b, (_, a) in self._bearers.items() if a == account]:
+                    del self._bearers[bearer]
 
-    def cookies_ok(self, cookie_header: str) -> bool:
+    def cookie_account(self, cookie_header: str) -> EmulatedAccount | None:
         jar = dict(p.strip().split("=", 1) for p in cookie_header.split(";") if "=" in p)
         # sp_key is sent by the reference client; whether the live server needs it is
         # unknown, so the emulator accepts sp_dc alone but rejects a wrong sp_key.
-        return jar.get("sp_dc") == self.ds.sp_dc and jar.get("sp_key", self.ds.sp_key) == \
-            self.ds.sp_key
+        return self.network.by_spotify_cookies(jar)
+
+    def cookies_ok(self, cookie_header: str) -> bool:
+        return self.cookie_account(cookie_header) is not None
+
+    def code_account(self, body: bytes) -> EmulatedAccount | None:
+        """The account a token request's code was issued to (the code stays unused)."""
+        code = dict(parse_qsl(body.decode("utf-8", "replace"))).get("code", "")
+        with self._lock:
+            entry = self._codes.get(code)
+        return self.network.account(entry[2]) if entry else None
+
+    def bearer_account(self, authorization: str) -> EmulatedAccount | None:
+        """The account of a live bearer; None when it is unknown, revoked or expired."""
+        m = re.match(r"(?i)^bearer (\S+)$", authorization or "")
+        if not m:
+            return None
+        with self._lock:
+            entry = self._bearers.get(m.group(1))
+        if entry is None or time.monotonic() >= entry[0]:
+            return None
+        return self.network.account(entry[1])
 
     def auth_page(self, query: dict[str, str], cookie_header: str, expired: bool) -> Response:
         state = query.get("state", "")
@@ -119,13 +153,14 @@ class SpotifyBackend:
                 query.get("code_challenge_method") != "S256":
             return _page({"type": "authorization_response",
                           "response": {"error": "invalid_request", "state": state}})
-        if expired or not self.cookies_ok(cookie_header):
+        account = self.cookie_account(cookie_header)
+        if expired or account is None:
             # The dead-session form is inferred; the reference client only looks for the word.
             return _page({"type": "authorization_response",
                           "response": {"error": "login_required", "state": state}})
         code = "AQD" + secrets.token_urlsafe(48)
         with self._lock:
-            self._codes[code] = (query["code_challenge"], time.monotonic())
+            self._codes[code] = (query["code_challenge"], time.monotonic(), account.name)
         return _page({"type": "authorization_response", "response": {"code": code,
                                                                      "state": state}})
 
@@ -136,7 +171,7 @@ class SpotifyBackend:
         if entry is None or form.get("grant_type") != "authorization_code":
             return Response(400, compact({"error": "invalid_grant",
                                           "error_description": "Invalid authorization code"}))
-        challenge, _ = entry
+        challenge, _, account = entry
         digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
         if base64.urlsafe_b64encode(digest).decode().rstrip("=") != challenge:
             return Response(400, compact({"error": "invalid_grant",
@@ -144,22 +179,20 @@ class SpotifyBackend:
         lifetime = ttl or DEFAULT_BEARER_TTL
         bearer = "BQD" + "emulator" + secrets.token_urlsafe(96)
         with self._lock:
-            self._bearers[bearer] = time.monotonic() + lifetime
+            self._bearers[bearer] = (time.monotonic() + lifetime, account)
             self.logins += 1
             self.issued.append(bearer)
         return Response(200, compact({"access_token": bearer, "token_type": "Bearer",
                                       "expires_in": int(round(lifetime)), "scope": ""}))
 
     def bearer_ok(self, authorization: str) -> bool:
-        m = re.match(r"(?i)^bearer (\S+)$", authorization or "")
-        if not m:
-            return False
-        with self._lock:
-            expiry = self._bearers.get(m.group(1))
-        return expiry is not None and time.monotonic() < expiry
+        return self.bearer_account(authorization) is not None
 
     # ---- GraphQL ---------------------------------------------------------------------
-    def graphql(self, body: bytes, geo_fails: Callable[[], bool]) -> tuple[str, Response]:
+    def graphql(self, body: bytes, geo_fails: Callable[[], bool],
+                account: EmulatedAccount | None = None,
+                who: list[str | None] | None = None) -> tuple[str, Response]:
+        """Answer one operation for ``account``; ``who[1]`` gets the show it was for."""
         try:
             req = json.loads(body or b"null")
         except ValueError:
@@ -177,14 +210,34 @@ class SpotifyBackend:
             return name, Response(200, compact({"errors": [gql_error(
                 "PersistedQueryNotFound", "PersistedQueryNotFound")]}))
         variables = req.get("variables") if isinstance(req.get("variables"), dict) else {}
+        scoped = self.scoped(account, variables)
+        if scoped is None:
+            return name, forbidden()
+        if who is not None:
+            who[1] = scoped.ds.webstation_id
         try:
-            data = resolver(self, variables, geo_fails)
+            data = resolver(scoped, variables, geo_fails)
         except GraphQLAnswer as ans:
             out: dict[str, Any] = {"errors": ans.errors}
             if ans.data is not None:
                 out["data"] = ans.data
             return name, Response(200, compact(out))
         return name, Response(200, compact({"data": data}))
+
+    def scoped(self, account: EmulatedAccount | None,
+               variables: dict[str, Any]) -> SpotifyBackend | None:
+        """This backend as the request sees it: ``ds`` the show it names (else the account's
+        first), ``shows`` the account's; None when it names another account's show."""
+        shows = self.network.shows_of(account) if account else [self.ds]
+        uri, episode = variables.get("showUri"), variables.get("episodeUri")
+        target = (self.network.find("show_uri", uri) if isinstance(uri, str) else
+                  self.network.find("episode_uri", episode) if isinstance(episode, str)
+                  else None)
+        if target is not None and target not in shows:
+            return None
+        view = copy.copy(self)
+        view.ds, view.shows = target or shows[0], shows
+        return view
 
     # ---- helpers for resolvers ---------------------------------------------------------
     def show(self, variables: dict[str, Any]) -> None:
@@ -249,6 +302,13 @@ def _page(obj: dict[str, Any]) -> Response:
     return Response(200, html.encode(), "text/html; charset=utf-8")
 
 
+def forbidden() -> Response:
+    # Another account's show or episode. The live answer is unrecorded (inferred): a 403,
+    # which the client reports as access denied, never as a dead login or as data.
+    return Response(403, compact({"errors": [gql_error(
+        "Forbidden: the user has no access to this show", "PermissionDenied")]}))
+
+
 def unauthorized() -> Response:
     # The live 401 body is unrecorded; this is the Spotify Web API's style (inferred).
     return Response(401, compact({"error": {"status": 401,
@@ -270,19 +330,23 @@ Resolver = Callable[[SpotifyBackend, dict[str, Any], Callable[[], bool]], Any]
 
 
 def _shows(b: SpotifyBackend, station_ids: bool) -> dict[str, Any]:
-    ds = b.ds
-    hosted: dict[str, Any] = {"__typename": "HostedShow", "uri": ds.spotify_show_uri,
-                              "name": ds.show_title, "hostingProvider": "S4P",
-                              "authorName": "Emulator", "category": "Technology",
-                              "description": f"{ds.show_title}, served by the emulator"}
+    """Every show of the account (a network's account has several), then one hosted
+    elsewhere."""
+    def hosted(ds: Dataset) -> dict[str, Any]:
+        if station_ids:
+            return {"uri": ds.spotify_show_uri, "name": ds.show_title,
+                    "stationId": str(ds.station_id), "coverArt": None, "permissionsV2": []}
+        return {"__typename": "HostedShow", "uri": ds.spotify_show_uri,
+                "name": ds.show_title, "hostingProvider": "S4P",
+                "authorName": "Emulator", "category": "Technology",
+                "description": f"{ds.show_title}, served by the emulator"}
+
     other: dict[str, Any] = {"__typename": "NonHostedShow", "uri": OTHER_SHOW_URI,
                              "name": "A Show Hosted Elsewhere", "hostingProvider": "MEGAPHONE"}
     if station_ids:
-        hosted = {"uri": hosted["uri"], "name": hosted["name"], "stationId": str(ds.station_id),
-                  "coverArt": None, "permissionsV2": []}
         other = {"uri": other["uri"], "name": other["name"], "id": "0", "coverArt": None,
                  "permissionsV2": []}
-    return {"showsForUser": {"shows": [hosted, other]}}
+    return {"showsForUser": {"shows": [*map(hosted, b.shows), other]}}
 
 
 def _on_spotify(b: SpotifyBackend, v: dict[str, Any], _: Callable[[], bool]) -> Any:

@@ -32,6 +32,10 @@ def graphql_only(fetch: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFra
 FETCH = {
     "shows": lambda c: c.shows(),
     "episode_daily_totals": lambda c, day: c.episode_daily_totals(day),
+    "show_daily_totals": lambda c, day: c.show_daily_totals(day),
+    "audience_size_daily": lambda c, start, end: c.audience_size_daily(start, end),
+    "episode_consumption_daily": lambda c, episode_id, start, end: c.episode_consumption_daily(
+        episode_id, start, end),
     "impressions_by_source": lambda c, day: c.impressions_by_source(day, day),
     "episode_impressions_by_source": lambda c, episode_id: c.episode_impressions_by_source(
         episode_id),

@@ -74,6 +74,52 @@ def series(data: Any, path: Sequence[str], endpoint: str) -> list[tuple[date, in
     return sorted(out.items())
 
 
+def consumption_series(data: Any, path: Sequence[str],
+                       endpoint: str) -> list[tuple[date, dict[str, Any]]]:
+    """``episodeConsumptionDaily`` points as (UTC day, consumption row).
+
+    No source records a point's value (*inferred*): it is read as the all-time
+    ``ConsumptionValue`` (``totalConsumptionHours``, ``foregroundConsumptionPercent``, and the
+    millisecond counts when present). A point without ``totalConsumptionHours`` fails, naming
+    it, so a different shape is never stored as 0.
+    """
+    value = leaf(data, path, endpoint)
+    points = value.get("points") if isinstance(value, Mapping) else None
+    if not isinstance(points, list):
+        raise bad(endpoint, f"{'.'.join(path)} has no points list")
+    out: dict[date, dict[str, Any]] = {}
+    for n, p in enumerate(points):
+        if not isinstance(p, Mapping) or not isinstance(p.get("date"), str):
+            raise bad(endpoint, f"point {n} has no date")
+        try:
+            day = date.fromisoformat(p["date"][:10])
+        except ValueError:
+            raise bad(endpoint, f"point {n} has an unreadable date {p['date']!r}") from None
+        v = p.get("value")
+        if not isinstance(v, Mapping) or "totalConsumptionHours" not in v:
+            raise bad(endpoint, f"point {n} ({day}) has no value.totalConsumptionHours (the "
+                      "shape this project expects; the answer may have changed)")
+        where = f"point {n} ({day})"
+        row = {"consumption_hours": number(v["totalConsumptionHours"],
+                                           f"{where} totalConsumptionHours", endpoint),
+               "foreground_fraction": _optional(v, "foregroundConsumptionPercent", where,
+                                                endpoint),
+               "ms_played": _optional(v, "totalMsPlayed", where, endpoint, integer=True),
+               "foreground_ms_played": _optional(v, "foregroundMsPlayed", where, endpoint,
+                                                 integer=True)}
+        if day in out and out[day] != row:
+            raise bad(endpoint, f"the day {day} comes back twice with different values; "
+                      "refusing to pick one")
+        out[day] = row
+    return sorted(out.items())
+
+
+def _optional(value: Mapping[str, Any], key: str, where: str, endpoint: str, *,
+              integer: bool = False) -> int | float | None:
+    got = value.get(key)
+    return None if got is None else number(got, f"{where} {key}", endpoint, integer=integer)
+
+
 def items(value: Any, key: str, where: str, endpoint: str) -> list[Mapping[str, Any]]:
     found = value.get(key) if isinstance(value, Mapping) else None
     if not isinstance(found, list) or not all(isinstance(x, Mapping) for x in found):

@@ -1,5 +1,5 @@
 -- Per show and UTC day: Spotify plays, all-platform plays + downloads (Spotify's GraphQL
--- backend: the day's per-episode sums; NULL where it is not stored) and OP3 downloads side
+-- backend: spotify.show_daily_totals; NULL where it is not stored) and OP3 downloads side
 -- by side, with trailing 7- and 28-day averages.
 -- A source counts only on the days it covers (its first to its last stored day); a trailing
 -- average is NULL unless every day of its window has a number.
@@ -10,12 +10,12 @@ WITH sp AS (
 ),
 ap AS (
     SELECT s.show_id, t.partition_date AS day, sum(t.plays_and_downloads) AS plays_and_downloads
-    FROM spotify.episode_daily_totals t JOIN analytics.shows s ON s.anchor_show_id = t.show_id
+    FROM spotify.show_daily_totals t JOIN analytics.shows s ON s.anchor_show_id = t.show_id
     GROUP BY ALL
 ),
 ap_cov AS (
     SELECT s.show_id, min(t.partition_date) AS lo, max(t.partition_date) AS hi
-    FROM spotify.episode_daily_totals t JOIN analytics.shows s ON s.anchor_show_id = t.show_id
+    FROM spotify.show_daily_totals t JOIN analytics.shows s ON s.anchor_show_id = t.show_id
     GROUP BY ALL
 ),
 op AS (
