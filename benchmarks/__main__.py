@@ -223,6 +223,8 @@ class Bench:
             self.pipeline(emu, db, days=days)  # a stored week, as the daily run finds it
             out["in_process_api"] = self.pipeline(emu, db)
             for name, config in EXECUTORS.items():
+                if name.removeprefix("cli_") not in self.a.executors:
+                    continue
                 runs = [run_worker("cli", {"home": home(f"{name}{i}"), "now": self.now.isoformat(),
                                            "config": config}, env)
                         for i in range(self.a.repeat)]
@@ -297,6 +299,8 @@ def main() -> None:
                    help="also backfill 30/90/365 days and 50/150/500 episodes")
     p.add_argument("--only", nargs="+", choices=["backfill", "op3", "daily", "cli", "naive"],
                    default=["backfill", "op3", "daily", "cli", "naive"])
+    p.add_argument("--executors", nargs="+", default=[n.removeprefix("cli_") for n in EXECUTORS],
+                   help="executors the cli scenario runs the daily run under")
     p.add_argument("--json", default="benchmarks/result.json", help="where to write the result")
     a = p.parse_args()
     if a.quick:
@@ -386,7 +390,7 @@ def report(out: dict[str, Any]) -> str:
         base = c["in_process_api"]["wall"] - c["in_process_api"]["startup"]
         rows.append(("daily run, execute_in_process", str(c["in_process_api"]["requests"]),
                      f"{base:.1f}", f"{c['in_process_api']['max_process_mib']:.0f}", "-"))
-        for name in EXECUTORS:
+        for name in [n for n in EXECUTORS if n in c]:
             runs = c[name]
             wall = median_of(runs, "wall")
             rows.append((f"daily run, {name.replace('_', ' ')}", "-", f"{wall:.1f}",
