@@ -79,6 +79,8 @@ class Alert:
     run_id: str | None = None
     detected_by: str = ""
     fix_steps: list[str] = field(default_factory=list)
+    account: str | None = None  # a network's Spotify account or OP3 token
+    shows: list[str] = field(default_factory=list)  # every show the credential affects
 
     def payload(self) -> dict[str, object]:
         body = {k: v for k, v in asdict(self).items() if v not in (None, [])}
@@ -86,10 +88,21 @@ class Alert:
         return body
 
 
+def _rename(text: str, variables: Mapping[str, str] | None) -> str:
+    """The single-show variable names → an account's own (e.g. SPOTIFY_SP_DC → ACME_SP_DC)."""
+    for old, new in (variables or {}).items():
+        text = text.replace(old, new)
+    return text
+
+
 def expired_alert(api: str, show: str, *, first_partition: str | None, run_id: str | None,
-                  detected_by: str, backend: str | None = None) -> Alert:
+                  detected_by: str, backend: str | None = None, account: str | None = None,
+                  shows: list[str] | None = None,
+                  variables: Mapping[str, str] | None = None) -> Alert:
+    """``account`` / ``shows`` / ``variables``: a network's credential, every show it reads,
+    and its variables by the single-show names they replace."""
     name = API_NAMES.get(api, api)
-    steps = fix_steps(api, backend)
+    steps = [_rename(step, variables) for step in fix_steps(api, backend)]
     credential = {"anchor": "cookie (ANCHOR_PW_S)", "op3": "token (OP3_TOKEN)"}.get(api, "key")
     if api == "anchor" and backend == "graphql":
         credential = "login cookies (SPOTIFY_SP_DC / SPOTIFY_SP_KEY)"
@@ -104,13 +117,17 @@ def expired_alert(api: str, show: str, *, first_partition: str | None, run_id: s
     if first_partition:
         lines.append(f"First failed partition: {first_partition}"
                      + (f" (run {run_id})." if run_id else "."))
+    if shows:
+        lines.append(f"Shows affected ({len(shows)}): " + "; ".join(shows) + ". The other "
+                     "accounts' shows are not affected.")
     lines.append(f"Detected by: {detected_by}.")
     lines.append("To fix:")
     lines += [f"{i}. {step}" for i, step in enumerate(steps, 1)]
     lines.append("This is the only alert for this expiry; the next one comes only after the "
                  "credential has worked again.")
+    lines = [_rename(line, variables) for line in lines]
     return Alert("credentials_expired", api, show, redact("\n".join(lines)), first_partition,
-                 run_id, detected_by, steps)
+                 run_id, detected_by, steps, account, list(shows or []))
 
 
 def recovered_alert(api: str, show: str, *, detected_by: str) -> Alert:
@@ -227,13 +244,15 @@ def save_state(instance, api: str, state: CredentialState) -> None:
     instance.run_storage.set_cursor_values({STATE_KEY.format(api=api): state.dump()})
 
 
-def last_success_time(instance, api: str) -> float:
-    """When an asset of ``api`` last materialized: proof its credential worked then."""
+def last_success_time(instance, api: str, keys: list | None = None) -> float:
+    """When an asset of ``api`` (or one of ``keys``: a network credential's) last
+    materialized: proof its credential worked then."""
     import dagster as dg
 
     from podcast_pipeline.tables import ALL_TABLES
 
-    keys = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.schema == api]
+    if keys is None:
+        keys = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.schema == api]
     latest = 0.0
     for record in instance.get_latest_materialization_events(keys).values():
         if record is not None:
@@ -241,10 +260,11 @@ def last_success_time(instance, api: str) -> float:
     return latest
 
 
-def should_alert_expired(instance, api: str) -> bool:
-    """True (and the state turns dead) unless this expiry was already announced."""
+def should_alert_expired(instance, api: str, keys: list | None = None) -> bool:
+    """True (and the state turns dead) unless this expiry was already announced. ``api``:
+    the API, or a network credential ``<api>@<account>`` (its assets: ``keys``)."""
     state = load_state(instance, api)
-    if state.status == "dead" and last_success_time(instance, api) <= state.since:
+    if state.status == "dead" and last_success_time(instance, api, keys) <= state.since:
         return False
     save_state(instance, api, CredentialState("dead", time.time()))
     return True

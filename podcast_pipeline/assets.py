@@ -28,8 +28,10 @@ from podcast_pipeline.tables import COLUMN_DOCS, Table
 from podcast_pipeline.timeutil import days, utc_now
 
 # Run tag set by the first step that meets a 401; later steps of the run fail at once.
-# Value "<run id>:<api>[,<api>]": re-executions copy their parent's tags, and a run must
-# only trust its own verdict (the credential may have been replaced since).
+# Value "<run id>:<credential>[,<credential>]", a credential being the API ("anchor", "op3")
+# on a network of one, else "<api>@<account or OP3 token>" (network.py): a dead account stops
+# only its own shows. Re-executions copy their parent's tags, and a run must only trust its
+# own verdict (the credential may have been replaced since).
 DEAD_CREDENTIAL_TAG = "podcast_pipeline/credentials_expired"
 EPISODE_CONCURRENCY = 4
 PREVIEW_ROWS = 5
@@ -53,6 +55,25 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """The show of a network that an asset serves; None on a network of one (today's keys,
+    groups and pools). Its steps make one call at a time, so the pool's limit is the bound
+    on concurrent calls per account or token."""
+
+    show: str  # the network's show key: prefix of the asset keys, group show_<key>
+    name: str
+    credential: str  # the Spotify account or OP3 token the show's calls use
+    pool: str  # one per account / token: spotify_<account>, op3_<token>
+
+    def credential_id(self, api: str) -> str:
+        return f"{api}@{self.credential}"
+
+
+SHOW_TAG = "podcast_pipeline/show"
+ACCOUNT_TAG = {"anchor": "podcast_pipeline/spotify_account", "op3": "podcast_pipeline/op3_token"}
+
+
+@dataclass(frozen=True)
 class Source:
     api: str  # "anchor" | "op3"
     resource_key: str
@@ -65,18 +86,20 @@ class Source:
 
 def build_assets(source: Source, endpoints: Sequence[Endpoint],
                  partitions_def: dg.DailyPartitionsDefinition | None = None,
-                 ) -> list[dg.AssetsDefinition]:
-    """``partitions_def``: the settings' daily partitions (default: from the default start)."""
+                 scope: Scope | None = None) -> list[dg.AssetsDefinition]:
+    """``partitions_def``: the settings' daily partitions (default: from the default start);
+    ``scope``: the network show they serve (None: the network of one, today's keys)."""
     partitions_def = partitions_def or daily_partitions()
     with warnings.catch_warnings():
         # backfill_policy is "beta" in Dagster 1.13 but is the documented way to get
         # single-run backfills.
         warnings.simplefilter("ignore", category=dg.BetaWarning)
-        return [_build_asset(source, ep, partitions_def) for ep in endpoints]
+        return [_build_asset(source, ep, partitions_def, scope) for ep in endpoints]
 
 
-def asset_key(table: Table) -> dg.AssetKey:
-    return dg.AssetKey([table.schema, table.name])
+def asset_key(table: Table, show: str | None = None) -> dg.AssetKey:
+    """``anchor/plays``; a network show's is prefixed by its key: ``<show>/anchor/plays``."""
+    return dg.AssetKey([*([show] if show else []), table.schema, table.name])
 
 
 SNAPSHOT_DAY_DOC = ("The UTC day the snapshot was taken (the date of as_of): one snapshot per "
@@ -93,30 +116,37 @@ def _column_schema(table: Table) -> dg.TableSchema:
     ])
 
 
-def _build_asset(source: Source, ep: Endpoint,
-                 partitions_def: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
+def _build_asset(source: Source, ep: Endpoint, partitions_def: dg.DailyPartitionsDefinition,
+                 scope: Scope | None) -> dg.AssetsDefinition:
     table = ep.table
-    key = asset_key(table)
+    show = scope.show if scope else None
+    key = asset_key(table, show)
     check = dg.AssetCheckSpec("no_schema_drift", asset=key,
                               description="The API sent no columns this project does not know.")
     snapshot = table.kind == "snapshot"
-    deps = [asset_key(source.episode_list)] if table.episode_level and source.episode_list else []
+    deps = ([asset_key(source.episode_list, show)]
+            if table.episode_level and source.episode_list else [])
+    tags = {"podcast_pipeline/fetch": table.kind}
+    if scope:  # for selections: tag:podcast_pipeline/show=<key>, .../spotify_account=<name>
+        tags |= {SHOW_TAG: scope.show, ACCOUNT_TAG[source.api]: scope.credential}
 
     @dg.asset(
         key=key,
-        group_name=table.schema,
-        description=table.description,
+        group_name=f"show_{scope.show}" if scope else table.schema,
+        description=f"{scope.name}: {table.description}" if scope else table.description,
         # Snapshots have no history in the API: unpartitioned, each run stores today's.
         partitions_def=None if snapshot else partitions_def,
         # Also on snapshots, so that the CLI accepts them in a --partition-range selection.
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=deps,
-        # One pool per API: dagster.yaml's `concurrency: pools` bounds how many steps call
-        # it at once, across every run of the instance.
-        pool=source.api,
+        # One pool per API (a network: per account / OP3 token): dagster.yaml's `concurrency:
+        # pools` and the pool_limits sensor bound how many steps call it at once, across
+        # every run of the instance.
+        pool=scope.pool if scope else source.api,
         kinds=set(source.kinds),
-        tags={"podcast_pipeline/fetch": table.kind},
+        tags=tags,
         metadata={"dagster/table_name": table.qualified,
+                  **({"show": scope.name} if scope else {}),
                   "dagster/column_schema": _column_schema(table),
                   "fetch": table.kind},
         required_resource_keys={source.resource_key, "warehouse"},
@@ -125,7 +155,7 @@ def _build_asset(source: Source, ep: Endpoint,
                                     backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
     )
     def _asset(context) -> dg.MaterializeResult:  # annotation omitted: Dagster checks it at runtime
-        return materialize_endpoint(context, source, ep)
+        return materialize_endpoint(context, source, ep, scope)
 
     return _asset
 
@@ -143,21 +173,30 @@ def _window(context: dg.AssetExecutionContext, table: Table, now: datetime) -> t
 
 
 def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
-                         ep: Endpoint) -> dg.MaterializeResult:
+                         ep: Endpoint, scope: Scope | None = None) -> dg.MaterializeResult:
     table = ep.table
     fetched_at = utc_now()  # a snapshot is stored under this UTC day, with this as_of
+
+    def credential(api: str) -> str:  # the unit of the 401 verdict
+        return scope.credential_id(api) if scope else api
+
+    who = {"credential": scope.credential, "show": scope.show} if scope else {}
     start, end = _window(context, table, fetched_at)
-    _refuse_if_credential_dead(context, source.api, table, start)
+    _refuse_if_credential_dead(context, credential(source.api), table, start, who)
     api_resource = getattr(context.resources, source.resource_key)
+    show = scope.show if scope else None
     try:
-        settings = api_resource.settings()
+        settings = api_resource.settings(show)
         _check_local_config(context, table, start)
     except ConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False,
-                         metadata={"error_kind": "config_error", "setting": exc.setting}) from None
+                         metadata={"error_kind": "config_error", "setting": exc.setting,
+                                   **who}) from None
     show_id = source.show_id(settings)
-    episode_ids = _episode_ids(context, source, table, show_id) if table.episode_level else None
-    concurrency = max(1, Settings.load().requests_per_step)
+    episode_ids = (_episode_ids(context, source, table, show_id, show)
+                   if table.episode_level else None)
+    # A network's steps are bounded per account by its pools: one request each at a time.
+    concurrency = 1 if scope else max(1, Settings.load().requests_per_step)
 
     raw: list[RawResponse] = []
     lock = threading.Lock()
@@ -174,7 +213,7 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
     what = f"the snapshot of {start}" if table.kind == "snapshot" else f"{start}..{end}"
     context.log.info(f"{table.qualified}: fetching {what} ({table.kind})")
     try:
-        return _fetch_and_store(context, source, ep, start, end, show_id, episode_ids,
+        return _fetch_and_store(context, source, ep, scope, start, end, show_id, episode_ids,
                                 concurrency, stage, raw, record, fetched_at, what)
     finally:
         if stage is not None:
@@ -182,20 +221,28 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
 
 
 def _fetch_and_store(context: dg.AssetExecutionContext, source: Source, ep: Endpoint,
-                     start: date, end: date, show_id: str, episode_ids: list[int] | None,
-                     concurrency: int, stage: warehouse.Stage | None, raw: list[RawResponse],
+                     scope: Scope | None, start: date, end: date, show_id: str,
+                     episode_ids: list[int] | None, concurrency: int,
+                     stage: warehouse.Stage | None, raw: list[RawResponse],
                      record: Callable[[RawResponse], None], fetched_at: datetime,
                      what: str) -> dg.MaterializeResult:
     table = ep.table
     api_resource = getattr(context.resources, source.resource_key)
     stats = CallStats()
+
+    def credential(api: str) -> str:  # the unit of the 401 verdict
+        return scope.credential_id(api) if scope else api
+
+    who = {"credential": scope.credential, "show": scope.show} if scope else {}
+    show = scope.show if scope else None
     try:
         # share_key: the steps of one run bootstrap the Anchor station id once, not each.
         # The run's 401 verdict, checked before every request of every step and thread.
-        verdict = CredentialVerdict(load=lambda api: api in _dead_apis(context),
-                                    publish=lambda api: _mark_credential_dead(context, api))
+        verdict = CredentialVerdict(
+            load=lambda api: credential(api) in _dead_apis(context),
+            publish=lambda api: _mark_credential_dead(context, credential(api)))
         with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id,
-                                 verdict=verdict) as client:
+                                 verdict=verdict, show=show) as client:
             if stage is not None and ep.stage is not None:
                 ep.stage(client, start, end, stage, concurrency)
                 stage.finish()  # dedupe and count per day, before the write lock is taken
@@ -207,15 +254,16 @@ def _fetch_and_store(context: dg.AssetExecutionContext, source: Source, ep: Endp
                 frame["backend"] = getattr(client, "backend", None)
     except ConfigError as exc:  # found only once the API answered (e.g. which show to read)
         raise dg.Failure(description=f"{table.qualified}: {exc}", allow_retries=False,
-                         metadata={"error_kind": "config_error", "setting": exc.setting}) from None
+                         metadata={"error_kind": "config_error", "setting": exc.setting,
+                                   **who}) from None
     except CredentialsExpired as exc:
-        _mark_credential_dead(context, source.api)
-        raise _failure(exc, table, start, allow_retries=False, end=end) from None
+        _mark_credential_dead(context, credential(source.api))
+        raise _failure(exc, table, start, allow_retries=False, end=end, who=who) from None
     except ApiError as exc:
         # The session already fetched a malformed body 3 times; a step retry seconds later
         # would only repeat every request of the window and fail the same way.
         retry = not isinstance(exc, MalformedResponse)
-        raise _failure(exc, table, start, allow_retries=retry, end=end) from None
+        raise _failure(exc, table, start, allow_retries=retry, end=end, who=who) from None
 
     known = [c for c, _ in table.columns]
     drift = [c for c in (stage.extras if stage is not None else frame.columns)
@@ -237,7 +285,7 @@ def _fetch_and_store(context: dg.AssetExecutionContext, source: Source, ep: Endp
             result = warehouse.replace_window(con, table, show_id, start, end, answer, raw,
                                               fetched_at, max_shrink=store.max_shrink_fraction)
     except ApiError as exc:  # completeness refused the answer: the same one would come back
-        raise _failure(exc, table, start, allow_retries=False, end=end) from None
+        raise _failure(exc, table, start, allow_retries=False, end=end, who=who) from None
     except (warehouse.WarehouseBusy, warehouse.WarehouseWriteError) as exc:
         # We already waited the configured time; a step retry would only hold the run longer.
         kind = "warehouse_busy" if isinstance(exc, warehouse.WarehouseBusy) else "write_failed"
@@ -289,7 +337,7 @@ def _spans(days_: list[date]) -> str:
 
 
 def _episode_ids(context: dg.AssetExecutionContext, source: Source, table: Table,
-                 show_id: str) -> list[int]:
+                 show_id: str, show: str | None = None) -> list[int]:
     """Published episode ids of the latest ``source.episode_list`` snapshot in the warehouse."""
     listing = source.episode_list
     assert listing is not None, f"{table.qualified} is episode-level but {source.api} lists none"
@@ -299,7 +347,7 @@ def _episode_ids(context: dg.AssetExecutionContext, source: Source, table: Table
         raise dg.Failure(
             description=(f"{table.qualified} needs the episode list, but {listing.qualified} has "
                          f"no snapshot for {show_id} yet: materialize "
-                         f"{asset_key(listing).to_user_string()} first (the daily run does, "
+                         f"{asset_key(listing, show).to_user_string()} first (the daily run does, "
                          "before this asset), then this asset again."),
             allow_retries=False,
             metadata={"error_kind": "missing_upstream", "asset": table.qualified,
@@ -383,7 +431,8 @@ def _concat(parts: list[pd.DataFrame], table: Table) -> pd.DataFrame:
 
 
 def _dead_apis(context: dg.AssetExecutionContext) -> set[str]:
-    """APIs that answered 401 earlier in this very run (not in a parent it was copied from)."""
+    """Credentials (see DEAD_CREDENTIAL_TAG) that met a 401 earlier in this very run (not in
+    a parent it was copied from)."""
     run_id = context.run.run_id
     run = context.instance.get_run_by_id(run_id)
     owner, _, apis = (run.tags.get(DEAD_CREDENTIAL_TAG, "") if run else "").partition(":")
@@ -396,12 +445,12 @@ def _mark_credential_dead(context: dg.AssetExecutionContext, api: str) -> None:
                                   {DEAD_CREDENTIAL_TAG: f"{context.run.run_id}:{apis}"})
 
 
-def _refuse_if_credential_dead(context: dg.AssetExecutionContext, api: str, table: Table,
-                               start: date) -> None:
-    if api in _dead_apis(context):
-        exc = CredentialsExpired(api, table.name, status=None,
+def _refuse_if_credential_dead(context: dg.AssetExecutionContext, credential: str, table: Table,
+                               start: date, who: dict[str, str]) -> None:
+    if credential in _dead_apis(context):
+        exc = CredentialsExpired(credential.partition("@")[0], table.name, status=None,
                                  reason="an earlier step of this run got 401; not calling again")
-        raise _failure(exc, table, start, allow_retries=False)
+        raise _failure(exc, table, start, allow_retries=False, who=who)
 
 
 def _check_local_config(context: dg.AssetExecutionContext, table: Table, start: date) -> None:
@@ -414,15 +463,16 @@ def _check_local_config(context: dg.AssetExecutionContext, table: Table, start: 
     warehouse.check_writable(context.resources.warehouse.database)
 
 
-def _failure(exc: ApiError, table: Table, first_partition: date, *,
-             allow_retries: bool, end: date | None = None) -> dg.Failure:
+def _failure(exc: ApiError, table: Table, first_partition: date, *, allow_retries: bool,
+             end: date | None = None, who: dict[str, str] | None = None) -> dg.Failure:
     span = f"{first_partition}..{end}" if end and end != first_partition else str(first_partition)
     return dg.Failure(
         description=f"{table.qualified} partition {span}: {exc}",
         allow_retries=allow_retries,
         metadata={"error_kind": exc.kind, "api": exc.api, "endpoint": exc.endpoint,
                   "asset": table.qualified, "first_partition": str(first_partition),
-                  "status": exc.status if exc.status is not None else -1},
+                  "status": exc.status if exc.status is not None else -1,
+                  **(who or {})},  # a network's show and its account / token
     )
 
 

@@ -8,16 +8,34 @@ from __future__ import annotations
 
 import dagster as dg
 
-from podcast_pipeline.analytics.assets import analytics_assets, analytics_automation, analytics_job
+from podcast_pipeline.analytics.assets import (
+    analytics_automation,
+    analytics_job,
+    build_analytics_assets,
+)
 from podcast_pipeline.analytics.checks import raw_table_checks
-from podcast_pipeline.anchor.assets import build_anchor_assets
-from podcast_pipeline.op3.assets import build_op3_assets
+from podcast_pipeline.network import load_network
+from podcast_pipeline.network_assets import is_network, source_assets
 from podcast_pipeline.partitions import daily_partitions
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
-from podcast_pipeline.schedules import build_daily_refresh_schedule, daily_refresh_job
-from podcast_pipeline.sensors import build_credential_probe, credential_expiry_alert
-from podcast_pipeline.settings import Settings
-from podcast_pipeline.spotify.assets import build_spotify_assets
+from podcast_pipeline.schedules import build_daily_refresh_job, build_daily_refresh_schedule
+from podcast_pipeline.sensors import (
+    build_credential_probe,
+    build_pool_limits_sensor,
+    credential_expiry_alert,
+)
+from podcast_pipeline.settings import CELERY_BACKEND_ENV, CELERY_BROKER_ENV, Settings
+
+
+def build_executor(s: Settings) -> dg.ExecutorDefinition | None:
+    """Dagster's Celery executor when a broker is set (the network mode, deploy/): every step
+    a task on the workers. The URLs stay variables, so no password lands in the job snapshot."""
+    if s.celery_broker is None:
+        return None  # Dagster's default: steps in subprocesses of the run
+    from dagster_celery import celery_executor  # the [network] extra
+
+    return celery_executor.configured({"broker": {"env": CELERY_BROKER_ENV},
+                                       "backend": {"env": CELERY_BACKEND_ENV}})
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -25,14 +43,18 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     default): secrets reach the resources as ``EnvVar``s, resolved from it at run time."""
     s = settings or Settings.load()
     partitions = daily_partitions(s.start_date)
+    net = load_network(s)  # the file's shows, or the single-show variables as a network of one
+    sources = source_assets(net, partitions)
+    daily = build_daily_refresh_job(net)
+    # A network's raw-table checks are not per show yet: only the network of one has them.
+    sensors = [credential_expiry_alert, build_credential_probe(s), analytics_automation]
     return dg.Definitions(
-        assets=[*build_anchor_assets(partitions), *build_spotify_assets(partitions),
-                *build_op3_assets(partitions),
-                *analytics_assets],
-        asset_checks=raw_table_checks,
-        jobs=[daily_refresh_job, analytics_job],
-        schedules=[build_daily_refresh_schedule(s)],
-        sensors=[credential_expiry_alert, build_credential_probe(s), analytics_automation],
+        assets=[*sources, *build_analytics_assets(net)],
+        asset_checks=[] if is_network(net) else raw_table_checks,
+        jobs=[daily, analytics_job],
+        executor=build_executor(s),
+        schedules=[build_daily_refresh_schedule(s, net, daily)],
+        sensors=[*sensors, build_pool_limits_sensor(net, s)] if is_network(net) else sensors,
         resources={
             "anchor": AnchorResource.from_settings(s),
             "op3": Op3Resource.from_settings(s),

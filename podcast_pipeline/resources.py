@@ -20,9 +20,10 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from podcast_pipeline import warehouse
+from podcast_pipeline import network, warehouse
 from podcast_pipeline.anchor.client import AnchorClient
 from podcast_pipeline.completeness import DEFAULT_MAX_SHRINK
+from podcast_pipeline.errors import ConfigError
 from podcast_pipeline.http import CallStats, CredentialVerdict, Limits, Recorder, RetryPolicy
 from podcast_pipeline.op3.client import Op3Client
 from podcast_pipeline.settings import (
@@ -67,6 +68,21 @@ class _ApiResource(dg.ConfigurableResource):
         "PODCAST_PIPELINE_MAX_ROWS_PER_DAY: bounds how many pages a window's answer may have."))
     max_episodes: int = Field(Limits.max_episodes, gt=0, description=(
         "PODCAST_PIPELINE_MAX_EPISODES: bounds how many pages the episode list may have."))
+    network_file: str | None = Field(None, description=(
+        "PODCAST_PIPELINE_NETWORK_FILE: the network's shows; each show's step gets the client "
+        "of its own account / OP3 token, the secrets read at run time from the variables the "
+        "file names. Unset: the single-show variables."))
+
+    def _show(self, model: Settings, key: str) -> tuple[network.Network, network.Show]:
+        """The network (read now: the file may have changed since the definitions loaded)."""
+        net = network.load_network(model)
+        try:
+            return net, net.show(key)
+        except KeyError:
+            raise ConfigError(network.NETWORK_FILE_ENV, f"no longer lists show {key!r} "
+                              f"({net.where()})", "Reload the code location (UI → Deployment "
+                              "→ Reload) so its assets follow the file, or put the show "
+                              "back") from None
 
     def retry_policy(self) -> RetryPolicy:
         limits = Limits(deadline=self.request_deadline_seconds,
@@ -175,6 +191,7 @@ class AnchorResource(_ApiResource):
                       "accounts_url": settings.spotify_accounts_url,
                       "graphql_url": settings.spotify_graphql_url,
                       "legacy_api_url": settings.spotify_legacy_api_url,
+                      "network_file": settings.network_file,
                       **_limit_fields(settings), **overrides})
 
     def _model(self) -> Settings:
@@ -184,22 +201,37 @@ class AnchorResource(_ApiResource):
             "SPOTIFY_SP_DC": self.sp_dc, "SPOTIFY_SP_KEY": self.sp_key,
             "SPOTIFY_SHOW_URI": self.show_uri, "SPOTIFY_ACCOUNTS_URL": self.accounts_url,
             "SPOTIFY_GRAPHQL_URL": self.graphql_url,
-            "SPOTIFY_LEGACY_API_URL": self.legacy_api_url}.items() if v is not None})
+            "SPOTIFY_LEGACY_API_URL": self.legacy_api_url,
+            network.NETWORK_FILE_ENV: self.network_file}.items() if v is not None})
 
-    def backend_name(self) -> str:
-        return self._model().spotify_backend_name()
+    def network(self) -> network.Network:
+        """The configured network (read now), of one show without a network file."""
+        return network.load_network(self._model())
 
-    def settings(self) -> AnchorSettings | SpotifySettings:
-        return self._model().spotify_view()
+    def backend_name(self, show: str | None = None) -> str:
+        if show is None:
+            return self._model().spotify_backend_name()
+        net, entry = self._show(self._model(), show)
+        return net.account(entry.account).backend if entry.account else "graphql"
+
+    def settings(self, show: str | None = None) -> AnchorSettings | SpotifySettings:
+        """The single show's settings, or (``show``: a network show's key) that show's, with
+        its account's cookies."""
+        model = self._model()
+        if show is None:
+            return model.spotify_view()
+        net, entry = self._show(model, show)
+        return network.spotify_settings(net, entry, model)
 
     def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
-               share_key: str | None = None,
-               verdict: CredentialVerdict | None = None) -> AnchorClient | SpotifyGraphQLClient:
+               share_key: str | None = None, verdict: CredentialVerdict | None = None,
+               show: str | None = None) -> AnchorClient | SpotifyGraphQLClient:
         """``share_key`` (the run id): clients under one key share the station id (REST) or
-        the login (GraphQL). Without one (the credential probe) every client logs in itself."""
+        the login (GraphQL; one per account). Without one (the credential probe) every client
+        logs in itself. ``show``: a network show's key (None: the single show)."""
         kw: dict[str, Any] = {"retry": self.retry_policy(), "recorder": recorder, "stats": stats,
                               "verdict": verdict}
-        settings = self.settings()
+        settings = self.settings(show)
         if isinstance(settings, SpotifySettings):
             if share_key is None:
                 return SpotifyGraphQLClient(settings, **kw)
@@ -224,17 +256,26 @@ class Op3Resource(_ApiResource):
         return cls(**{"base_url": settings.op3_base_url, "show_uuid": settings.op3_show_uuid,
                       "url_prefix": settings.op3_url_prefix,
                       "token": _env_secret("OP3_TOKEN", settings.op3_token),
+                      "network_file": settings.network_file,
                       **_limit_fields(settings), **overrides})
 
-    def settings(self) -> Op3Settings:
-        return Op3Settings(token=self.token or "", show_uuid=self.show_uuid or "",
-                           base_url=self.base_url, url_prefix=self.url_prefix)
+    def settings(self, show: str | None = None) -> Op3Settings:
+        """The single show's settings, or (``show``: a network show's key) that show's, with
+        its token."""
+        if show is None:
+            return Op3Settings(token=self.token or "", show_uuid=self.show_uuid or "",
+                               base_url=self.base_url, url_prefix=self.url_prefix)
+        model = Settings.from_env({k: v for k, v in {
+            "OP3_BASE_URL": self.base_url, "OP3_TOKEN": self.token,
+            network.NETWORK_FILE_ENV: self.network_file}.items() if v is not None})
+        net, entry = self._show(model, show)
+        return network.op3_settings(net, entry, model)
 
     def client(self, recorder: Recorder | None = None, stats: CallStats | None = None, *,
-               share_key: str | None = None,
-               verdict: CredentialVerdict | None = None) -> Op3Client:
+               share_key: str | None = None, verdict: CredentialVerdict | None = None,
+               show: str | None = None) -> Op3Client:
         """``share_key`` is accepted for symmetry with Anchor; OP3 needs no bootstrap."""
-        return Op3Client(self.settings(), retry=self.retry_policy(), recorder=recorder,
+        return Op3Client(self.settings(show), retry=self.retry_policy(), recorder=recorder,
                          stats=stats, verdict=verdict)
 
 

@@ -7,6 +7,8 @@ from datetime import timedelta
 import dagster as dg
 
 from podcast_pipeline.errors import ConfigError
+from podcast_pipeline.network import Network, load_network
+from podcast_pipeline.network_assets import ACCOUNT_TAG, SHOW_TAG, SHOWS_KEY, is_network, show_keys
 from podcast_pipeline.settings import (
     CREDENTIAL_ENV,
     CRON_ENV,
@@ -16,7 +18,8 @@ from podcast_pipeline.settings import (
 )
 from podcast_pipeline.tables import ALL_TABLES
 
-__all__ = ["CREDENTIAL_ENV", "GRAPHQL_CREDENTIAL_ENV", "LOOKBACK_ENV", "build_daily_refresh_schedule", "daily_refresh_job"]
+__all__ = ["CREDENTIAL_ENV", "GRAPHQL_CREDENTIAL_ENV", "LOOKBACK_ENV", "build_daily_refresh_job",
+           "build_daily_refresh_schedule", "daily_refresh_job"]
 
 ALL_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES]
 SNAPSHOT_KEYS = [dg.AssetKey([t.schema, t.name]) for t in ALL_TABLES if t.kind == "snapshot"]
@@ -34,13 +37,51 @@ daily_refresh_job = dg.define_asset_job(
 )
 
 
-def build_daily_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
-    """The schedule as ``settings`` configure it: its cron, look-back and the sources in use."""
+def build_daily_refresh_job(net: Network | None = None) -> dg.UnresolvedAssetJobDefinition:
+    """The daily job over every API asset of the network (the network of one: today's)."""
+    if net is None or not is_network(net):
+        return daily_refresh_job
+    keys = [k for show in net.shows for k in show_keys(net, show)]
+    return dg.define_asset_job(
+        "daily_refresh", selection=dg.AssetSelection.assets(*keys, SHOWS_KEY),
+        description=f"Every API asset of the network's {len(net.shows)} shows: the schedule "
+                    "launches one run per show (snapshots once, the windowed assets for a range "
+                    "of days), so one show's failure fails only its own run.")
+
+
+def _network_runs(net: Network, first: str, day: str) -> list[dg.RunRequest]:
+    """One run per show: its own status and history in the Runs page, its own retries."""
+    runs = [dg.RunRequest(run_key=f"daily-network-{day}", asset_selection=[SHOWS_KEY])]
+    for show in net.shows:
+        tags = {"dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": day, SHOW_TAG: show.key}
+        if show.account:
+            tags[ACCOUNT_TAG["anchor"]] = show.account
+        if show.op3_token:
+            tags[ACCOUNT_TAG["op3"]] = show.op3_token
+        runs.append(dg.RunRequest(run_key=f"daily-{show.key}-{first}-{day}",
+                                  asset_selection=show_keys(net, show), tags=tags))
+    return runs
+
+
+def build_daily_refresh_schedule(settings: Settings, net: Network | None = None,
+                                 job: dg.UnresolvedAssetJobDefinition | None = None,
+                                 ) -> dg.ScheduleDefinition:
+    """The schedule as ``settings`` configure it: its cron, look-back and the sources in use;
+    with a network file (``net``, ``job`` from :func:`build_daily_refresh_job`), every show."""
+    if net is None:  # e.g. the demo: the network the settings name
+        net = load_network(settings)
     lookback = settings.lookback_days
     apis = settings.configured_apis()
     first_partition = settings.start_date
+    network_file = net is not None and is_network(net)
 
     def refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        if network_file:
+            assert net is not None
+            yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
+            first = max(yesterday - timedelta(days=lookback), first_partition)
+            return _network_runs(net, first.isoformat(), yesterday.isoformat())
         if not apis:
             return dg.SkipReason(f"No source is configured: set {GRAPHQL_CREDENTIAL_ENV} or "
                                  f"{CREDENTIAL_ENV['anchor']} (Spotify for Creators) and/or "
@@ -64,7 +105,7 @@ def build_daily_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
     try:
         return dg.schedule(
             name="daily_refresh_schedule",
-            job=daily_refresh_job,
+            job=job or daily_refresh_job,
             cron_schedule=settings.schedule_cron,
             execution_timezone="UTC",
             default_status=dg.DefaultScheduleStatus.RUNNING,

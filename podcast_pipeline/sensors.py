@@ -10,17 +10,26 @@ import dagster as dg
 
 from podcast_pipeline import alerts, credentials
 from podcast_pipeline.errors import ConfigError
+from podcast_pipeline.network import Network, Show
+from podcast_pipeline.network_assets import credential_keys, pool_limits
 from podcast_pipeline.resources import AnchorResource, Op3Resource
-from podcast_pipeline.settings import PROBE_INTERVAL_ENV, Settings
+from podcast_pipeline.settings import (
+    OP3_CONCURRENCY_ENV,
+    PROBE_INTERVAL_ENV,
+    SPOTIFY_CONCURRENCY_ENV,
+    Settings,
+)
 
 SHOW_ENV = {"anchor": "ANCHOR_WEBSTATION_ID", "op3": "OP3_SHOW_UUID"}
 
 
 def credential_failures(events: list[dg.DagsterEvent]) -> dict[str, str]:
-    """api → first failed partition, for step failures that were a 401.
+    """credential → first failed partition, for step failures that were a 401.
 
     Reads the typed ``dg.Failure`` metadata the assets attach (``error_kind``, ``api``,
-    ``first_partition``); failures of any other kind are not credential problems.
+    ``first_partition``, and on a network ``credential``); failures of any other kind are
+    not credential problems. A credential is the API on a network of one, else
+    ``<api>@<account or OP3 token>``.
     """
     found: dict[str, str] = {}
     for event in events:
@@ -30,6 +39,8 @@ def credential_failures(events: list[dg.DagsterEvent]) -> dict[str, str]:
         if _value(meta.get("error_kind")) != "credentials_expired":
             continue
         api = str(_value(meta.get("api")))
+        if meta.get("credential") is not None:
+            api = f"{api}@{_value(meta.get('credential'))}"
         partition = str(_value(meta.get("first_partition")) or "")
         if api not in found or (partition and (not found[api] or partition < found[api])):
             found[api] = partition
@@ -77,6 +88,10 @@ def credential_expiry_alert(context: dg.RunFailureSensorContext, anchor: AnchorR
         return
     resources = {"anchor": anchor, "op3": op3}
     for api, partition in sorted(failures.items()):
+        if "@" in api:  # a network's account or OP3 token
+            _network_expired(context, anchor.network(), api, partition or None,
+                             context.dagster_run.run_id, "a failed run")
+            continue
         if not alerts.should_alert_expired(context.instance, api):
             context.log.info(f"{api}: credential already reported expired; no new alert "
                              f"for run {context.dagster_run.run_id}")
@@ -107,6 +122,8 @@ def _probe(context: dg.SensorEvaluationContext, anchor: AnchorResource,
            op3: Op3Resource) -> dg.SkipReason:
     # One call per API per tick, and ticks are at least an interval apart: a dead
     # credential is never tried more often than that.
+    if anchor.network_file:
+        return _probe_network(context, anchor, op3)
     verdicts = []
     for api, resource in (("anchor", anchor), ("op3", op3)):
         verdict = credentials.check(api, resource.settings)
@@ -132,3 +149,99 @@ def _probe(context: dg.SensorEvaluationContext, anchor: AnchorResource,
 
 # With the default interval, for tests and notebooks; the definitions build theirs from Settings.
 credential_probe = build_credential_probe(Settings.from_env({}))
+
+
+# ---------------------------------------------------------------------- a network's credentials
+def _credential_shows(net: Network, api: str, name: str) -> tuple[Show, ...]:
+    return net.shows_of_account(name) if api == "anchor" else net.shows_of_token(name)
+
+
+def _variables(net: Network, api: str, name: str) -> dict[str, str]:
+    """The single-show variable names the alert's fix steps use → this credential's own."""
+    if api == "op3":
+        return {"OP3_TOKEN": net.op3_token(name).token_env}
+    account = net.account(name)
+    pairs = {"SPOTIFY_SP_DC": account.sp_dc_env, "SPOTIFY_SP_KEY": account.sp_key_env,
+             "ANCHOR_PW_S": account.anchor_pw_s_env}
+    return {old: new for old, new in pairs.items() if new}
+
+
+def _label(api: str, name: str) -> str:
+    return f"account {name}" if api == "anchor" else f"OP3 token {name}"
+
+
+def _network_expired(context: dg.SensorEvaluationContext | dg.RunFailureSensorContext,
+                     net: Network, credential: str, first_partition: str | None,
+                     run_id: str | None, detected_by: str) -> None:
+    """One alert per dead account / token, naming every show it affects."""
+    api, _, name = credential.partition("@")
+    keys = credential_keys(net, api, name)
+    if not alerts.should_alert_expired(context.instance, credential, keys):
+        context.log.info(f"{credential}: credential already reported expired; no new alert")
+        return
+    shows = [f"{s.name} ({s.key})" for s in _credential_shows(net, api, name)]
+    backend = net.account(name).backend if api == "anchor" else None
+    alert = alerts.expired_alert(api, _label(api, name), first_partition=first_partition,
+                                 run_id=run_id, detected_by=detected_by, backend=backend,
+                                 account=name, shows=shows,
+                                 variables=_variables(net, api, name))
+    sent = alerts.send(alert, context.log)
+    context.log.info(f"{credential}: expiry alert sent to {', '.join(sent)}")
+
+
+def _probe_network(context: dg.SensorEvaluationContext, anchor: AnchorResource,
+                   op3: Op3Resource) -> dg.SkipReason:
+    """One call per account and per OP3 token (with its first show), not per show."""
+    net = anchor.network()
+    verdicts = []
+    for api, resource, names in (("anchor", anchor, [a.name for a in net.accounts]),
+                                 ("op3", op3, [t.name for t in net.op3_tokens])):
+        for name in names:
+            shows = _credential_shows(net, api, name)
+            if not shows:
+                continue
+            credential = f"{api}@{name}"
+            verdict = credentials.check(api, lambda r=resource, k=shows[0].key: r.settings(k))
+            verdicts.append(f"{credential}: {verdict.status}")
+            if verdict.status == "expired":
+                _network_expired(context, net, credential, None, None,
+                                 "the credential probe sensor")
+            elif verdict.status == "ok":
+                if alerts.should_announce_recovery(context.instance, credential):
+                    alerts.send(alerts.recovered_alert(
+                        api, f"{_label(api, name)} ({len(shows)} shows)",
+                        detected_by="the credential probe sensor"), context.log)
+            elif verdict.status != "not_configured":
+                context.log.warning(f"{credential}: {verdict.line()}")
+    return dg.SkipReason("; ".join(verdicts) or "no credential in the network file")
+
+
+def build_pool_limits_sensor(net: Network, settings: Settings) -> dg.SensorDefinition:
+    """Keeps each account's and token's pool at its limit (the settings are the truth)."""
+    limits = pool_limits(net, settings)
+
+    @dg.sensor(name="pool_limits", minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description=f"Sets the concurrency pool of each Spotify account to "
+                           f"{settings.spotify_concurrency} ({SPOTIFY_CONCURRENCY_ENV}) and of "
+                           f"each OP3 token to {settings.op3_concurrency} ({OP3_CONCURRENCY_ENV})"
+                           ": at most that many calls at once per credential, across all runs.")
+    def _pool_limits(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        changed = apply_pool_limits(context.instance, limits)
+        for pool in changed:
+            context.log.info(f"pool {pool}: limit set to {limits[pool]}")
+        return dg.SkipReason(f"{len(limits)} pools at their limits ({len(changed)} changed)")
+
+    return _pool_limits
+
+
+def apply_pool_limits(instance: dg.DagsterInstance, limits: dict[str, int]) -> list[str]:
+    """Set each pool's slots where they differ; returns the pools changed."""
+    storage = instance.event_log_storage
+    changed = []
+    for pool, limit in sorted(limits.items()):
+        info = storage.get_concurrency_info(pool)
+        if info.slot_count != limit:
+            storage.set_concurrency_slots(pool, limit)
+            changed.append(pool)
+    return changed

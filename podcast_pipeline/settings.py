@@ -62,7 +62,13 @@ REPORT_DIR_ENV = "PODCAST_PIPELINE_REPORT_DIR"
 WEBHOOK_ENV = "PODCAST_PIPELINE_ALERT_WEBHOOK_URL"
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 SLACK_CHANNEL_ENV = "SLACK_CHANNEL"
+# A network's politeness: concurrent calls per Spotify account / per OP3 token (pools).
+SPOTIFY_CONCURRENCY_ENV = "PODCAST_PIPELINE_SPOTIFY_CONCURRENCY"
+OP3_CONCURRENCY_ENV = "PODCAST_PIPELINE_OP3_CONCURRENCY"
 NETWORK_FILE_ENV = "PODCAST_PIPELINE_NETWORK_FILE"  # the network of shows (network.py)
+# The network mode across machines (deploy/): steps on Celery workers over this broker.
+CELERY_BROKER_ENV = "PODCAST_PIPELINE_CELERY_BROKER"
+CELERY_BACKEND_ENV = "PODCAST_PIPELINE_CELERY_BACKEND"
 # The credential that says a source is in use.
 CREDENTIAL_ENV = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
 
@@ -276,6 +282,9 @@ class Settings(BaseSettings):
     op3_url_prefix: str | None = Field(None, validation_alias="OP3_URL_PREFIX")
     # Many shows: the YAML file listing them (None: the variables above are a network of one)
     network_file: str | None = Field(None, validation_alias=NETWORK_FILE_ENV)
+    # Steps on Celery workers (None: in this process's own subprocesses, as always)
+    celery_broker: str | None = Field(None, validation_alias=CELERY_BROKER_ENV)
+    celery_backend: str | None = Field(None, validation_alias=CELERY_BACKEND_ENV)
     # Warehouse, partitions, schedule
     duckdb_path: str = Field(DEFAULT_DB_PATH, validation_alias=DUCKDB_PATH_ENV)
     db_lock_timeout_seconds: float = Field(DEFAULT_LOCK_TIMEOUT_SECONDS,
@@ -294,7 +303,11 @@ class Settings(BaseSettings):
     max_shrink_fraction: float = Field(DEFAULT_MAX_SHRINK, validation_alias=SHRINK_ENV)
     # Requests one step keeps in flight (per-day, per-episode and redirect-log chunks). With
     # dagster.yaml's 2 steps per API pool, an API sees at most 2 x this many at once.
+    # (A network's steps make one at a time: its pools below bound each account / token.)
     requests_per_step: int = Field(4, validation_alias=REQUESTS_PER_STEP_ENV)
+    # A network's pools: at most this many concurrent calls per account / token
+    spotify_concurrency: int = Field(1, validation_alias=SPOTIFY_CONCURRENCY_ENV)
+    op3_concurrency: int = Field(2, validation_alias=OP3_CONCURRENCY_ENV)
     # The report's folder (None: <database name>-report beside the database)
     report_dir: str | None = Field(None, validation_alias=REPORT_DIR_ENV)
     # Alerts
@@ -329,6 +342,15 @@ class Settings(BaseSettings):
             return data
         return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()
                 if v is not None and not (isinstance(v, str) and not v.strip())}
+
+    @model_validator(mode="after")
+    def _celery_pair(self) -> Settings:
+        if (self.celery_broker is None) != (self.celery_backend is None):
+            raise ConfigError(CELERY_BACKEND_ENV if self.celery_backend is None
+                              else CELERY_BROKER_ENV, "is not set",
+                              f"Set both {CELERY_BROKER_ENV} and {CELERY_BACKEND_ENV} (e.g. "
+                              "redis://redis:6379/0 and redis://redis:6379/1), or neither.")
+        return self
 
     @field_validator("start_date", mode="before")
     @classmethod
@@ -371,7 +393,8 @@ class Settings(BaseSettings):
 
     @field_validator("request_deadline_seconds", "max_body_mb", "max_json_depth",
                      "max_retry_wait_seconds", "max_rows_per_day", "max_episodes",
-                     "requests_per_step", mode="before")
+                     "requests_per_step", "spotify_concurrency", "op3_concurrency",
+                     mode="before")
     @classmethod
     def _positive(cls, value: Any, info: ValidationInfo) -> Any:
         field_ = cls.model_fields[str(info.field_name)]

@@ -9,6 +9,7 @@ table in place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,21 @@ def _unmatched(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 EPISODES_MATCHED = "all_episodes_matched"
 
 
-def _model_asset(model: Model) -> dg.AssetsDefinition:
+Expand = Callable[[dg.AssetKey], list[dg.AssetKey]]  # a raw table's key → its assets' keys
+
+
+def _same(key: dg.AssetKey) -> list[dg.AssetKey]:
+    return [key]
+
+
+def _deps(model: Model, expand: Expand) -> list[dg.AssetKey]:
+    """The model's inputs: other models, and every asset (every show's) of each raw table."""
+    return [k for d in model.deps for k in
+            ([key_of(d)] if d.startswith(f"{models.SCHEMA}.") else expand(key_of(d)))]
+
+
+def _model_asset(model: Model, expand: Expand = _same,
+                 extra_deps: tuple[dg.AssetKey, ...] = ()) -> dg.AssetsDefinition:
     key = key_of(model.qualified)
     specs = ([dg.AssetCheckSpec(EPISODES_MATCHED, asset=key, description=(
         "Every episode is matched between Spotify and OP3 (unmatched ones are listed)."))]
@@ -115,7 +130,7 @@ def _model_asset(model: Model) -> dg.AssetsDefinition:
         key=key,
         group_name=GROUP,
         description=model.description,
-        deps=[key_of(d) for d in model.deps],
+        deps=[*_deps(model, expand), *(extra_deps if model is models.SHOWS else ())],
         kinds={"duckdb", "sql"},
         metadata={"dagster/table_name": model.qualified,
                   "dagster/column_schema": column_schema(model),
@@ -162,7 +177,8 @@ ALL_RAW_DEPS = list(dict.fromkeys(k for m in MODELS for k in raw_deps(m)))
     group_name=GROUP,
     description="The podcaster's report: one self-contained HTML file (works offline) with "
                 "daily listening, launch comparison, top episodes, audience mix and retention "
-                "curves, and every model as a CSV file beside it.",
+                "curves (per show, and a network overview when there are several), and every "
+                "model as a CSV file beside it.",
     deps=[key_of(m.qualified) for m in MODELS],
     kinds={"html"},
     automation_condition=REPORT_CONDITION,
@@ -185,6 +201,22 @@ def report_asset(context) -> dg.MaterializeResult:  # annotation omitted: checke
 
 
 analytics_assets: list[dg.AssetsDefinition] = [*model_assets, report_asset]
+
+
+def build_analytics_assets(net: Any) -> list[dg.AssetsDefinition]:
+    """The models over a network's assets: each raw table's input is every show's asset of
+    it (the network of one: today's ``analytics_assets``)."""
+    from podcast_pipeline import network_assets
+    from podcast_pipeline.tables import TABLES_BY_KEY
+
+    if not network_assets.is_network(net):
+        return analytics_assets
+
+    def expand(key: dg.AssetKey) -> list[dg.AssetKey]:
+        return network_assets.table_keys(net, TABLES_BY_KEY[".".join(key.path)])
+
+    return [*(_model_asset(m, expand, (network_assets.SHOWS_KEY,)) for m in MODELS),
+            report_asset]
 
 analytics_job = dg.define_asset_job(
     "analytics",

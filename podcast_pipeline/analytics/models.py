@@ -18,6 +18,13 @@ import duckdb
 from podcast_pipeline import warehouse
 
 SCHEMA = "analytics"
+# The network's shows dimension (written by the network/shows asset from the network file);
+# created empty here so the models build on a network of one too.
+NETWORK_SHOWS_COLUMNS = ("show_id", "name", "spotify_account", "spotify_show_uri",
+                         "webstation_id", "op3_show_uuid", "op3_token")
+NETWORK_SHOWS_DDL = ("CREATE SCHEMA IF NOT EXISTS network; CREATE TABLE IF NOT EXISTS "
+                     "network.shows (" + ", ".join(f"{c} VARCHAR" for c in NETWORK_SHOWS_COLUMNS)
+                     + ")")
 SQL_DIR = Path(__file__).with_name("sql")
 
 
@@ -92,6 +99,9 @@ op3_show_id VARCHAR: OP3 show uuid (NULL: Spotify only).
 title VARCHAR: The show's title as OP3 knows it.
 episodes BIGINT: Episodes in episode_map.
 matched_episodes BIGINT: Of those, matched between Spotify and OP3.
+name VARCHAR: The show's name in the network file (network.shows), else its title, else its id.
+network_show_key VARCHAR: Its key in the network file (NULL: not listed there, or no file).
+spotify_account VARCHAR: The network's Spotify account it is read with (NULL: none or no file).
 """))
 
 DAILY_LISTENING = Model(
@@ -212,6 +222,7 @@ def build(con: duckdb.DuckDBPyConnection, model: Model) -> int:
     """Replace ``analytics.<model>`` with the model's rows; returns the row count."""
     warehouse.ensure_schema(con)  # raw tables exist (empty) even before their first run
     con.execute("CREATE SCHEMA IF NOT EXISTS analytics")
+    con.execute(NETWORK_SHOWS_DDL)
     con.execute(model_ddl(model))
     [(rows,)] = con.execute(f"SELECT count(*) FROM {model.qualified}").fetchall()
     return int(rows)

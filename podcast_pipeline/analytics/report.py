@@ -61,8 +61,29 @@ def _rows(cur: duckdb.DuckDBPyConnection) -> Rows:
 
 
 def q_shows(con: duckdb.DuckDBPyConnection) -> Rows:
-    return _rows(con.execute("SELECT show_id, coalesce(title, show_id) AS title "
-                             "FROM analytics.shows ORDER BY show_id"))
+    """Each show with its name (the network file's, else its title, else its id)."""
+    return _rows(con.execute("SELECT show_id, name AS title, spotify_account "
+                             "FROM analytics.shows ORDER BY name, show_id"))
+
+
+def q_network_daily(con: duckdb.DuckDBPyConnection) -> Rows:
+    """The whole network per UTC day: every show's numbers summed."""
+    return _rows(con.execute("""
+        SELECT day, sum(spotify_plays) AS spotify_plays, sum(op3_downloads) AS op3_downloads,
+               count(DISTINCT show_id) AS shows
+        FROM analytics.daily_listening GROUP BY day ORDER BY day"""))
+
+
+def q_network_totals(con: duckdb.DuckDBPyConnection, days: int) -> Rows:
+    """Per show, sums over the network's last ``days`` days (one window for every show)."""
+    return _rows(con.execute("""
+        SELECT s.show_id, s.name, s.spotify_account,
+               sum(d.spotify_plays) AS spotify_plays, sum(d.op3_downloads) AS op3_downloads
+        FROM analytics.shows s
+        LEFT JOIN analytics.daily_listening d
+               ON d.show_id = s.show_id
+              AND d.day > (SELECT max(day) FROM analytics.daily_listening) - ?
+        GROUP BY ALL ORDER BY s.name, s.show_id""", [days]))
 
 
 def q_daily(con: duckdb.DuckDBPyConnection, show: str) -> Rows:
@@ -226,6 +247,34 @@ def _daily(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> 
                     "fewer); — = no data."))
 
 
+def _network(page: _Page, con: duckdb.DuckDBPyConnection, shows: Rows) -> None:
+    """The whole network: its daily totals, and each show's share of the last 28 days."""
+    page.add(f"<section class='show' id='network'><h1>The network: {len(shows)} shows</h1>")
+    rows = q_network_daily(con)
+    if rows:
+        days = [r["day"].isoformat() for r in rows]
+        fig = go.Figure()
+        fig.add_bar(x=days, y=[r["spotify_plays"] for r in rows], name="Spotify plays",
+                    marker_color=SPOTIFY, opacity=0.55)
+        fig.add_bar(x=days, y=[r["op3_downloads"] for r in rows], name="OP3 downloads",
+                    marker_color=OP3, opacity=0.55)
+        fig.update_layout(barmode="group", yaxis_title="per UTC day, all shows")
+        page.chart(fig, "daily-network")
+    week, month = q_network_totals(con, 7), q_network_totals(con, 28)
+    total = ["All shows", "", *(fmt(sum(r[c] or 0 for r in t)) for t in (week, month)
+                                for c in ("spotify_plays", "op3_downloads"))]
+    page.add(_table("network-totals", ["Show", "Spotify account", "Spotify plays 7d",
+                                       "OP3 downloads 7d", "Spotify plays 28d",
+                                       "OP3 downloads 28d"],
+                    [[w["name"], w["spotify_account"] or "—", fmt(w["spotify_plays"]),
+                      fmt(w["op3_downloads"]), fmt(m["spotify_plays"]),
+                      fmt(m["op3_downloads"])] for w, m in zip(week, month, strict=True)]
+                    + [total],
+                    "Sums over the network's last 7 and 28 days (the same days for every "
+                    "show); — = no data. Each show's own section follows."))
+    page.add("</section>")
+
+
 def _launch(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
     page.add("<h2>Episode launches: the first days after release</h2>")
     chart = q_launch_chart(con, show)
@@ -348,6 +397,8 @@ def render(con: duckdb.DuckDBPyConnection) -> tuple[str, int, str]:
     page = _Page()
     summary = []
     shows = q_shows(con)
+    if len(shows) > 1:
+        _network(page, con, shows)
     for i, s in enumerate(shows):
         show, sid = s["show_id"], f"s{i}"
         page.add(f"<section class='show' id='show-{sid}'><h1>{html.escape(s['title'])}</h1>"

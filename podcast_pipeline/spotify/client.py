@@ -240,7 +240,10 @@ class SpotifyGraphQLClient(ClientBase):
         """SPOTIFY_SHOW_URI (checked against the account), else the only hosted show."""
         if self._show_uri is not None:
             return self._show_uri
-        if self.auth.show_uri is not None:  # resolved by another client of this login
+        # Resolved by another client of this login, for the same show: a network's account
+        # shares its login between shows, each with its own SPOTIFY_SHOW_URI.
+        if self.auth.show_uri is not None and self.settings.show_uri in (None,
+                                                                         self.auth.show_uri):
             self._show_uri = self.auth.show_uri
             return self._show_uri
         shows = self.list_shows()
