@@ -415,10 +415,12 @@ SQL_NAMES = {"schema", "RAW_TABLE", "raw_cols", "raw_names", "raw_select", "col_
              # analytics/quality.py: a tables.py column, a comma list of them
              "column", "list_column", "group_by",
              # warehouse.Stage and OP3's DuckDB-parsed pages: contract columns, the page table
-             "stage_cols", "page", "PAGE_TABLE"}
+             "stage_cols", "page", "PAGE_TABLE",
+             # network_assets.py: the shows dimension's table name
+             "SHOWS_TABLE"}
 SQL_ATTRIBUTES = {"qualified"}
 # analytics/models.py model_ddl: a model's declared columns around its own .sql file's text.
-SQL_BUILDERS = {"ddl", "add_column", "model_ddl"}
+SQL_BUILDERS = {"ddl", "add_column", "model_ddl", "network_shows_ddl"}
 SQL_METHODS = {"execute", "executemany", "sql", "query"}
 
 
