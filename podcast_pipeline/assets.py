@@ -49,6 +49,9 @@ class Endpoint:
     fetch: Callable[..., pd.DataFrame]
     # Documented fields the table leaves out on purpose (raw.responses keeps them): not drift.
     unstored: frozenset[str] = frozenset()
+    # Ranged endpoints that can be long: ``(client, start, end, stage, concurrency)`` puts
+    # the answer page by page into a ``warehouse.Stage`` instead of returning a frame.
+    stage: Callable[..., None] | None = None
 
 
 @dataclass(frozen=True)
@@ -192,17 +195,46 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
     show_id = source.show_id(settings)
     episode_ids = (_episode_ids(context, source, table, show_id, show)
                    if table.episode_level else None)
+    # A network's steps are bounded per account by its pools: one request each at a time.
+    concurrency = 1 if scope else max(1, Settings.load().requests_per_step)
 
     raw: list[RawResponse] = []
     lock = threading.Lock()
+    stage = (warehouse.Stage(table, show_id, start, end)
+             if ep.stage is not None and table.kind == "ranged" else None)
 
     def record(r: RawResponse) -> None:
+        if stage is not None:  # the body goes to disk, not into a list of the whole window
+            stage.record(r)
+            return
         with lock:
             raw.append(r)
 
-    stats = CallStats()
     what = f"the snapshot of {start}" if table.kind == "snapshot" else f"{start}..{end}"
     context.log.info(f"{table.qualified}: fetching {what} ({table.kind})")
+    try:
+        return _fetch_and_store(context, source, ep, scope, start, end, show_id, episode_ids,
+                                concurrency, stage, raw, record, fetched_at, what)
+    finally:
+        if stage is not None:
+            stage.close()
+
+
+def _fetch_and_store(context: dg.AssetExecutionContext, source: Source, ep: Endpoint,
+                     scope: Scope | None, start: date, end: date, show_id: str,
+                     episode_ids: list[int] | None, concurrency: int,
+                     stage: warehouse.Stage | None, raw: list[RawResponse],
+                     record: Callable[[RawResponse], None], fetched_at: datetime,
+                     what: str) -> dg.MaterializeResult:
+    table = ep.table
+    api_resource = getattr(context.resources, source.resource_key)
+    stats = CallStats()
+
+    def credential(api: str) -> str:  # the unit of the 401 verdict
+        return scope.credential_id(api) if scope else api
+
+    who = {"credential": scope.credential, "show": scope.show} if scope else {}
+    show = scope.show if scope else None
     try:
         # share_key: the steps of one run bootstrap the Anchor station id once, not each.
         # The run's 401 verdict, checked before every request of every step and thread.
@@ -211,9 +243,14 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
             publish=lambda api: _mark_credential_dead(context, credential(api)))
         with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id,
                                  verdict=verdict, show=show) as client:
-            frame, requests_per_day = _fetch(context, ep, client, start, end, stats, episode_ids,
-                                             1 if scope else EPISODE_CONCURRENCY)
-            if table.has_backend:  # anchor.*: which Spotify backend filled the rows
+            if stage is not None and ep.stage is not None:
+                ep.stage(client, start, end, stage, concurrency)
+                stage.finish()  # dedupe and count per day, before the write lock is taken
+                requests_per_day = dict.fromkeys(days(start, end), stats.requests)
+            else:
+                frame, requests_per_day = _fetch(context, ep, client, start, end, stats,
+                                                 episode_ids, concurrency)
+            if stage is None and table.has_backend:  # anchor.*: which backend filled the rows
                 frame["backend"] = getattr(client, "backend", None)
     except ConfigError as exc:  # found only once the API answered (e.g. which show to read)
         raise dg.Failure(description=f"{table.qualified}: {exc}", allow_retries=False,
@@ -229,17 +266,23 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
         raise _failure(exc, table, start, allow_retries=retry, end=end, who=who) from None
 
     known = [c for c, _ in table.columns]
-    drift = [c for c in frame.columns
+    drift = [c for c in (stage.extras if stage is not None else frame.columns)
              if c not in known and c not in ep.unstored
              and c not in ("partition_date", "as_of", "backend")]
-    frame, duplicates = _drop_duplicates(frame, known + ["partition_date"])
+    if stage is not None:
+        answer: pd.DataFrame | warehouse.Stage = stage
+        duplicates = stage.duplicates
+        frame = stage.sample(PREVIEW_ROWS)  # all the metadata needs of the rows themselves
+    else:
+        frame, duplicates = _drop_duplicates(frame, known + ["partition_date"])
+        answer = frame
     if duplicates:
         context.log.warning(f"{table.qualified}: dropped {duplicates} duplicate rows the API sent")
 
     try:
         store = context.resources.warehouse
         with store.writer(on_wait=context.log.info) as con:
-            result = warehouse.replace_window(con, table, show_id, start, end, frame, raw,
+            result = warehouse.replace_window(con, table, show_id, start, end, answer, raw,
                                               fetched_at, max_shrink=store.max_shrink_fraction)
     except ApiError as exc:  # completeness refused the answer: the same one would come back
         raise _failure(exc, table, start, allow_retries=False, end=end, who=who) from None
@@ -257,9 +300,12 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
         context.log.warning(f"{table.qualified}: the API returned no rows for "
                             f"{len(empty)} of {(end - start).days + 1} days ({_spans(empty)}); "
                             "they are stored empty. " + NO_ROWS_HINT)
-    metadata = _metadata(table, frame, result, stats, start, end, duplicates)
+    numeric = [c for c, sql in table.columns if sql in ("BIGINT", "DOUBLE")]
+    metadata = _metadata(table, frame, result, stats, start, end, duplicates,
+                         stage.nulls(numeric) if stage is not None else None)
     if table.kind != "snapshot":
-        headline = _headline_per_day(table, frame)
+        headline = (pd.Series(result.rows_per_day, dtype="int64") if stage is not None
+                    else _headline_per_day(table, frame))
         for day in days(start, end):
             context.add_asset_metadata(
                 _day_metadata(table, day, result, headline, requests_per_day.get(day, 0)),
@@ -307,12 +353,12 @@ def _episode_ids(context: dg.AssetExecutionContext, source: Source, table: Table
             metadata={"error_kind": "missing_upstream", "asset": table.qualified,
                       "upstream": listing.qualified})
     context.log.info(f"{table.qualified}: {len(ids)} published episodes from {listing.qualified} "
-                     f"(snapshot of {day}), {1 if show else EPISODE_CONCURRENCY} at a time")
+                     f"(snapshot of {day})")
     return ids
 
 
 def _fetch(context: dg.AssetExecutionContext, ep: Endpoint, client: Any, start: date, end: date,
-           stats: CallStats, episode_ids: list[int] | None, threads: int = EPISODE_CONCURRENCY,
+           stats: CallStats, episode_ids: list[int] | None, concurrency: int = EPISODE_CONCURRENCY,
            ) -> tuple[pd.DataFrame, dict[date, int]]:
     """The rows of the window, and per day the requests whose answer covered that day."""
     table = ep.table
@@ -328,20 +374,29 @@ def _fetch(context: dg.AssetExecutionContext, ep: Endpoint, client: Any, start: 
                 context.log.info(f"{table.qualified}: {n}/{len(ids)} episodes fetched")
             return part
 
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
             parts = list(pool.map(one, ids))
         frame = _concat(parts, table)
     elif table.kind == "per_day":
-        parts, per_day = [], {}
-        for i, day in enumerate(days(start, end), 1):
-            before = stats.requests
+        window = list(days(start, end))
+        done = iter(range(1, len(window) + 1))
+
+        def day_of(day: date) -> tuple[pd.DataFrame, int]:
+            before = stats.requests_of_this_thread()
             part = ep.fetch(client, day)
-            per_day[day] = stats.requests - before
             part["partition_date"] = day
-            parts.append(part)
-            if i % 7 == 0:
-                context.log.info(f"{table.qualified}: {i} of {(end - start).days + 1} days fetched")
-        return _concat(parts, table), per_day
+            n = next(done)
+            if n % 30 == 0:
+                context.log.info(f"{table.qualified}: {n} of {len(window)} days fetched")
+            return part, stats.requests_of_this_thread() - before
+
+        # The first day alone (it may bootstrap the client, once), then a few at a time:
+        # each day is its own request, so the window's wall time is latency ÷ concurrency.
+        answers = [day_of(window[0])]
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            answers += pool.map(day_of, window[1:])
+        per_day = {day: n for day, (_, n) in zip(window, answers, strict=True)}
+        return _concat([part for part, _ in answers], table), per_day
     elif table.kind == "ranged":
         frame = ep.fetch(client, start, end)
     else:
@@ -431,7 +486,8 @@ def _headline_per_day(table: Table, frame: pd.DataFrame) -> pd.Series | None:
 
 
 def _metadata(table: Table, frame: pd.DataFrame, result: warehouse.WriteResult, stats: CallStats,
-              start: date, end: date, duplicates: int) -> dict[str, Any]:
+              start: date, end: date, duplicates: int,
+              nulls: dict[str, int] | None = None) -> dict[str, Any]:
     """What holds for the whole run. A windowed run's per-day numbers go on each partition
     (``_day_metadata``): Dagster copies this metadata onto every partition of the window."""
     meta: dict[str, Any] = {
@@ -457,10 +513,11 @@ def _metadata(table: Table, frame: pd.DataFrame, result: warehouse.WriteResult, 
         meta["window_requests"] = dg.MetadataValue.int(stats.requests)
     if duplicates:
         meta["duplicates_dropped"] = dg.MetadataValue.int(duplicates)
-    nulls = {c: int(frame[c].isna().sum()) for c, sql in table.columns
-             if sql in ("BIGINT", "DOUBLE") and c in frame.columns}
+    if nulls is None:  # ``frame`` holds every row (not a staged answer's sample)
+        nulls = {c: int(frame[c].isna().sum()) for c, sql in table.columns
+                 if sql in ("BIGINT", "DOUBLE") and c in frame.columns}
     if any(nulls.values()):  # stored as NULL, never as 0: say so rather than let sums hide it
-        meta["null_numbers"] = ", ".join(f"{c}: {n} of {len(frame)} rows"
+        meta["null_numbers"] = ", ".join(f"{c}: {n} of {result.rows} rows"
                                          for c, n in nulls.items() if n)
     return meta
 

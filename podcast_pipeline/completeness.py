@@ -16,7 +16,9 @@ A window is replaced only by an answer the client can prove complete and well-fo
 
 Problems 2 and 3 are :class:`MalformedResponse` errors, 4 is :class:`RefusedReplace`; each
 names the endpoint, the column and the day. :func:`warehouse.replace_window` calls
-:func:`check_answer` before it writes and :func:`check_replace` inside its transaction.
+:func:`check_answer` before it writes and :func:`check_replace` inside its transaction; an
+answer staged page by page (``warehouse.Stage``) passes :func:`check_answer`, or
+:func:`check_staged` (the same rules in SQL, for pages DuckDB parsed), on every page.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 import pandas as pd
 
@@ -67,6 +70,55 @@ def check_answer(table: Table, frame: pd.DataFrame, start: date, end: date,
             raise MalformedResponse(
                 table.schema, table.name,
                 f"column '{col}' holds {value!r} on {days.iloc[i]}: {why}; nothing was written")
+
+
+def check_staged(con: Any, table: Table, page: str, start: date, end: date,
+                 show_id: str | None = None) -> None:
+    """Rules 2 and 3 on a page DuckDB parsed into table ``page`` of ``con`` (a ranged
+    table's contract columns, typed, with ``date``): the same checks as
+    :func:`check_answer`, without moving the rows into Python."""
+    if show_id is not None and table.schema == "op3" and any(
+            c == "show_uuid" for c, _ in table.columns):
+        bad, total, first = con.execute(
+            f"SELECT count(*) FILTER (WHERE show_uuid IS DISTINCT FROM ? AND show_uuid IS NOT "
+            f"NULL), count(*), min(show_uuid) FILTER (WHERE show_uuid <> ?) FROM {page}",
+            [show_id, show_id]).fetchall()[0]
+        if bad:
+            raise MalformedResponse(
+                table.schema, table.name,
+                f"{bad} of {total} rows belong to show {first}, not to {show_id}; the answer "
+                "is not for this show, so it replaces nothing")
+    bad, total, first = con.execute(
+        f'SELECT count(*) FILTER (WHERE "date" IS NULL OR "date" NOT BETWEEN ? AND ?), '
+        f'count(*), min("date") FILTER (WHERE "date" NOT BETWEEN ? AND ?) FROM {page}',
+        [start, end, start, end]).fetchall()[0]
+    if bad:
+        raise MalformedResponse(
+            table.schema, table.name,
+            f"{bad} of {total} rows lie outside the requested {start}..{end} (field 'date' is "
+            f"{first} in the first); the answer is not for this window, so it replaces nothing")
+    for column, sql in table.columns:
+        if sql not in ("BIGINT", "DOUBLE"):
+            continue
+        found: list[tuple[tuple, str]] = []
+        if sql == "DOUBLE":
+            found.append((con.execute(f'SELECT "{column}", "date" FROM {page} '
+                                      f'WHERE NOT isfinite("{column}") LIMIT 1').fetchall(),
+                          "not a finite number"))
+        if column not in SIGNED_COLUMNS:
+            found.append((con.execute(f'SELECT "{column}", "date" FROM {page} '
+                                      f'WHERE "{column}" < 0 LIMIT 1').fetchall(),
+                          "a count, id, duration or share cannot be negative"))
+        if column in FRACTION_COLUMNS:
+            found.append((con.execute(f'SELECT "{column}", "date" FROM {page} '
+                                      f'WHERE "{column}" > 1 LIMIT 1').fetchall(),
+                          "a fraction lies between 0 and 1"))
+        for rows, why in found:  # fetchall: a fetchone would leave the result open
+            if rows:
+                value, day = rows[0]
+                raise MalformedResponse(
+                    table.schema, table.name,
+                    f"column '{column}' holds {value!r} on {day}: {why}; nothing was written")
 
 
 def _value_problem(col: str, sql: str, s: pd.Series) -> tuple[int, object, str] | None:

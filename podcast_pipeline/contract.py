@@ -9,6 +9,7 @@ a typed value is in range for its column (no negative counts, fractions in [0, 1
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -23,6 +24,7 @@ from podcast_pipeline.redact import scrub_frame
 from podcast_pipeline.tables import TABLES_BY_KEY, Table
 
 
+@functools.lru_cache(maxsize=4096)  # called for every key of every row of a page
 def snake(name: str) -> str:
     """"Percent of Plays" → percent_of_plays, "EpisodeTitle" → episode_title."""
     name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
@@ -62,6 +64,45 @@ def conform(df: pd.DataFrame, tbl: Table, endpoint: str,
     # Every client frame passes here: a secret an API echoed never reaches metadata,
     # previews or the warehouse.
     return scrub_frame(pd.DataFrame(out, index=index).reset_index(drop=True))
+
+
+def conform_records(items: Sequence[Mapping[str, Any]], tbl: Table,
+                    endpoint: str) -> pd.DataFrame:
+    """``conform(*snake_keys(items, {}), tbl, endpoint)``, column by column: the same frame
+    for a page of thousands of JSON objects in a fraction of the time (no per-cell pandas
+    ``map`` for text columns, one pass per column instead of one per row)."""
+    keys: dict[str, None] = {}
+    for item in items:  # first-seen order, like snake_keys
+        keys.update(dict.fromkeys(item))
+    columns: dict[str, str] = {}
+    for k in keys:
+        if snake(k) in columns.values():  # two keys meet in one column: the general path
+            df, extras = snake_keys(items, {})
+            return conform(df, tbl, endpoint, extras)
+        columns[k] = snake(k)
+    by_column = {c: k for k, c in columns.items()}
+    out: dict[str, Any] = {}
+    n = len(items)
+    for col, sql in tbl.columns:
+        key = by_column.get(col)
+        values = [item.get(key) for item in items] if key is not None else [None] * n
+        try:
+            if sql == "VARCHAR":
+                out[col] = pd.Series([v if type(v) is str else None if _is_null(v) else str(v)
+                                      for v in values], dtype="str")
+            else:
+                out[col] = _cast(pd.Series(values, dtype=object), sql)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise MalformedResponse(tbl.schema, endpoint, f"column '{col}' is not {sql}: "
+                                    f"{exc}") from None
+    contract = {c for c, _ in tbl.columns}
+    for key, col in columns.items():
+        if col not in contract:
+            extra = pd.Series([item.get(key) for item in items], dtype=object)
+            if extra.map(lambda v: isinstance(v, dict | list)).any():  # as conform() does
+                extra = extra.map(lambda v: json.dumps(v) if isinstance(v, dict | list) else v)
+            out[col] = extra
+    return scrub_frame(pd.DataFrame(out, index=pd.RangeIndex(n)))
 
 
 def _is_null(v: Any) -> bool:

@@ -136,12 +136,18 @@ class CallStats:
     retries: int = 0
     malformed_retries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _mine: threading.local = field(default_factory=threading.local, repr=False)
 
     def add(self, *, requests_: int = 0, retries: int = 0, malformed: int = 0) -> None:
         with self.lock:
             self.requests += requests_
             self.retries += retries
             self.malformed_retries += malformed
+        self._mine.requests = self.requests_of_this_thread() + requests_
+
+    def requests_of_this_thread(self) -> int:
+        """Requests sent by the calling thread: what one of several concurrent calls cost."""
+        return getattr(self._mine, "requests", 0)
 
 
 class CredentialVerdict:
@@ -152,16 +158,25 @@ class CredentialVerdict:
     keeps it in a run tag). A session without one gets its own.
     """
 
+    # ``load`` reads the run from the instance's storage; asked before each of thousands of
+    # requests it costs more than the requests, so it is asked at most this often.
+    LOAD_EVERY = 0.25  # seconds
+
     def __init__(self, load: Callable[[str], bool] | None = None,
                  publish: Callable[[str], None] | None = None) -> None:
         self._dead: set[str] = set()
         self._load, self._publish = load, publish
         self._lock = threading.Lock()
+        self._loaded: dict[str, float] = {}
 
     def refused(self, api: str) -> bool:
         with self._lock:
-            if api not in self._dead and self._load is not None and self._load(api):
-                self._dead.add(api)
+            now = time.monotonic()
+            if (api not in self._dead and self._load is not None
+                    and now - self._loaded.get(api, -math.inf) >= self.LOAD_EVERY):
+                self._loaded[api] = now
+                if self._load(api):
+                    self._dead.add(api)
             return api in self._dead
 
     def record_401(self, api: str) -> None:

@@ -17,7 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from podcast_pipeline import network as net_mod
-from podcast_pipeline.analytics.models import NETWORK_SHOWS_COLUMNS, NETWORK_SHOWS_DDL
+from podcast_pipeline.analytics.models import NETWORK_SHOWS_COLUMNS, network_shows_ddl
 from podcast_pipeline.anchor import assets as anchor_assets
 from podcast_pipeline.assets import ACCOUNT_TAG, SHOW_TAG, Scope, asset_key, build_assets
 from podcast_pipeline.network import Network
@@ -143,7 +143,7 @@ def shows_asset(context) -> dg.MaterializeResult:  # annotation omitted: checked
     net = context.resources.anchor.network()
     frame = shows_frame(net)
     with context.resources.warehouse.writer(on_wait=context.log.info) as con:
-        con.execute(NETWORK_SHOWS_DDL)
+        con.execute(network_shows_ddl())
         con.execute("BEGIN")
         con.execute(f"DELETE FROM {SHOWS_TABLE}")
         con.register("network_shows_frame", frame)

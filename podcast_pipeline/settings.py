@@ -54,6 +54,7 @@ GRAPHQL_CREDENTIAL_ENV = "SPOTIFY_SP_DC"  # Spotify for Creators over GraphQL
 DUCKDB_PATH_ENV = "DUCKDB_PATH"
 START_DATE_ENV = "PODCAST_PIPELINE_START_DATE"
 LOOKBACK_ENV = "PODCAST_PIPELINE_LOOKBACK_DAYS"
+REQUESTS_PER_STEP_ENV = "PODCAST_PIPELINE_REQUESTS_PER_STEP"
 CRON_ENV = "PODCAST_PIPELINE_SCHEDULE_CRON"
 LOCK_TIMEOUT_ENV = "PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS"
 PROBE_INTERVAL_ENV = "PODCAST_PIPELINE_PROBE_INTERVAL_SECONDS"
@@ -300,6 +301,10 @@ class Settings(BaseSettings):
     max_rows_per_day: int = Field(Limits.max_rows_per_day, validation_alias=MAX_ROWS_PER_DAY_ENV)
     max_episodes: int = Field(Limits.max_episodes, validation_alias=MAX_EPISODES_ENV)
     max_shrink_fraction: float = Field(DEFAULT_MAX_SHRINK, validation_alias=SHRINK_ENV)
+    # Requests one step keeps in flight (per-day, per-episode and redirect-log chunks). With
+    # dagster.yaml's 2 steps per API pool, an API sees at most 2 x this many at once.
+    # (A network's steps make one at a time: its pools below bound each account / token.)
+    requests_per_step: int = Field(4, validation_alias=REQUESTS_PER_STEP_ENV)
     # A network's pools: at most this many concurrent calls per account / token
     spotify_concurrency: int = Field(1, validation_alias=SPOTIFY_CONCURRENCY_ENV)
     op3_concurrency: int = Field(2, validation_alias=OP3_CONCURRENCY_ENV)
@@ -388,7 +393,8 @@ class Settings(BaseSettings):
 
     @field_validator("request_deadline_seconds", "max_body_mb", "max_json_depth",
                      "max_retry_wait_seconds", "max_rows_per_day", "max_episodes",
-                     "spotify_concurrency", "op3_concurrency", mode="before")
+                     "requests_per_step", "spotify_concurrency", "op3_concurrency",
+                     mode="before")
     @classmethod
     def _positive(cls, value: Any, info: ValidationInfo) -> Any:
         field_ = cls.model_fields[str(info.field_name)]

@@ -11,7 +11,11 @@ from a registered DataFrame.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
+import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +30,7 @@ from filelock import FileLock, Timeout
 from podcast_pipeline import completeness, validate
 from podcast_pipeline.errors import PodcastPipelineError
 from podcast_pipeline.http import RawResponse
-from podcast_pipeline.redact import redact, scrub_frame
+from podcast_pipeline.redact import contains_secret, redact, scrub_frame
 from podcast_pipeline.tables import ALL_TABLES, Table
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,11 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+# DuckDB's buffer pool per connection we open. Without a limit it may grow to 80 % of the
+# machine's memory on a large window; with one it spills to disk (its temp directory).
+DUCKDB_MEMORY_LIMIT = "128MB"
+
+
 class WarehouseBusy(PodcastPipelineError):
     """The database stayed locked by another process for longer than we wait."""
 
@@ -83,7 +92,37 @@ def add_column(qualified: str, column: str, type_: str) -> str:
 
 def ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = ALL_TABLES) -> None:
     """Create what is missing; a database from an earlier version gains the columns added
-    to the contract since (nullable; a column the contract dropped stays, unused)."""
+    to the contract since (nullable; a column the contract dropped stays, unused).
+
+    Done once per database file and process: every step writes through here, and the
+    catalog queries cost more than a small step's own write."""
+    key = _file_identity(con)
+    if key is not None and (key, tuple(t.qualified for t in tables)) in _SCHEMA_READY:
+        return
+    _ensure_schema(con, tables)
+    if key is not None:
+        _SCHEMA_READY.add((key, tuple(t.qualified for t in tables)))
+
+
+_SCHEMA_READY: set[tuple[tuple[str, int, int], tuple[str, ...]]] = set()
+
+
+def _file_identity(con: duckdb.DuckDBPyConnection) -> tuple[str, int, int] | None:
+    """(path, device, inode) of the connection's database file: a file deleted and made
+    again is another file. None for an in-memory database."""
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = "
+                      "current_database()").fetchall()  # fetchone leaves the result open
+    if not row or not row[0][0]:
+        return None
+    path = row[0][0]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), st.st_dev, st.st_ino)
+
+
+def _ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> None:
     for schema in sorted({t.schema for t in tables} | {"raw"}):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table in tables:
@@ -151,7 +190,8 @@ def connect(path: str, *, timeout: float = 120.0, on_wait=None) -> Iterator[duck
     warned = False
     while True:
         try:
-            con = duckdb.connect(str(Path(path).expanduser()))
+            con = duckdb.connect(str(Path(path).expanduser()),
+                                 config={"memory_limit": DUCKDB_MEMORY_LIMIT})
             break
         except duckdb.Error as exc:
             if not validate.held_elsewhere(str(exc)):
@@ -184,13 +224,160 @@ class WriteResult:
     emptied_days: tuple[date, ...] = ()  # stored days the API explicitly answered as empty
 
 
+class Stage:
+    """One answer's rows and raw bodies, written page by page to a temporary DuckDB file as
+    they arrive, so a window of any size costs bounded memory (DuckDB spills past
+    ``DUCKDB_MEMORY_LIMIT``). :func:`replace_window` moves both into the warehouse inside
+    its one transaction; :meth:`close` deletes the file. Rules 2 and 3 of
+    :mod:`podcast_pipeline.completeness` run on every page before it is kept.
+
+    Thread-safe: concurrent fetches of one window add pages under one lock. Pages parsed by
+    DuckDB go into ``con`` directly (:meth:`add_table`); others arrive as frames.
+    """
+
+    def __init__(self, table: Table, show_id: str, start: date, end: date) -> None:
+        self.table, self.show_id, self.start, self.end = table, show_id, start, end
+        self.columns = [c for c, _ in table.columns]
+        self.extras: list[str] = []  # columns the API sent that the table does not know
+        self.rows = 0  # staged, duplicates included
+        self.per_day: dict[date, int] = {}
+        self.duplicates = 0
+        self._finished = False
+        self._seq = 0
+        self._files: list[str] = []
+        self._lock = threading.RLock()
+        self._dir = tempfile.mkdtemp(prefix="podcast_pipeline_stage_")
+        self.path = os.path.join(self._dir, "stage.duckdb")
+        self.con = duckdb.connect(self.path, config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+        # Identifiers and types from tables.py / RAW_COLUMNS only.
+        stage_cols = ", ".join(f'"{c}" {t}'
+                               for c, t in (("partition_date", "DATE"), *table.columns))
+        self.con.execute(f"CREATE TABLE rows ({stage_cols})")
+        raw_cols = ", ".join(f"{n} {t}" for n, t in RAW_COLUMNS if n in STAGED_RAW)
+        self.con.execute(f"CREATE TABLE raw ({raw_cols})")
+        self._casts = ", ".join(f'CAST("{c}" AS {t})'
+                                for c, t in (("partition_date", "DATE"), *table.columns))
+
+    # ---- filling
+    def record(self, r: RawResponse) -> None:
+        """A :data:`~podcast_pipeline.http.Recorder`: the body goes to a file at once (DuckDB
+        reads it back with ``read_text`` inside the replace), its details to a small table."""
+        lo, hi = _covers(r, self.start, self.end)
+        body = redact(r.body) if contains_secret(r.body) else r.body  # fetch() masked it
+        with self._lock:
+            seq = self._seq
+            self._seq += 1
+            path = os.path.join(self._dir, f"body-{seq:07d}.txt")
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                f.write(body)
+            self._files.append(path)
+            raw_names = ", ".join(STAGED_RAW)
+            self.con.execute(f"INSERT INTO raw ({raw_names}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             [seq, r.api, r.endpoint, r.path, r.status, r.fetched_at, path, lo,
+                              hi])
+
+    def add_frame(self, frame: pd.DataFrame) -> None:
+        """One page of contract columns (plus ``date`` for a ranged table, maybe extras)."""
+        if not len(frame):
+            self._note(frame.columns)
+            return
+        frame = frame.copy()
+        frame["partition_date"] = pd.to_datetime(frame["date"]).dt.date
+        completeness.check_answer(self.table, frame, self.start, self.end, self.show_id)
+        page = scrub_frame(frame[["partition_date", *self.columns]])
+        with self._lock:
+            self._note(frame.columns)
+            self.con.register("stage_page", page)
+            try:
+                select_list = self._casts
+                self.con.execute(f"INSERT INTO rows SELECT {select_list} FROM stage_page")
+            finally:
+                self.con.unregister("stage_page")
+            self.rows += len(page)
+
+    def add_table(self, name: str, columns: Sequence[str]) -> None:
+        """One page a client parsed into table ``name`` of :attr:`con` (contract columns
+        with their types, ``date``); ``columns``: every column the page had."""
+        with self._lock:
+            completeness.check_staged(self.con, self.table, name, self.start, self.end,
+                                      self.show_id)
+            col_list = ", ".join(f'"{c}"' for c in self.columns)
+            page = name
+            (n,) = self.con.execute(f'INSERT INTO rows SELECT CAST("date" AS DATE), {col_list} '
+                                    f"FROM {page}").fetchall()[0]
+            self.rows += int(n)
+            self._note(columns)
+
+    def _note(self, columns: Sequence[str]) -> None:
+        known = {*self.columns, "partition_date"}
+        self.extras += [c for c in columns if c not in known and c not in self.extras]
+
+    # ---- reading back
+    def finish(self) -> None:
+        """Drop rows repeated in every column (an API that sent a row twice) and count the
+        rows per day; then the file is closed, ready for :func:`replace_window`."""
+        with self._lock:
+            if self._finished:
+                return
+            (unique,) = self.con.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT * FROM rows)").fetchall()[0]
+            self.duplicates = self.rows - int(unique)
+            if self.duplicates:
+                self.con.execute("CREATE TABLE unique_rows AS SELECT DISTINCT * FROM rows")
+                self.con.execute("DROP TABLE rows")
+                self.con.execute("ALTER TABLE unique_rows RENAME TO rows")
+            self.rows = int(unique)
+            self.per_day = dict(self.con.execute(
+                "SELECT partition_date, count(*) FROM rows GROUP BY 1").fetchall())
+            self.con.execute("CHECKPOINT")
+            self._finished = True
+
+    def body_files(self) -> list[str]:
+        """The files holding the raw bodies, in the order they arrived."""
+        with self._lock:
+            return list(self._files)
+
+    def sample(self, n: int) -> pd.DataFrame:
+        """The first ``n`` rows (for a preview)."""
+        with self._lock:
+            return self.con.execute("SELECT * FROM rows LIMIT ?", [int(n)]).df()
+
+    def nulls(self, columns: Sequence[str]) -> dict[str, int]:
+        """Rows with NULL in each of ``columns``."""
+        if not columns:
+            return {}
+        with self._lock:
+            column_sql = ", ".join(f'count(*) FILTER (WHERE "{c}" IS NULL)' for c in columns)
+            counts = self.con.execute(f"SELECT {column_sql} FROM rows").fetchall()[0]
+        return dict(zip(columns, map(int, counts), strict=True))
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.con.close()
+            finally:
+                shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# What a stage keeps of each raw body (``body``: the file holding it); the rest of
+# RAW_COLUMNS is the write's own.
+STAGED_RAW = ("request_seq", "api", "endpoint", "path", "status", "fetched_at", "body",
+              "covers_start", "covers_end")
+
+
 def replace_window(
     con: duckdb.DuckDBPyConnection,
     table: Table,
     show_id: str,
     start: date,
     end: date,
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Stage,
     raw: Sequence[RawResponse],
     fetched_at: datetime,
     *,
@@ -199,52 +386,79 @@ def replace_window(
     """Atomically replace ``[start, end]`` of ``table`` for ``show_id`` with ``frame``.
 
     ``frame`` holds the endpoint's contract columns plus ``partition_date`` (and, for
-    snapshots, ``as_of`` where the API said when). Whether the answer may replace the
+    snapshots, ``as_of`` where the API said when), or is a :class:`Stage` holding them on
+    disk (its raw bodies too; ``raw`` is then empty). Whether the answer may replace the
     window at all is :mod:`podcast_pipeline.completeness`'s rule: rows outside the window
     or outside the value contract, or a replace that would silently empty or shrink
     stored days, raise and leave everything as it was. ``max_shrink``: the largest share
     of a stored day's rows the answer may drop (``PODCAST_PIPELINE_MAX_SHRINK_FRACTION``).
     """
     columns = [name for name, _ in table_columns(table)]
-    data = frame.copy()
-    data["show_id"] = show_id
-    data["fetched_at"] = fetched_at
-    if table.kind == "snapshot":
-        data["as_of"] = data["as_of"].fillna(fetched_at) if "as_of" in data else fetched_at
-    if table.has_backend and "backend" not in data:
-        data["backend"] = None
-    missing = [c for c in columns if c not in data.columns]
-    if missing:
-        raise PodcastPipelineError(f"{table.qualified}: rows lack columns {missing}")
-    completeness.check_answer(table, data, start, end, show_id)
-    data = scrub_frame(data[columns])  # the storage gate, whoever built the frame
-    per_day = data.groupby(pd.to_datetime(data["partition_date"]).dt.date).size().to_dict()
-
-    raw_frame = pd.DataFrame(
-        [(table.qualified, r.api, r.endpoint, show_id, start, end, i, r.path, r.status,
-          r.fetched_at, redact(r.body), *_covers(r, start, end))
-         for i, r in enumerate(raw)],
-        columns=[n for n, _ in RAW_COLUMNS],
-    )
     col_list = ", ".join(f'"{c}"' for c in columns)
-    select_list = ", ".join(f'CAST("{c}" AS {t})' for c, t in table_columns(table))
     raw_names = ", ".join(n for n, _ in RAW_COLUMNS)
-    raw_select = ", ".join(f"CAST({n} AS {t})" for n, t in RAW_COLUMNS)
+    staged = isinstance(frame, Stage)
+    if isinstance(frame, Stage):
+        if frame.table != table or frame.show_id != show_id or (frame.start, frame.end) != (
+                start, end) or raw:
+            raise PodcastPipelineError(f"{table.qualified}: the stage holds another window")
+        frame.finish()
+        frame.con.close()  # attached read-only below; a file is open once per process
+        per_day, rows = frame.per_day, frame.rows
+        consts = {"show_id": "CAST(? AS VARCHAR)", "fetched_at": "CAST(? AS TIMESTAMPTZ)",
+                  "as_of": "CAST(? AS TIMESTAMPTZ)", "backend": "CAST(NULL AS VARCHAR)"}
+        select_list = ", ".join(consts.get(c, f'"{c}"') for c in columns)
+        row_params = [{"show_id": show_id}.get(c, fetched_at) for c in columns
+                      if c in consts and c != "backend"]
+        raw_select = ", ".join("f.content" if n == "body" else f"r.{n}" if n in STAGED_RAW
+                               else "?" for n, _ in RAW_COLUMNS)
+        files = frame.body_files()
+        raw_params = [{"asset": table.qualified, "show_id": show_id, "window_start": start,
+                       "window_end": end}[n] for n, _ in RAW_COLUMNS if n not in STAGED_RAW]
+        con.execute("ATTACH ? AS incoming_stage (READ_ONLY)", [frame.path])
+    else:
+        data = frame.copy()
+        data["show_id"] = show_id
+        data["fetched_at"] = fetched_at
+        if table.kind == "snapshot":
+            data["as_of"] = data["as_of"].fillna(fetched_at) if "as_of" in data else fetched_at
+        if table.has_backend and "backend" not in data:
+            data["backend"] = None
+        missing = [c for c in columns if c not in data.columns]
+        if missing:
+            raise PodcastPipelineError(f"{table.qualified}: rows lack columns {missing}")
+        completeness.check_answer(table, data, start, end, show_id)
+        data = scrub_frame(data[columns])  # the storage gate, whoever built the frame
+        per_day = data.groupby(pd.to_datetime(data["partition_date"]).dt.date).size().to_dict()
+        rows = len(data)
+        raw_frame = pd.DataFrame(
+            [(table.qualified, r.api, r.endpoint, show_id, start, end, i, r.path, r.status,
+              r.fetched_at, redact(r.body), *_covers(r, start, end))
+             for i, r in enumerate(raw)],
+            columns=[n for n, _ in RAW_COLUMNS],
+        )
+        select_list = ", ".join(f'CAST("{c}" AS {t})' for c, t in table_columns(table))
+        raw_select = ", ".join(f"CAST({n} AS {t})" for n, t in RAW_COLUMNS)
+        con.register("incoming_rows", data)
+        con.register("incoming_raw", raw_frame)
     key = [table.qualified, show_id]
-    con.execute("BEGIN TRANSACTION")
+    before: dict[date, int] = {}
     try:
+        con.execute("BEGIN TRANSACTION")
         before = dict(con.execute(
             f"SELECT partition_date, count(*) FROM {table.qualified} "
             "WHERE show_id = ? AND partition_date BETWEEN ? AND ? GROUP BY 1",
             [show_id, start, end]).fetchall())
         emptied = completeness.check_replace(table, before, per_day, start, end, max_shrink)
-        con.register("incoming_rows", data)
-        con.register("incoming_raw", raw_frame)
         con.execute(
             f"DELETE FROM {table.qualified} WHERE show_id = ? AND partition_date BETWEEN ? AND ?",
             [show_id, start, end],
         )
-        con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} FROM incoming_rows")
+        if staged:
+            con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} "
+                        "FROM incoming_stage.rows", row_params)
+        else:
+            con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} "
+                        "FROM incoming_rows")
         # Older bodies stop covering the window's days: split those that span past both
         # ends, trim those reaching into it, drop those inside it.
         con.execute(f"INSERT INTO {RAW_TABLE} SELECT * REPLACE (CAST(? AS DATE) AS covers_start) "
@@ -258,7 +472,13 @@ def replace_window(
                     [end + timedelta(1), *key, start, end, end])
         con.execute(f"DELETE FROM {RAW_TABLE} WHERE asset = ? AND show_id = ? "
                     "AND covers_start >= ? AND covers_end <= ?", [*key, start, end])
-        con.execute(f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} FROM incoming_raw")
+        if not staged:
+            con.execute(f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} "
+                        "FROM incoming_raw")
+        elif files:  # read_text of no files is an error, not an empty table
+            con.execute(f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} "
+                        "FROM incoming_stage.raw AS r JOIN read_text(?) AS f "
+                        "ON f.filename = r.body ORDER BY r.request_seq", [*raw_params, files])
         con.execute("COMMIT")
     except duckdb.Error as exc:
         _rollback(con)
@@ -270,12 +490,18 @@ def replace_window(
         _rollback(con)
         raise
     finally:
-        for view in ("incoming_rows", "incoming_raw"):
+        if staged:
             try:
-                con.unregister(view)
+                con.execute("DETACH incoming_stage")
             except duckdb.Error:
                 pass
-    return WriteResult(table.qualified, len(data), (start, end), per_day,
+        else:
+            for view in ("incoming_rows", "incoming_raw"):
+                try:
+                    con.unregister(view)
+                except duckdb.Error:
+                    pass
+    return WriteResult(table.qualified, rows, (start, end), per_day,
                        sum(before.values()), tuple(emptied))
 
 

@@ -117,7 +117,10 @@ def test_pools_bound_the_calls_each_api_gets_across_parallel_runs(tmp_path):
         "default_limit"]
     with Emulator(EmulatorConfig(seed=7, today=TODAY), faults=Faults(latency_ms=500)) as emu, \
             Tamper(emu.url) as proxy:
+        # One request in flight per step, so what is measured is the pools' bound on steps
+        # (an API sees at most pool limit x PODCAST_PIPELINE_REQUESTS_PER_STEP at once).
         env = pipeline_env(emu, str(tmp_path / "pooled.duckdb"), dagster_home(tmp_path),
+                           PODCAST_PIPELINE_REQUESTS_PER_STEP="1",
                            **{k: v for k, v in proxy.env(emu.env).items() if k.endswith("BASE_URL")})
         runs = [Materialize(env, POOLED, partition_range=span, run_config=MAX_STEPS_PER_RUN)
                 for span in (("2025-05-22", "2025-05-26"), ("2025-05-27", "2025-05-31"))]

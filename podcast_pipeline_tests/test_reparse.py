@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import dagster as dg
 import duckdb
@@ -73,7 +74,8 @@ def emu() -> Iterator[Emulator]:
         yield emulator
 
 
-def test_replaying_each_days_raw_bodies_rebuilds_the_tables(emu: Emulator, tmp_path: Path) -> None:
+def test_replaying_each_days_raw_bodies_rebuilds_the_tables(
+        emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = str(tmp_path / "podcast.duckdb")
     run = itertools.count(1)
     current = [0]
@@ -126,6 +128,9 @@ def test_replaying_each_days_raw_bodies_rebuilds_the_tables(emu: Emulator, tmp_p
             bodies.update({r[2]: r[3] for r in rows if r[1] == endpoint and (
                 per_day or (r[4], r[5], r[6], r[7]) == (w_start, w_end, c_start, c_end))})
             first, last = (c_start, c_end) if per_day else (w_start, w_end)
+            if endpoint == "redirect_logs":  # paged in runs of days, each its own requests
+                first, last = _requested_days([p for p in bodies if "/redirect-logs?" in p])
+                monkeypatch.setenv("PODCAST_PIPELINE_REQUESTS_PER_STEP", "1")
             scratch = str(tmp_path / f"replay-{endpoint}-{c_start}.duckdb")
             with Hostile() as replay:
                 replay.route("^/", _serve(bodies))
@@ -135,6 +140,15 @@ def test_replaying_each_days_raw_bodies_rebuilds_the_tables(emu: Emulator, tmp_p
                 assert not [r for r in replay.requests if r.target not in bodies]
             rebuilt += contents(scratch, key, (c_start, c_end))
         assert sorted(rebuilt, key=repr) == sorted(contents(db, key), key=repr), table
+
+
+def _requested_days(paths: list[str]) -> tuple[date, date]:
+    """The days a run of time-paged requests asked for: its first ``start``, its ``end``
+    (exclusive, so the day before)."""
+    queries = [dict(parse_qsl(urlsplit(p).query)) for p in paths]
+    first = min(q["start"] for q in queries if "start" in q)
+    (end,) = {q["end"] for q in queries}
+    return date.fromisoformat(first[:10]), date.fromordinal(date.fromisoformat(end).toordinal() - 1)
 
 
 def _days(start: date, end: date) -> list[date]:

@@ -413,10 +413,14 @@ def test_secrets_travel_only_in_the_cookie_or_authorization_header(run: Run) -> 
 SQL_NAMES = {"schema", "RAW_TABLE", "raw_cols", "raw_names", "raw_select", "col_list", "select_list",
              "row", "column_sql",
              # analytics/quality.py: a tables.py column, a comma list of them
-             "column", "list_column", "group_by"}
+             "column", "list_column", "group_by",
+             # warehouse.Stage and OP3's DuckDB-parsed pages: contract columns, the page table
+             "stage_cols", "page", "PAGE_TABLE",
+             # network_assets.py: the shows dimension's table name
+             "SHOWS_TABLE"}
 SQL_ATTRIBUTES = {"qualified"}
 # analytics/models.py model_ddl: a model's declared columns around its own .sql file's text.
-SQL_BUILDERS = {"ddl", "add_column", "model_ddl"}
+SQL_BUILDERS = {"ddl", "add_column", "model_ddl", "network_shows_ddl"}
 SQL_METHODS = {"execute", "executemany", "sql", "query"}
 
 
@@ -513,8 +517,9 @@ def test_values_reach_duckdb_as_parameters_never_as_sql_text(
     assert result.success
     writes = [(sql, p) for sql, p in log if sql.lstrip().startswith(("DELETE", "INSERT"))]
     # Per asset: delete + insert of the rows; for raw.responses, the older bodies' split
-    # (an insert), trim and drop, then the insert of the new ones.
-    assert len(writes) == 10
+    # (an insert), trim and drop, then the insert of the new ones. OP3 downloads first
+    # stage their one page: its body's details and its rows (two inserts in the stage).
+    assert len(writes) == 12
     values = {env["ANCHOR_WEBSTATION_ID"], env["OP3_SHOW_UUID"], "2025-05-30", "20250530"}
     for sql, _ in log:
         assert "'" not in sql, f"a string literal in SQL: {sql}"

@@ -22,9 +22,10 @@ SCHEMA = "analytics"
 # created empty here so the models build on a network of one too.
 NETWORK_SHOWS_COLUMNS = ("show_id", "name", "spotify_account", "spotify_show_uri",
                          "webstation_id", "op3_show_uuid", "op3_token")
-NETWORK_SHOWS_DDL = ("CREATE SCHEMA IF NOT EXISTS network; CREATE TABLE IF NOT EXISTS "
-                     "network.shows (" + ", ".join(f"{c} VARCHAR" for c in NETWORK_SHOWS_COLUMNS)
-                     + ")")
+def network_shows_ddl() -> str:
+    """network.shows, empty until the network/shows asset fills it: the models join it."""
+    columns = ", ".join(f"{c} VARCHAR" for c in NETWORK_SHOWS_COLUMNS)
+    return f"CREATE SCHEMA IF NOT EXISTS network; CREATE TABLE IF NOT EXISTS network.shows ({columns})"
 SQL_DIR = Path(__file__).with_name("sql")
 
 
@@ -222,7 +223,7 @@ def build(con: duckdb.DuckDBPyConnection, model: Model) -> int:
     """Replace ``analytics.<model>`` with the model's rows; returns the row count."""
     warehouse.ensure_schema(con)  # raw tables exist (empty) even before their first run
     con.execute("CREATE SCHEMA IF NOT EXISTS analytics")
-    con.execute(NETWORK_SHOWS_DDL)
+    con.execute(network_shows_ddl())
     con.execute(model_ddl(model))
     [(rows,)] = con.execute(f"SELECT count(*) FROM {model.qualified}").fetchall()
     return int(rows)

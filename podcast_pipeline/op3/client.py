@@ -7,16 +7,18 @@ own ``end`` is exclusive, so the client sends ``end + 1 day``.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import duckdb
 import pandas as pd
 
-from podcast_pipeline.contract import conform, number, snake, snake_keys, table
+from podcast_pipeline.contract import conform, conform_records, number, snake, table
 from podcast_pipeline.errors import MalformedResponse
 from podcast_pipeline.http import (
     MAX_ROWS_PER_DAY_ENV,
@@ -30,6 +32,7 @@ from podcast_pipeline.http import (
     page_budget,
     paginate,
 )
+from podcast_pipeline.redact import contains_secret, redact
 from podcast_pipeline.settings import Op3Settings
 from podcast_pipeline.timeutil import as_utc_date
 
@@ -79,7 +82,36 @@ class Op3Client(ClientBase):
     # ------------------------------------------------------------------ downloads
     def downloads(self, start: date | datetime, end: date | datetime, *, bots: str = "exclude",
                   episode_id: str | None = None, limit: int = 20000) -> pd.DataFrame:
-        """One row per download on UTC days ``start``..``end`` (inclusive)."""
+        """One row per download on UTC days ``start``..``end`` (inclusive), in memory.
+
+        For a long window use :meth:`download_pages`, which keeps one page at a time."""
+        con = duckdb.connect()
+        try:
+            frames, extras = [], []
+            for columns in self.download_pages(start, end, con, bots=bots,
+                                               episode_id=episode_id, limit=limit):
+                frames.append(con.execute(f"SELECT * FROM {PAGE_TABLE}").df())
+                extras += [c for c in columns if c not in extras]
+        finally:
+            con.close()
+        df = pd.concat(frames, ignore_index=True)
+        known = {c for c, _ in table("op3", "downloads").columns}
+        df = conform(df, table("op3", "downloads"), "downloads",
+                     [c for c in extras if c not in known])
+        df["date"] = df["time"].dt.date  # UTC, since conform made time tz-aware UTC
+        return df
+
+    def download_pages(self, start: date | datetime, end: date | datetime,
+                       con: duckdb.DuckDBPyConnection, *, bots: str = "exclude",
+                       episode_id: str | None = None, limit: int = 20000) -> Iterator[list[str]]:
+        """The downloads of UTC days ``start``..``end``, one page at a time, as DuckDB parses
+        them: each page replaces table :data:`PAGE_TABLE` of ``con`` (the contract's
+        columns typed, ``date`` the UTC day of ``time``, then any extra columns as text), and
+        the names of its columns are yielded. Copy the page before asking for the next.
+
+        Ends after OP3's empty last page; a page that is malformed, outside the window,
+        or that does not move forward in time raises instead.
+        """
         if bots not in ("include", "exclude"):
             raise ValueError("bots must be 'include' or 'exclude'")
         if not 1 <= limit <= 20000:
@@ -92,44 +124,49 @@ class Op3Client(ClientBase):
         if episode_id:
             base.append(("episodeId", episode_id))
         path = f"/downloads/show/{self.settings.show_uuid}"
-        last_time = [""]  # of the page before: pages must move forward in time
+        last_us = [-(2**62)]  # of the page before: pages must move forward in time
 
-        def page(token: str | None) -> tuple[pd.DataFrame, str | None]:
+        def page(token: str | None) -> tuple[list[str], str | None]:
             params = base + ([("continuationToken", token)] if token else [])
-            frame, nxt = self.session.fetch("downloads", path, params, parse=_tsv_page,
-                                            accept="text/tab-separated-values", covers=covers)
-            if len(frame):  # OP3 sends downloads in time order: pages must move forward
-                first, last = frame["time"].min(), frame["time"].max()
-                if first < last_time[0]:
-                    raise MalformedResponse("op3", "downloads", f"a page starts at {first}, "
-                                            f"before the page ahead of it ended "
-                                            f"({last_time[0]}): the pages are not moving "
+            columns, nxt = self.session.fetch(
+                "downloads", path, params, parse=lambda reply: _load_tsv_page(reply, con),
+                accept="text/tab-separated-values", covers=covers)
+            n, first, last, lo, hi = con.execute(
+                f'SELECT count(*), epoch_us(min("time")), epoch_us(max("time")), min("date"), '
+                f'max("date") FROM {PAGE_TABLE}').fetchall()[0]
+            if n:  # OP3 sends downloads in time order: pages must move forward
+                if first < last_us[0]:
+                    raise MalformedResponse("op3", "downloads", f"a page starts at "
+                                            f"{_iso(first)}, before the page ahead of it ended "
+                                            f"({_iso(last_us[0])}): the pages are not moving "
                                             "forward; stopping instead of looping")
-                if not s <= first[:10] <= last[:10] < e:
+                if not s <= lo.isoformat() <= hi.isoformat() < e:
                     raise MalformedResponse("op3", "downloads", f"a page holds downloads from "
-                                            f"{first} to {last}, outside the requested {s} "
-                                            f"up to (not including) {e}")
-                last_time[0] = last
-            return frame, nxt
+                                            f"{_iso(first)} to {_iso(last)}, outside the "
+                                            f"requested {s} up to (not including) {e}")
+                last_us[0] = last
+            return columns, nxt
 
         most = self.session.limits.max_rows_per_day
-        frames = list(paginate(
+        yield from paginate(
             "op3", "downloads", page, max_pages=page_budget(days, most, limit),
             why=f"more than {days} day(s) can hold at {most} downloads a day; raise "
-                f"{MAX_ROWS_PER_DAY_ENV} if the show really has more"))
-        df = pd.concat(frames, ignore_index=True)
-        extras = [c for c in df.columns if c not in DOWNLOAD_COLUMNS]
-        df = df.rename(columns={c: snake(c) for c in df.columns})
-        df = df.replace({"": None})  # TSV blanks are OP3's "absent" (json omits, json-a nulls)
-        df = conform(df, table("op3", "downloads"), "downloads", [snake(c) for c in extras])
-        df["date"] = df["time"].dt.date  # UTC, since conform made time tz-aware UTC
-        return df
+                f"{MAX_ROWS_PER_DAY_ENV} if the show really has more")
 
     # ------------------------------------------------------------------ redirect logs
     def redirect_logs(self, start: date | datetime, end: date | datetime, *,
                       url: str | None = None, limit: int = 1000,
                       **one_filter: str) -> pd.DataFrame:
-        """Raw redirected requests on UTC days ``start``..``end`` for one filter.
+        """Raw redirected requests on UTC days ``start``..``end`` for one filter, in memory
+        (:meth:`redirect_log_pages` keeps one page at a time)."""
+        pages = list(self.redirect_log_pages(start, end, url=url, limit=limit, **one_filter))
+        return pd.concat(pages, ignore_index=True)
+
+    def redirect_log_pages(self, start: date | datetime, end: date | datetime, *,
+                           url: str | None = None, limit: int = 1000,
+                           **one_filter: str) -> Iterator[pd.DataFrame]:
+        """Raw redirected requests on UTC days ``start``..``end`` for one filter, one page
+        (the rows not seen on an earlier page) at a time, ending at the first short page.
 
         Works against ``/redirect-logs`` directly or via its 308 to ``/hits``. Without a
         filter, ``url`` defaults to the configured ``OP3_URL_PREFIX``.
@@ -148,44 +185,48 @@ class Op3Client(ClientBase):
         s, e = _range(start, end)
         days = (as_utc_date(end) - as_utc_date(start)).days + 1
         covers = (as_utc_date(start), as_utc_date(end))
-        rows: dict[str, dict[str, Any]] = {}
+        # The next page starts at the last time of this one (inclusive), so only rows of
+        # that millisecond can come again: their uuids are all that needs remembering.
+        edge: dict[str, Any] = {"time": None, "uuids": set()}
 
-        def page(cursor: tuple[str, str] | None) -> tuple[None, tuple[str, str] | None]:
+        def page(cursor: tuple[str, str] | None) -> tuple[pd.DataFrame,
+                                                          tuple[str, str] | None]:
             cursor = cursor or ("start", s)
             params = [cursor, ("end", e), ("format", "json"), ("limit", limit),
                       *filters.items()]
             body = self.session.get_json("redirect_logs", "/redirect-logs", params,
                                          validate=_has("rows", list), covers=covers)
             found = body["rows"]
-            new = 0
+            fresh: list[dict[str, Any]] = []
+            seen: set[str] = edge["uuids"]
             for n, row in enumerate(found):
                 if not isinstance(row, dict) or not row.get("uuid") or not isinstance(
                         row.get("time"), str):
                     raise MalformedResponse("op3", "redirect_logs", f"row {n} has no uuid/time")
-                if row["uuid"] not in rows:
-                    rows[row["uuid"]] = row
-                    new += 1
+                if row["uuid"] not in seen:
+                    seen.add(row["uuid"])
+                    fresh.append(row)
+            frame = _redirect_frame(fresh)
             if len(found) < limit:
-                return None, None
+                return frame, None
             last = max(str(r["time"]) for r in found)  # max, in case the server sorts desc
+            if last != edge["time"]:
+                edge["time"] = last
+                edge["uuids"] = {r["uuid"] for r in found if str(r["time"]) == last}
             # Inclusive start at the last time re-reads rows of that millisecond instead of
             # skipping them (deduped on uuid). If a whole page shares it, step past it; a
             # server that ignores that sends the same cursor back, which paginate refuses.
-            if new and cursor != ("start", last):
-                return None, ("start", last)
+            if fresh and cursor != ("start", last):
+                return frame, ("start", last)
             log.warning("op3 redirect_logs: more than %d rows at %s; continuing after it, "
                         "rows of that millisecond beyond the page may be missed", limit, last)
-            return None, ("startAfter", last)
+            return frame, ("startAfter", last)
 
         most = self.session.limits.max_rows_per_day
-        for _ in paginate("op3", "redirect_logs", page, max_pages=page_budget(days, most, limit),
-                          why=f"more than {days} day(s) can hold at {most} requests a day; "
-                              f"raise {MAX_ROWS_PER_DAY_ENV} if the show really has more"):
-            pass
-        df, extras = snake_keys(list(rows.values()), {})
-        df = conform(df, table("op3", "redirect_logs"), "redirect_logs", extras)
-        df["date"] = df["time"].dt.date
-        return df
+        yield from paginate("op3", "redirect_logs", page,
+                            max_pages=page_budget(days, most, limit),
+                            why=f"more than {days} day(s) can hold at {most} requests a day; "
+                                f"raise {MAX_ROWS_PER_DAY_ENV} if the show really has more")
 
     # ------------------------------------------------------------------ show & queries
     def show(self, show_uuid: str | None = None, episodes: bool = True) -> pd.DataFrame:
@@ -286,13 +327,21 @@ def _validate_recent(body: Any) -> str | None:
     return None
 
 
-def _tsv_page(reply: Reply) -> tuple[pd.DataFrame, str | None]:
-    """One downloads page and its continuation token (the ``parse`` of ApiSession.fetch)."""
-    return _parse_tsv(reply.text), reply.headers.get("x-continuation-token") or None
+PAGE_TABLE = "op3_downloads_page"  # where download_pages puts each page
 
 
-def _parse_tsv(text: str) -> pd.DataFrame:
-    """A downloads TSV page → string DataFrame; raises ValueError when it is not one.
+def _iso(epoch_us: int) -> str:
+    return datetime.fromtimestamp(epoch_us / 1e6, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _redirect_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = conform_records(rows, table("op3", "redirect_logs"), "redirect_logs")
+    df["date"] = df["time"].dt.date
+    return df
+
+
+def _tsv_header(text: str) -> list[str]:
+    """The header of a downloads TSV page; raises ValueError when the body is not one.
 
     OP3 always sends the header line, even for no rows: an empty body is not an empty page.
     """
@@ -302,24 +351,72 @@ def _parse_tsv(text: str) -> pd.DataFrame:
         raise ValueError("the body is empty, without the header line OP3 always sends")
     if not text.endswith("\n"):
         raise ValueError("TSV does not end with a newline (truncated)")
-    # read_csv pads short lines with "" (keep_default_na=False) and may turn a surplus field
-    # into an index: check every line's field count first so nothing shifts silently.
-    lines = text[:-1].split("\n")
-    header = lines[0].split("\t")
+    header = text[:text.index("\n")].split("\t")
     if len(set(header)) != len(header):
         twice = sorted({c for c in header if header.count(c) > 1})
         raise ValueError(f"the TSV header names column(s) {twice} twice")
-    fields = len(header) - 1
-    for n, line in enumerate(lines[1:], start=2):
-        if line.count("\t") != fields:
-            raise ValueError(f"TSV line {n} has {line.count(chr(9)) + 1} fields, the header "
-                             f"has {fields + 1}")
-    try:
-        df = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False,
-                         quoting=csv.QUOTE_NONE, index_col=False)  # OP3 never quotes
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"unreadable TSV ({str(exc).strip()})") from None
-    missing = [c for c in DOWNLOAD_COLUMNS if c not in df.columns]
+    missing = [c for c in DOWNLOAD_COLUMNS if c not in header]
     if missing:
         raise ValueError(f"TSV header lacks column(s) {missing}")
-    return df
+    return header
+
+
+_FIELDS = re.compile(r"Line: (\d+).*?Expected Number of Columns: (\d+) Found: (\d+)", re.S)
+
+
+def _load_tsv_page(reply: Reply, con: duckdb.DuckDBPyConnection) -> tuple[list[str],
+                                                                           str | None]:
+    """Parse one downloads page with DuckDB into :data:`PAGE_TABLE` of ``con`` (the
+    ``parse`` of ApiSession.fetch: a ValueError fetches the page again); returns its column
+    names and the continuation token."""
+    text = reply.text  # strict UTF-8
+    header = _tsv_header(text)
+    body = reply.body
+    if contains_secret(text):  # an echoed secret is masked in every cell it reached
+        body = redact(text).encode()
+    names: list[str] = []
+    for c in header:
+        name = snake(c)
+        while name in names or (c not in DOWNLOAD_COLUMNS and name in _KNOWN):
+            name += "_extra"  # an unknown column must not overwrite a contract column
+        names.append(name)
+    # The API's header names never enter SQL: DuckDB reads the fields as c0, c1, … and
+    # each is picked by its position in the header.
+    position = {name: i for i, name in enumerate(names)}
+    picks = []
+    for col, sql in table("op3", "downloads").columns:
+        if col == "date":  # the UTC day whatever the session's time zone (naive UTC)
+            picks.append(f'CAST(make_timestamp(epoch_us(CAST(c{position["time"]} AS '
+                         'TIMESTAMPTZ))) AS DATE) AS "date"')
+        else:
+            picks.append(f'CAST(c{position[col]} AS {sql}) AS "{col}"')
+    picks += [f'c{position[n]} AS "{n}"' for n in names if n not in _KNOWN]
+    select_list = ", ".join(picks)  # tables.py names and snake_case (identifier) extras
+    fields = {f"c{i}": "VARCHAR" for i in range(len(header))}
+    fd, path = tempfile.mkstemp(suffix=".tsv", prefix="op3_page_")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {PAGE_TABLE} AS SELECT {select_list} FROM "
+            "read_csv(?, delim=?, quote=?, escape=?, header=false, skip=1, auto_detect=false, "
+            "strict_mode=true, null_padding=false, columns=?)", [path, "\t", "", "", fields])
+    except duckdb.ConversionException as exc:
+        raise MalformedResponse("op3", "downloads", f"column 'time' is not TIMESTAMPTZ: "
+                                f"{_first_line(exc)}") from None
+    except duckdb.InvalidInputException as exc:
+        m = _FIELDS.search(str(exc))
+        if m:
+            raise ValueError(f"TSV line {m[1]} has {m[3]} fields, the header has {m[2]}"
+                             ) from None
+        raise ValueError(f"unreadable TSV ({_first_line(exc)})") from None
+    finally:
+        os.remove(path)
+    return names, reply.headers.get("x-continuation-token") or None
+
+
+_KNOWN = frozenset(c for c, _ in table("op3", "downloads").columns)
+
+
+def _first_line(exc: Exception) -> str:
+    return redact(str(exc).strip().splitlines()[0])[:200]
