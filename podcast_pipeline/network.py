@@ -424,7 +424,7 @@ def spotify_settings(network: Network, show: Show, settings: Settings,
             raise _unset(network, var, owner, "anchor_pw_s_env", "anchor")
         _check_cookie(var, cookie, "anchorpw_s", "ANCHOR_BASE_URL", settings.anchor_base_url)
         return AnchorSettings(webstation_id=show.webstation_id or show.key, cookie=cookie,
-                              base_url=settings.anchor_base_url)
+                              base_url=settings.anchor_base_url, key=show.key)
     var = account.sp_dc_env or ""
     sp_dc = _secret(var, settings, environ)
     if not sp_dc:
@@ -441,7 +441,7 @@ def spotify_settings(network: Network, show: Show, settings: Settings,
                            webstation_id=show.webstation_id,
                            accounts_url=settings.spotify_accounts_url,
                            graphql_url=settings.spotify_graphql_url,
-                           legacy_url=settings.spotify_legacy_api_url)
+                           legacy_url=settings.spotify_legacy_api_url, key=show.key)
 
 
 def _check_cookie(var: str, value: str, cookie: str, base_var: str, base_url: str) -> None:

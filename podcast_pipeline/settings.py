@@ -93,6 +93,8 @@ class AnchorSettings:
     webstation_id: str
     cookie: str = field(repr=False)
     base_url: str = ANCHOR_DEFAULT_BASE_URL
+    # A network file's show key: the rows' show_id when it is not the web station id.
+    key: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "webstation_id", (self.webstation_id or "").strip())
@@ -115,7 +117,7 @@ class AnchorSettings:
 
     def show_key(self) -> str:
         """The warehouse's key for the show (the GraphQL backend uses the same one if set)."""
-        return self.webstation_id
+        return self.key or self.webstation_id
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AnchorSettings:
@@ -193,6 +195,7 @@ class SpotifySettings:
     accounts_url: str = SPOTIFY_DEFAULT_ACCOUNTS_URL
     graphql_url: str = SPOTIFY_DEFAULT_GRAPHQL_URL
     legacy_url: str = SPOTIFY_DEFAULT_LEGACY_API_URL
+    key: str | None = None  # a network file's show key: the rows' show_id, first of all
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sp_dc", (self.sp_dc or "").strip())
@@ -228,7 +231,10 @@ class SpotifySettings:
 
     def show_key(self) -> str:
         """The warehouse's key for the show, known before any request: ANCHOR_WEBSTATION_ID
-        (shared with the REST backend's rows), else the id of SPOTIFY_SHOW_URI."""
+        (shared with the REST backend's rows), else the id of SPOTIFY_SHOW_URI; in a network
+        file, the show's key."""
+        if self.key:
+            return self.key
         if self.webstation_id:
             return self.webstation_id
         if self.show_uri:

@@ -141,6 +141,8 @@ def test_each_show_gets_its_own_accounts_secrets(tmp_path: Path) -> None:
     bolt = spotify_settings(net, net.show("bolt_show"), settings, SECRETS)
     assert isinstance(bolt, SpotifySettings) and bolt.sp_dc == "bolt-dc-secret"
     assert bolt.sp_key is None and bolt.show_uri is None  # bolt's only show: no URI needed
+    # Its rows are keyed by the file's key, which is neither a station id nor a URI id.
+    assert bolt.show_key() == "bolt_show"
     cork = spotify_settings(net, net.show("c0ffee01"), settings, SECRETS)
     assert isinstance(cork, AnchorSettings)
     assert (cork.cookie, cork.webstation_id) == ("s%3Acork-secret", "c0ffee01")
