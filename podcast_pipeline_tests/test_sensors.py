@@ -92,6 +92,10 @@ def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     with Emulator(EmulatorConfig(seed=7, today=TODAY)) as emulator:
         for key, value in emulator.env.items():
             monkeypatch.setenv(key, value)
+        # These tests count every request up to the 401 and after it: one day at a time, so
+        # no request is already in flight when the cookie dies (the stop of requests in
+        # flight side by side is test_verdict's).
+        monkeypatch.setenv("PODCAST_PIPELINE_REQUESTS_PER_STEP", "1")
         yield emulator
 
 
