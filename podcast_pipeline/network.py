@@ -274,13 +274,21 @@ def _env_name(f: _File, entry: str, fields: dict[str, str], name: str) -> str | 
     return value
 
 
-def _account(f: _File, index: int, raw: Any) -> Account:
-    fields = _fields(f, f"accounts[{index}]", raw, _ACCOUNT_FIELDS, "account", "name")
+def _named(f: _File, where: str, raw: Any, allowed: tuple[str, ...], kind: str,
+           example: str) -> tuple[dict[str, str], str, str]:
+    """An entry's fields, its name, and how errors call it; a missing or bad name raises."""
+    fields = _fields(f, where, raw, allowed, kind, "name")
     name = fields.get("name", "")
-    entry = f"account '{name}'" if name else f"accounts[{index}]"
+    entry = f"{kind} '{name}'" if name else where
     if not _NAME.match(name):
         raise f.error(entry, "has no valid name" if not name else f"name {name!r} is not "
-                      "1-64 of a-z, 0-9, '_' and '-'", "Give it a short name like acme")
+                      "1-64 of a-z, 0-9, '_' and '-'", f"Give it a short name like {example}")
+    return fields, name, entry
+
+
+def _account(f: _File, index: int, raw: Any) -> Account:
+    fields, name, entry = _named(f, f"accounts[{index}]", raw, _ACCOUNT_FIELDS, "account",
+                                 "acme")
     envs = {k: _env_name(f, entry, fields, k) for k in ("sp_dc_env", "sp_key_env",
                                                        "anchor_pw_s_env")}
     backend = fields.get("backend") or ("graphql" if envs["sp_dc_env"] else
@@ -299,12 +307,8 @@ def _account(f: _File, index: int, raw: Any) -> Account:
 
 
 def _token(f: _File, index: int, raw: Any) -> Op3Token:
-    fields = _fields(f, f"op3_tokens[{index}]", raw, _TOKEN_FIELDS, "OP3 token", "name")
-    name = fields.get("name", "")
-    entry = f"OP3 token '{name}'" if name else f"op3_tokens[{index}]"
-    if not _NAME.match(name):
-        raise f.error(entry, "has no valid name" if not name else f"name {name!r} is not "
-                      "1-64 of a-z, 0-9, '_' and '-'", "Give it a short name like main")
+    fields, name, entry = _named(f, f"op3_tokens[{index}]", raw, _TOKEN_FIELDS, "OP3 token",
+                                 "main")
     token_env = _env_name(f, entry, fields, "token_env")
     if not token_env:
         raise f.error(entry, "has no token_env",

@@ -217,18 +217,24 @@ class _Page:
         self.parts.append(fragment)
 
 
-def _daily(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
-    rows = q_daily(con, show)
-    page.add("<h2>Daily listening</h2>")
-    if not rows:
-        page.add("<p class='empty'>No daily numbers yet.</p>")
-        return
+def _daily_bars(rows: Rows) -> tuple[list[str], go.Figure]:
+    """The days, and a figure with Spotify plays and OP3 downloads as bars side by side."""
     days = [r["day"].isoformat() for r in rows]
     fig = go.Figure()
     fig.add_bar(x=days, y=[r["spotify_plays"] for r in rows], name="Spotify plays",
                 marker_color=SPOTIFY, opacity=0.55)
     fig.add_bar(x=days, y=[r["op3_downloads"] for r in rows], name="OP3 downloads",
                 marker_color=OP3, opacity=0.55)
+    return days, fig
+
+
+def _daily(page: _Page, con: duckdb.DuckDBPyConnection, show: str, sid: str) -> None:
+    rows = q_daily(con, show)
+    page.add("<h2>Daily listening</h2>")
+    if not rows:
+        page.add("<p class='empty'>No daily numbers yet.</p>")
+        return
+    days, fig = _daily_bars(rows)
     if any(r["all_platform_plays_and_downloads"] is not None for r in rows):
         fig.add_scatter(x=days, y=[r["all_platform_plays_and_downloads"] for r in rows],
                         name="All platforms: plays + downloads", mode="lines+markers",
@@ -252,12 +258,7 @@ def _network(page: _Page, con: duckdb.DuckDBPyConnection, shows: Rows) -> None:
     page.add(f"<section class='show' id='network'><h1>The network: {len(shows)} shows</h1>")
     rows = q_network_daily(con)
     if rows:
-        days = [r["day"].isoformat() for r in rows]
-        fig = go.Figure()
-        fig.add_bar(x=days, y=[r["spotify_plays"] for r in rows], name="Spotify plays",
-                    marker_color=SPOTIFY, opacity=0.55)
-        fig.add_bar(x=days, y=[r["op3_downloads"] for r in rows], name="OP3 downloads",
-                    marker_color=OP3, opacity=0.55)
+        _, fig = _daily_bars(rows)
         fig.update_layout(barmode="group", yaxis_title="per UTC day, all shows")
         page.chart(fig, "daily-network")
     week, month = q_network_totals(con, 7), q_network_totals(con, 28)

@@ -9,7 +9,7 @@ shape fails loudly instead of storing zeros.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -52,13 +52,13 @@ def number(value: Any, where: str, endpoint: str, *, integer: bool = False) -> i
     return float(value)
 
 
-def series(data: Any, path: Sequence[str], endpoint: str) -> list[tuple[date, int]]:
-    """A ``TimeSeriesValue``'s points as (UTC day, count); a day twice with two values raises."""
-    points = leaf(data, path, endpoint).get("points") if isinstance(
-        leaf(data, path, endpoint), Mapping) else None
+def _points(data: Any, path: Sequence[str],
+            endpoint: str) -> Iterator[tuple[int, date, Mapping[str, Any]]]:
+    """A time series' points as (index, UTC day, point); a point without a readable date raises."""
+    value = leaf(data, path, endpoint)
+    points = value.get("points") if isinstance(value, Mapping) else None
     if not isinstance(points, list):
         raise bad(endpoint, f"{'.'.join(path)} has no points list")
-    out: dict[date, int] = {}
     for n, p in enumerate(points):
         if not isinstance(p, Mapping) or not isinstance(p.get("date"), str):
             raise bad(endpoint, f"point {n} has no date")
@@ -66,6 +66,13 @@ def series(data: Any, path: Sequence[str], endpoint: str) -> list[tuple[date, in
             day = date.fromisoformat(p["date"][:10])
         except ValueError:
             raise bad(endpoint, f"point {n} has an unreadable date {p['date']!r}") from None
+        yield n, day, p
+
+
+def series(data: Any, path: Sequence[str], endpoint: str) -> list[tuple[date, int]]:
+    """A ``TimeSeriesValue``'s points as (UTC day, count); a day twice with two values raises."""
+    out: dict[date, int] = {}
+    for n, day, p in _points(data, path, endpoint):
         value = number(p.get("value"), f"point {n} ({day})", endpoint, integer=True)
         if day in out and out[day] != value:
             raise bad(endpoint, f"the day {day} comes back twice with {out[day]} and {value}; "
@@ -83,18 +90,8 @@ def consumption_series(data: Any, path: Sequence[str],
     millisecond counts when present). A point without ``totalConsumptionHours`` fails, naming
     it, so a different shape is never stored as 0.
     """
-    value = leaf(data, path, endpoint)
-    points = value.get("points") if isinstance(value, Mapping) else None
-    if not isinstance(points, list):
-        raise bad(endpoint, f"{'.'.join(path)} has no points list")
     out: dict[date, dict[str, Any]] = {}
-    for n, p in enumerate(points):
-        if not isinstance(p, Mapping) or not isinstance(p.get("date"), str):
-            raise bad(endpoint, f"point {n} has no date")
-        try:
-            day = date.fromisoformat(p["date"][:10])
-        except ValueError:
-            raise bad(endpoint, f"point {n} has an unreadable date {p['date']!r}") from None
+    for n, day, p in _points(data, path, endpoint):
         v = p.get("value")
         if not isinstance(v, Mapping) or "totalConsumptionHours" not in v:
             raise bad(endpoint, f"point {n} ({day}) has no value.totalConsumptionHours (the "
