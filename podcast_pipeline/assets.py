@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import dagster as dg
@@ -106,7 +107,9 @@ SNAPSHOT_DAY_DOC = ("The UTC day the snapshot was taken (the date of as_of): one
                     "day, the day's last run wins.")
 
 
+@cache
 def _column_schema(table: Table) -> dg.TableSchema:
+    """Built once per table: a network's shows share it (immutable)."""
     docs = dict(COLUMN_DOCS)
     if table.kind == "snapshot":
         docs["partition_date"] = SNAPSHOT_DAY_DOC

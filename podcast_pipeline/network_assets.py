@@ -12,6 +12,7 @@ run. Partitions stay days: 730 per asset for 2 years, however many shows.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 
 import dagster as dg
 import pandas as pd
@@ -105,8 +106,18 @@ def table_keys(net: Network, table: Table) -> list[dg.AssetKey]:
     """The assets that write ``table``: one per show that has it (network of one: one)."""
     if not is_network(net):
         return [asset_key(table)]
-    return [k for show in net.shows for k in show_keys(net, show)
-            if k.path[1:] == [table.schema, table.name]]
+    return list(_keys_by_table(net).get((table.schema, table.name), ()))
+
+
+@lru_cache(maxsize=4)
+def _keys_by_table(net: Network) -> dict[tuple[str, str], tuple[dg.AssetKey, ...]]:
+    """Every show's keys by table, in show order: the models ask once per table and input,
+    which walking every show's keys each time made quadratic in the shows."""
+    out: dict[tuple[str, str], list[dg.AssetKey]] = {}
+    for show in net.shows:
+        for k in show_keys(net, show):
+            out.setdefault((k.path[1], k.path[2]), []).append(k)
+    return {t: tuple(keys) for t, keys in out.items()}
 
 
 def credential_keys(net: Network, api: str, credential: str) -> list[dg.AssetKey]:
