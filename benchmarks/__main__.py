@@ -2,7 +2,8 @@
 
     .venv/bin/python -m benchmarks [--quick] [--latency-ms 50] [--episodes 150] [--days 365]
         [--downloads-per-day 2000] [--op3-rows 1000000] [--baseline-days 14] [--repeat 1]
-        [--scaling] [--only backfill op3 daily naive] [--json benchmarks/result.json]
+        [--scaling] [--only backfill op3 daily cli naive] [--executors ...]
+        [--json benchmarks/result.json]
 
 Scenarios (each in its own process, peak memory of every process read from /proc VmHWM):
 year backfill (the schedule's run requests for --days, in process), the floor computed from
@@ -217,9 +218,14 @@ class Bench:
                 (h / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
                 return str(h)
 
-            out["startup"] = run_worker("cli", {"home": home("startup"), "now": self.now.isoformat(),
-                                                "days": self.a.days, "select": ["anchor/plays"]},
-                                        env)
+            for name, (extra, config) in STARTUPS.items():
+                out[name] = [run_worker("cli", {"home": home(f"{name}{i}"),
+                                                "now": self.now.isoformat(), "days": self.a.days,
+                                                "select": ["anchor/plays"], "env": extra,
+                                                "config": config}, env)
+                             for i in range(self.a.repeat)]
+            if not self.a.executors:
+                return out
             self.pipeline(emu, db, days=days)  # a stored week, as the daily run finds it
             out["in_process_api"] = self.pipeline(emu, db)
             for name, config in EXECUTORS.items():
@@ -245,6 +251,24 @@ class Bench:
         return result
 
 
+FULL: dict[str, Any] = {"latency_ms": 50.0, "episodes": 150, "days": 365,
+                       "downloads_per_day": 2000, "op3_rows": 1_000_000, "baseline_days": 14}
+QUICK: dict[str, Any] = {"latency_ms": 10.0, "episodes": 20, "days": 30,
+                        "downloads_per_day": 300, "op3_rows": 100_000, "baseline_days": 3}
+# What the README tells users to set for long ranges (Dagster's opt-in, see "Backfilling a
+# date range"): one planned-materialization event per asset of a ranged run instead of one
+# per partition, each a SQLite transaction before the run starts.
+SUBSET_PLANNED_EVENTS = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"}
+
+IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
+# The range's start-up (env, run config): as the README's commands type it, with the
+# planned-events opt-in, and with it under the in-process executor (no process per step).
+STARTUPS: dict[str, tuple[dict[str, str], dict[str, Any] | None]] = {
+    "startup": ({}, None),
+    "startup_subset_events": (SUBSET_PLANNED_EVENTS, None),
+    "startup_subset_events_in_process": (SUBSET_PLANNED_EVENTS, IN_PROCESS),
+}
+
 # The daily run under each executor the definitions could use (run config of Dagster's
 # default executor, which the definitions set; see definitions.py).
 EXECUTORS: dict[str, dict[str, Any]] = {
@@ -252,7 +276,7 @@ EXECUTORS: dict[str, dict[str, Any]] = {
         "start_method": {"spawn": {}}}}}},
     "cli_multiprocess_forkserver": {"execution": {"config": {"multiprocess": {
         "start_method": {"forkserver": {"preload_modules": ["podcast_pipeline.definitions"]}}}}}},
-    "cli_in_process": {"execution": {"config": {"in_process": {}}}},
+    "cli_in_process": IN_PROCESS,
 }
 
 
@@ -288,24 +312,27 @@ def main() -> None:
     p.add_argument("--quick", action="store_true",
                    help="laptop sizes: 30 days, 20 episodes, 300 downloads/day, 100,000 OP3 "
                         "rows, 3 baseline days, 10 ms latency")
-    p.add_argument("--latency-ms", type=float, default=50.0)
-    p.add_argument("--episodes", type=int, default=150)
-    p.add_argument("--days", type=int, default=365)
-    p.add_argument("--downloads-per-day", type=int, default=2000)
-    p.add_argument("--op3-rows", type=int, default=1_000_000)
-    p.add_argument("--baseline-days", type=int, default=14)
+    # Sizes default to None: --quick fills in only the ones not given (--quick --days 365).
+    p.add_argument("--latency-ms", type=float, help="default 50 (--quick 10)")
+    p.add_argument("--episodes", type=int, help="default 150 (--quick 20)")
+    p.add_argument("--days", type=int, help="default 365 (--quick 30)")
+    p.add_argument("--downloads-per-day", type=int, help="default 2000 (--quick 300)")
+    p.add_argument("--op3-rows", type=int, help="default 1000000 (--quick 100000)")
+    p.add_argument("--baseline-days", type=int, help="default 14 (--quick 3)")
     p.add_argument("--repeat", type=int, default=1, help="runs of each scenario (medians)")
     p.add_argument("--scaling", action="store_true",
                    help="also backfill 30/90/365 days and 50/150/500 episodes")
     p.add_argument("--only", nargs="+", choices=["backfill", "op3", "daily", "cli", "naive"],
                    default=["backfill", "op3", "daily", "cli", "naive"])
-    p.add_argument("--executors", nargs="+", default=[n.removeprefix("cli_") for n in EXECUTORS],
-                   help="executors the cli scenario runs the daily run under")
+    p.add_argument("--executors", nargs="*", default=[n.removeprefix("cli_") for n in EXECUTORS],
+                   help="executors the cli scenario runs the daily run under (none: only the "
+                        "range start-up)")
     p.add_argument("--json", default="benchmarks/result.json", help="where to write the result")
     a = p.parse_args()
-    if a.quick:
-        a.days, a.episodes, a.downloads_per_day = 30, 20, 300
-        a.op3_rows, a.baseline_days, a.latency_ms = 100_000, 3, 10.0
+    sizes = QUICK if a.quick else FULL
+    for name, value in sizes.items():
+        if getattr(a, name) is None:
+            setattr(a, name, value)
     bench = Bench(a)
     out: dict[str, Any] = {"machine": machine(), "args": vars(a),
                            "started": datetime.now(UTC).isoformat()}
@@ -384,9 +411,16 @@ def report(out: dict[str, Any]) -> str:
                      f"{median_of(d, 'max_process_mib'):.0f}", top_step(d[0])))
     if "cli" in out:
         c = out["cli"]
-        s = c["startup"]
-        rows.append((f"CLI {a['days']}-partition range, 1 asset", "-", f"{s['wall']:.1f}",
-                     f"{s['max_process_mib']:.0f}", f"start-up {s['startup']:.1f} s"))
+        for name, label in (("startup", ""), ("startup_subset_events", ", subset events"),
+                            ("startup_subset_events_in_process", ", subset events, in process")):
+            s = c[name]
+            each = ", ".join(f"{r['startup']:.1f}" for r in s)
+            rows.append((f"CLI {a['days']}-partition range, 1 asset{label}", "-",
+                         f"{median_of(s, 'wall'):.1f}", f"{median_of(s, 'max_process_mib'):.0f}",
+                         f"start-up {median_of(s, 'startup'):.1f} s ({each}), "
+                         f"{s[0]['events']} events"))
+        if "in_process_api" not in c:
+            return "\n".join([head(out), "", table(rows), "", *lines])
         base = c["in_process_api"]["wall"] - c["in_process_api"]["startup"]
         rows.append(("daily run, execute_in_process", str(c["in_process_api"]["requests"]),
                      f"{base:.1f}", f"{c['in_process_api']['max_process_mib']:.0f}", "-"))
@@ -401,11 +435,14 @@ def report(out: dict[str, Any]) -> str:
     for name, r in out.get("scaling", {}).items():
         rows.append((f"scaling {name}", str(r["requests"]), f"{r['wall']:.1f}",
                      f"{r['max_process_mib']:.0f}", top_step(r)))
-    m = out["machine"]
-    head = (f"{m['cpus']} CPUs, {m['memory_mib']} MiB, load {m['load_average_at_start']} -> "
+    return "\n".join([head(out), "", table(rows), "", *lines])
+
+
+def head(out: dict[str, Any]) -> str:
+    a, m = out["args"], out["machine"]
+    return (f"{m['cpus']} CPUs, {m['memory_mib']} MiB, load {m['load_average_at_start']} -> "
             f"{m['load_average_at_end']}; latency {a['latency_ms']} ms, {a['downloads_per_day']} "
             f"downloads/day, runs per scenario {a['repeat']} (medians)")
-    return "\n".join([head, "", table(rows), "", *lines])
 
 
 if __name__ == "__main__":

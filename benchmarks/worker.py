@@ -230,7 +230,8 @@ def load_parquet(args: dict[str, Any]) -> dict[str, Any]:
 
 def cli(args: dict[str, Any]) -> dict[str, Any]:
     """``dagster asset materialize`` as a user types it, under a fresh DAGSTER_HOME holding
-    the project's dagster.yaml; ``args["config"]`` picks the executor. Start-up is the time
+    the project's dagster.yaml; ``args["config"]`` picks the executor, ``args["env"]`` adds
+    variables to the command's environment. Start-up is the time
     from launching the command to the run's first step; overhead is the wall time not
     spent inside steps (process start, definitions, run and event storage, executor)."""
     import subprocess
@@ -254,7 +255,8 @@ def cli(args: dict[str, Any]) -> dict[str, Any]:
     if args.get("config"):
         argv += ["--config-json", json.dumps(args["config"])]
     began = time.time()
-    proc = subprocess.run(argv, env={**os.environ, "DAGSTER_HOME": home}, capture_output=True,
+    proc = subprocess.run(argv, env={**os.environ, **args.get("env", {}), "DAGSTER_HOME": home},
+                          capture_output=True,
                           text=True, timeout=3600, check=False)
     wall = time.time() - began
     instance = dg.DagsterInstance.from_config(home)
