@@ -92,6 +92,11 @@ class Bench:
         return {**{k: v for k, v in emu.env.items() if k in ENV_KEYS}, "DUCKDB_PATH": db}
 
     def pipeline(self, emu: Emulator, db: str, **args: Any) -> dict[str, Any]:
+        # OP3's data exists before it is asked for: the emulator synthesises each day's
+        # downloads and hits (Python, seconds per 100,000 rows) before the run, not while
+        # the step waits on it. Formatting the pages stays the server's cost in the run.
+        for n in range(args.get("days") or 0, -1, -1):
+            emu.dataset.op3_day(self.now.date() - timedelta(days=n))
         emu.reset_stats()
         result = run_worker("pipeline", {"now": self.now.isoformat(), **args}, self.env(emu, db))
         result["requests"] = emu.stats()["requests"]

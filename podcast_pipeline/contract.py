@@ -66,45 +66,6 @@ def conform(df: pd.DataFrame, tbl: Table, endpoint: str,
     return scrub_frame(pd.DataFrame(out, index=index).reset_index(drop=True))
 
 
-def conform_records(items: Sequence[Mapping[str, Any]], tbl: Table,
-                    endpoint: str) -> pd.DataFrame:
-    """``conform(*snake_keys(items, {}), tbl, endpoint)``, column by column: the same frame
-    for a page of thousands of JSON objects in a fraction of the time (no per-cell pandas
-    ``map`` for text columns, one pass per column instead of one per row)."""
-    keys: dict[str, None] = {}
-    for item in items:  # first-seen order, like snake_keys
-        keys.update(dict.fromkeys(item))
-    columns: dict[str, str] = {}
-    for k in keys:
-        if snake(k) in columns.values():  # two keys meet in one column: the general path
-            df, extras = snake_keys(items, {})
-            return conform(df, tbl, endpoint, extras)
-        columns[k] = snake(k)
-    by_column = {c: k for k, c in columns.items()}
-    out: dict[str, Any] = {}
-    n = len(items)
-    for col, sql in tbl.columns:
-        key = by_column.get(col)
-        values = [item.get(key) for item in items] if key is not None else [None] * n
-        try:
-            if sql == "VARCHAR":
-                out[col] = pd.Series([v if type(v) is str else None if _is_null(v) else str(v)
-                                      for v in values], dtype="str")
-            else:
-                out[col] = _cast(pd.Series(values, dtype=object), sql)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise MalformedResponse(tbl.schema, endpoint, f"column '{col}' is not {sql}: "
-                                    f"{exc}") from None
-    contract = {c for c, _ in tbl.columns}
-    for key, col in columns.items():
-        if col not in contract:
-            extra = pd.Series([item.get(key) for item in items], dtype=object)
-            if extra.map(lambda v: isinstance(v, dict | list)).any():  # as conform() does
-                extra = extra.map(lambda v: json.dumps(v) if isinstance(v, dict | list) else v)
-            out[col] = extra
-    return scrub_frame(pd.DataFrame(out, index=pd.RangeIndex(n)))
-
-
 def _is_null(v: Any) -> bool:
     return v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT
 

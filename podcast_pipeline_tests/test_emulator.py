@@ -623,3 +623,41 @@ def test_thirty_days_of_everything_in_one_request_each(emulator: Emulator) -> No
                .json()["data"]["rows"]) == 30
     r = c.o(f"/downloads/show/{c.ds.show_uuid}", start=start.isoformat(), limit=20000)
     assert r.status_code == 200 and r.text.count("\n") > 20 * 100
+
+
+def test_op3_pages_are_the_rows_of_each_day_formatted_as_before() -> None:
+    """The pages come from bisected, preformatted days: they must be exactly what
+    formatting the day's rows one by one gives (the TSV lines, pretty-printed JSON)."""
+    from podcast_pipeline.emulator import op3_api
+    from podcast_pipeline.emulator.common import pretty
+    from podcast_pipeline.emulator.data import DOWNLOAD_HEADERS, HIT_HEADERS, Dataset
+
+    today = date(2025, 6, 1)
+    ds = Dataset(EmulatorConfig(seed=5, episodes=4, days=4, downloads_per_day=60, today=today))
+    day = today - timedelta(days=2)
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+    span = [("start", day.isoformat()), ("end", (day + timedelta(days=1)).isoformat())]
+
+    def get(path: str, params: list[tuple[str, str]]) -> bytes:
+        return op3_api.handle(ds, "GET", path, span + params, "", now=now).body
+
+    hits = ds.op3_day(day).hits
+    body = get("/hits", [("format", "json"), ("limit", "1000")])
+    qt = json.loads(body)["queryTime"]
+    rows = [{h: v for h, v in zip(HIT_HEADERS, r, strict=True) if v} for r in hits]
+    assert body == pretty({"rows": rows, "count": len(rows), "queryTime": qt})
+    humans = [r for r in ds.op3_day(day).downloads if not r[12]]
+    tsv = get(f"/downloads/show/{ds.show_uuid}", [("limit", "20000")])
+    assert tsv.decode().split("\n") == ["\t".join(DOWNLOAD_HEADERS),
+                                         *("\t".join(v or "" for v in r) for r in humans), ""]
+    # A page cut mid-day continues where it stopped, by the token and by time.
+    first = op3_api.handle(ds, "GET", f"/downloads/show/{ds.show_uuid}", span + [("limit", "7")],
+                           "", now=now)
+    token = dict(first.headers)["x-continuation-token"]
+    rest = get(f"/downloads/show/{ds.show_uuid}", [("limit", "20000"),
+                                                     ("continuationToken", token)])
+    assert first.body.decode().split("\n")[1:-1] + rest.decode().split("\n")[1:] == \
+        tsv.decode().split("\n")[1:]
+    assert json.loads(get("/hits", [("format", "json"), ("limit", "5"),
+                                    ("start", hits[3][0])]))["rows"][0]["uuid"] == next(
+        r[1] for r in hits if r[0] >= hits[3][0])

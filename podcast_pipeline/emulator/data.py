@@ -11,14 +11,17 @@ import hashlib
 import math
 import random
 import threading
+from bisect import bisect
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from itertools import accumulate
+from typing import Any, TypeVar
 
 DAY = 86400
+T = TypeVar("T")
 
 AGE_RANGES = ("0-17", "18-22", "23-27", "28-34", "35-44", "45-59", "60+")
 AGE_WEIGHTS = (1, 6, 18, 30, 25, 14, 6)
@@ -159,6 +162,9 @@ class AnchorDay:
 class Op3Day:
     downloads: list[Row]  # raw daily file incl. bot rows, ascending time; DOWNLOAD_HEADERS order
     hits: list[Row]  # ascending (time, uuid); HIT_HEADERS order
+    # What the API derives from the rows to answer fast (sorted times, formatted rows),
+    # built on first use and kept as long as the day is.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def by_episode(self) -> Counter[str]:
@@ -185,6 +191,29 @@ def _poisson(rng: random.Random, mu: float) -> int:
 def _iso_ms(ms: int) -> str:
     dt = datetime.fromtimestamp(ms / 1000, UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _picker(population: Sequence[T], weights: list[float], rng: random.Random) -> Callable[[], T]:
+    """``lambda: rng.choices(population, weights)[0]`` with the cumulative weights built
+    once: ``choices`` draws one ``random()`` and bisects the same sums, so the picks and
+    the generator's state are exactly those of calling it."""
+    cum = list(accumulate(weights))
+    total, hi, draw = cum[-1] + 0.0, len(population) - 1, rng.random
+    return lambda: population[bisect(cum, draw() * total, 0, hi)]
+
+
+class _DayClock:
+    """``_iso_ms`` for the instants of one UTC day, by arithmetic instead of strftime."""
+
+    def __init__(self, d: date) -> None:
+        self.prefix, self.base = f"{d.isoformat()}T", day_epoch(d) * 1000
+
+    def __call__(self, ms: int) -> str:
+        s, milli = divmod(ms - self.base, 1000)
+        if not 0 <= s < DAY:
+            return _iso_ms(ms)
+        h, rest = divmod(s, 3600)
+        return f"{self.prefix}{h:02d}:{rest // 60:02d}:{rest % 60:02d}.{milli:03d}Z"
 
 
 def day_epoch(d: date) -> int:
@@ -455,25 +484,28 @@ class Dataset:
         eps = [e for e in self.published if self._weight(e, d) > 0]
         if not eps:
             return Op3Day([], [])
-        weights = [self._weight(e, d) for e in eps]
+        # rng.choices(population, weights)[0], step for step (same draws, same picks),
+        # without rebuilding the cumulative weights on every call.
+        pick_ep = _picker(eps, [self._weight(e, d) for e in eps], rng)
+        pick_prof = _picker(PROFILES, [p[-1] for p in PROFILES], rng)
+        pick_loc = _picker(LOCATIONS, [loc[-1] for loc in LOCATIONS], rng)
+        clock = _DayClock(d)
         n = _poisson(rng, self.config.downloads_per_day)
         n_bots = _poisson(rng, self.config.downloads_per_day * 0.04)
         day_ms = day_epoch(d) * 1000
         key = _hex(rng, 8)  # the daily rotating ip-hash key
-        prof_w = [p[-1] for p in PROFILES]
-        loc_w = [loc[-1] for loc in LOCATIONS]
         listeners: list[tuple[str, Profile, Location]] = []
         seen: set[tuple[int, int]] = set()
         raw: list[tuple[int, Row, list[Row]]] = []
         for k in range(n + n_bots):
             bot = k >= n
-            ep = rng.choices(eps, weights)[0]
+            ep = pick_ep()
             lo = max(day_ms, (ep.publish_ts or 0) * 1000)
             ms = rng.randrange(lo, day_ms + DAY * 1000)
             if bot:
                 bt, bname, ua = rng.choice(BOT_PROFILES)
                 ip = hashlib.sha1(f"{key}:bot:{k}".encode()).hexdigest()
-                loc = rng.choices(LOCATIONS, loc_w)[0]
+                loc = pick_loc()
                 prof: Profile = (bt, bname, None, None, ua, None, None, 0)
                 bot_type: str | None = bt
             else:
@@ -485,7 +517,7 @@ class Dataset:
                 while len(listeners) <= li:
                     j = len(listeners)
                     listeners.append((hashlib.sha1(f"{key}:{j}".encode()).hexdigest(),
-                                      rng.choices(PROFILES, prof_w)[0], rng.choices(LOCATIONS, loc_w)[0]))
+                                      pick_prof(), pick_loc()))
                 ip, prof, loc = listeners[li]
                 bot_type = None
             ua, ref = prof[4], prof[6]
@@ -502,13 +534,13 @@ class Dataset:
                 if h:
                     t = min(t + rng.randrange(200, 120_000), day_ms + DAY * 1000 - 1)
                 rng_end = rng.randrange(1_000_000, 60_000_000)
-                hits.append((_iso_ms(t), _hex(rng, 16), ip, "GET", ep.url, ua or None, None,
+                hits.append((clock(t), _hex(rng, 16), ip, "GET", ep.url, ua or None, None,
                              ("bytes=0-1" if h == 0 else f"bytes=0-{rng_end}") if apple else None,
                              xps and f"{xps[:8]}-{xps[8:12]}-{xps[12:16]}-{xps[16:20]}-{xps[20:]}",
                              None, colo, cont, cc, tz, rc, rn, metro))
             raw.append((ms, row, hits))
         raw.sort(key=lambda r: r[0])
-        downloads = [(_iso_ms(ms),) + row[1:] for ms, row, _ in raw]
+        downloads = [(clock(ms),) + row[1:] for ms, row, _ in raw]
         hits = sorted((h for _, _, hs in raw for h in hs), key=lambda h: (h[0] or "", h[1] or ""))
         return Op3Day(downloads, hits)
 

@@ -10,15 +10,17 @@ import base64
 import binascii
 import hashlib
 import json
+import json.encoder
 import re
 import time
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from .common import Response, b58decode, b58encode, is_base58, pretty
-from .data import DOWNLOAD_HEADERS, HIT_HEADERS, PROFILES, Dataset, Row
+from .data import DOWNLOAD_HEADERS, HIT_HEADERS, PROFILES, Dataset, Op3Day, Row
 
 PREFIX = "/api/1"
 JSON = "application/json"
@@ -210,27 +212,39 @@ class _Ctx:
         return out
 
     def rows_response(self, c: dict[str, Any], headers: tuple[str, ...], rows: list[Row],
-                      token: str | None) -> Response:
+                      token: str | None, picked: list[tuple[Op3Day, Any]] | None = None,
+                      kind: str = "") -> Response:
+        """``rows``, or ``picked``: (day, positions in its ``kind`` rows) in order, whose TSV
+        lines and JSON objects are formatted once per day and kept (same bytes)."""
         qt = self.query_time()
         fmt = c["format"]
+        if picked is not None and fmt in ("tsv", "json", "json-o"):
+            formatted = [(_formatted(day, kind, fmt), at) for day, at in picked]
+            cells = [part[i] for part, at in formatted for i in at]
+        else:
+            if picked is not None:
+                rows = [getattr(day, kind)[i] for day, at in picked for i in at]
+            cells = None
         if fmt == "tsv":
             lines = [] if c["skipHeaders"] else ["\t".join(headers)]
-            lines += ["\t".join(v or "" for v in r) for r in rows]
+            lines += cells if cells is not None else [_tsv_line(r) for r in rows]
             lines.append("")
             hdrs = [("x-query-time", str(qt))]
             if token:
                 hdrs.append(("x-continuation-token", token))
             return Response(200, "\n".join(lines).encode(), "text/tab-separated-values", hdrs + [CORS])
+        count = len(cells) if cells is not None else len(rows)
+        tail: dict[str, Any] = {"count": count, "queryTime": qt}
+        if token:
+            tail["continuationToken"] = token
+        if cells is not None:
+            return Response(200, _pretty_rows(cells, tail), JSON, [CORS])
         body: dict[str, Any]
         if fmt == "json-a":
             body = {"headers": list(headers), "rows": [[v or None for v in r] for r in rows]}
         else:
             body = {"rows": [{h: v for h, v in zip(headers, r, strict=True) if v} for r in rows]}
-        body["count"] = len(rows)
-        body["queryTime"] = qt
-        if token:
-            body["continuationToken"] = token
-        return json_response(body)
+        return json_response(body | tail)
 
     # ---- downloads -------------------------------------------------------------------
     def downloads(self, path: str) -> Response:
@@ -257,7 +271,8 @@ class _Ctx:
         rows: list[Row] = []
         row_number = 0
         end_day = date.fromisoformat(c["end"][:10]) if "end" in c else None
-        if day is not None:
+        picked: list[tuple[Op3Day, Any]] | None = None
+        if day is not None and episode:  # rare: row by row
             if token:
                 day = token[0]
             while day <= ds.today and len(rows) < limit:
@@ -277,19 +292,46 @@ class _Ctx:
                         continue
                     if "end" in c and t >= c["end"]:
                         break
-                    if episode and r[4] != episode:
+                    if r[4] != episode:
                         continue
                     rows.append(r)
                     if len(rows) >= limit:
                         break
                 if len(rows) < limit:
                     day += timedelta(days=1)
+        elif day is not None:  # the same rows, found by bisecting each day's sorted times
+            if token:
+                day = token[0]
+            picked, count = [], 0
+            while day <= ds.today and count < limit:
+                if end_day is not None and day > end_day:
+                    break
+                od = ds.op3_day(day) if known else _NO_DAY
+                times, humans = _derived(od, "download_index", _download_index)
+                lo = token[1] if token and day == token[0] else 0
+                if "start" in c:
+                    lo = max(lo, bisect_left(times, c["start"]))
+                if "startAfter" in c:
+                    lo = max(lo, bisect_right(times, c["startAfter"]))
+                hi = bisect_left(times, c["end"]) if "end" in c else len(times)
+                if bots == "exclude":
+                    a = bisect_left(humans, lo)
+                    at: Any = humans[a:min(bisect_left(humans, hi), a + limit - count)]
+                else:
+                    at = range(lo, max(lo, min(hi, lo + limit - count)))
+                picked.append((od, at))
+                count += len(at)
+                if count >= limit:
+                    row_number = at[-1] + 1  # the position in the day of the last row sent
+                else:
+                    day += timedelta(days=1)
+        sent = len(rows) if picked is None else sum(len(at) for _, at in picked)
         out_token = None
-        if len(rows) >= limit and day is not None:
+        if sent >= limit and day is not None:
             # Sent whenever the page is full, even if nothing is left: the last page may be empty.
             out_token = b58encode(json.dumps({"date": day.isoformat(), "rowNumber": row_number},
                                              separators=(",", ":")).encode())
-        return self.rows_response(c, DOWNLOAD_HEADERS, rows, out_token)
+        return self.rows_response(c, DOWNLOAD_HEADERS, rows, out_token, picked, "downloads")
 
     # ---- hits / redirect-logs --------------------------------------------------------
     def hits(self, legacy: bool) -> Response:
@@ -331,11 +373,32 @@ class _Ctx:
         hi = min(ds.yesterday, date.fromisoformat(c["end"][:10]) if "end" in c else ds.yesterday)
         days = [lo + timedelta(days=k) for k in range((hi - lo).days + 1)]
         rows: list[Row] = []
-        for d in (reversed(days) if desc else days):
+        if not desc:  # the same rows, found by bisecting each day's sorted times
+            picked: list[tuple[Op3Day, Any]] = []
+            count = 0
+            for d in days:
+                if count >= limit:
+                    break
+                od = ds.op3_day(d)
+                times = _derived(od, "hit_times", lambda day: [h[0] or "" for h in day.hits])
+                lo = bisect_left(times, c["start"]) if "start" in c else 0
+                if "startAfter" in c:
+                    lo = max(lo, bisect_right(times, c["startAfter"]))
+                hi = bisect_left(times, c["end"]) if "end" in c else len(times)
+                at = []
+                for i in range(lo, hi):
+                    if match(od.hits[i]):
+                        at.append(i)
+                        if count + len(at) >= limit:
+                            break
+                picked.append((od, at))
+                count += len(at)
+            return self.rows_response(c, HIT_HEADERS, [], None, picked, "hits")
+        for d in reversed(days):
             if len(rows) >= limit:
                 break
             day_rows = ds.op3_day(d).hits
-            for r in (reversed(day_rows) if desc else day_rows):
+            for r in reversed(day_rows):
                 t = r[0] or ""
                 if ("start" in c and t < c["start"]) or ("startAfter" in c and t <= c["startAfter"]) \
                         or ("end" in c and t >= c["end"]) or not match(r):
@@ -488,6 +551,55 @@ class _Ctx:
                               "minDownloadHour": f"{ds.first_day.isoformat()}T00",
                               "maxDownloadHour": f"{ds.yesterday.isoformat()}T23",
                               "episodes": out, "queryTime": self.query_time()})
+
+
+_NO_DAY = Op3Day([], [])  # an unknown show's days
+
+
+def _derived(day: Op3Day, name: str, build: Callable[[Op3Day], Any]) -> Any:
+    """What ``build`` derives from a day's rows, made once and kept with the day."""
+    got = day.memo.get(name)
+    if got is None:
+        got = day.memo[name] = build(day)
+    return got
+
+
+def _download_index(day: Op3Day) -> tuple[list[str], list[int]]:
+    """(every download's time, ascending; the positions of those not by bots)."""
+    return ([r[0] or "" for r in day.downloads],
+            [i for i, r in enumerate(day.downloads) if not r[12]])
+
+
+def _tsv_line(r: Row) -> str:
+    return "\t".join(v or "" for v in r)
+
+
+def _formatted(day: Op3Day, kind: str, fmt: str) -> list[str]:
+    """Every ``kind`` row of ``day`` as a TSV line, or as the JSON object ``pretty`` writes
+    inside the ``rows`` list (a row's blank fields left out)."""
+    def build(day: Op3Day) -> list[str]:
+        rows: list[Row] = getattr(day, kind)
+        if fmt == "tsv":
+            return [_tsv_line(r) for r in rows]
+        keys = [f"      {_enc(h)}: " for h in (DOWNLOAD_HEADERS if kind == "downloads"
+                                                 else HIT_HEADERS)]
+        return [_pretty_object([k + _enc(v) for k, v in zip(keys, r, strict=True) if v])
+                for r in rows]
+    return _derived(day, f"{kind}:{'tsv' if fmt == 'tsv' else 'json'}", build)
+
+
+def _pretty_object(members: list[str]) -> str:
+    return "    {\n" + ",\n".join(members) + "\n    }" if members else "    {}"
+
+
+def _pretty_rows(objects: list[str], tail: dict[str, Any]) -> bytes:
+    """``pretty({"rows": [...], **tail})`` from the rows' objects already written."""
+    head = '{\n  "rows": [\n' + ",\n".join(objects) + "\n  ]" if objects else '{\n  "rows": []'
+    rest = "".join(f",\n  {_enc(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in tail.items())
+    return (head + rest + "\n}").encode()
+
+
+_enc = json.encoder.encode_basestring  # json.dumps(text, ensure_ascii=False) of a str, in C
 
 
 def _unpack_token(token: str) -> tuple[date, int]:

@@ -11,10 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 import dagster as dg
-import pandas as pd
 
 from podcast_pipeline.assets import Endpoint, Source, build_assets
-from podcast_pipeline.op3.client import PAGE_TABLE, Op3Client
+from podcast_pipeline.op3.client import PAGE_TABLE, JsonRows, Op3Client
 from podcast_pipeline.tables import OP3_TABLES
 from podcast_pipeline.warehouse import Stage
 
@@ -48,12 +47,12 @@ def stage_redirect_logs(client: Op3Client, start: date, end: date, stage: Stage,
     # The first page alone: it learns /redirect-logs' permanent redirect for the others.
     first = next(pages[0], None)
     if first is not None:
-        stage.add_frame(first)
+        stage.add_page(first)
 
-    def drain(run: Iterator[pd.DataFrame]) -> None:
+    def drain(run: Iterator[JsonRows]) -> None:
         try:
             for page in run:
-                stage.add_frame(page)
+                stage.add_page(page)
                 if failed.is_set():
                     return
         except BaseException:

@@ -7,18 +7,21 @@ own ``end`` is exclusive, so the client sends ``end + 1 day``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-from podcast_pipeline.contract import conform, conform_records, number, snake, table
+from podcast_pipeline.contract import conform, number, snake, table
 from podcast_pipeline.errors import MalformedResponse
 from podcast_pipeline.http import (
     MAX_ROWS_PER_DAY_ENV,
@@ -159,14 +162,27 @@ class Op3Client(ClientBase):
                       **one_filter: str) -> pd.DataFrame:
         """Raw redirected requests on UTC days ``start``..``end`` for one filter, in memory
         (:meth:`redirect_log_pages` keeps one page at a time)."""
-        pages = list(self.redirect_log_pages(start, end, url=url, limit=limit, **one_filter))
-        return pd.concat(pages, ignore_index=True)
+        con = duckdb.connect()
+        try:
+            frames, extras = [], []
+            for page in self.redirect_log_pages(start, end, url=url, limit=limit,
+                                                **one_filter):
+                columns = page.load(con, REDIRECT_PAGE_TABLE)
+                frames.append(con.execute(f"SELECT * FROM {REDIRECT_PAGE_TABLE}").df())
+                extras += [c for c in columns if c not in extras]
+        finally:
+            con.close()
+        known = {c for c, _ in table("op3", "redirect_logs").columns}
+        return conform(pd.concat(frames, ignore_index=True), table("op3", "redirect_logs"),
+                       "redirect_logs", [c for c in extras if c not in known])
 
     def redirect_log_pages(self, start: date | datetime, end: date | datetime, *,
                            url: str | None = None, limit: int = 1000,
-                           **one_filter: str) -> Iterator[pd.DataFrame]:
+                           **one_filter: str) -> Iterator[JsonRows]:
         """Raw redirected requests on UTC days ``start``..``end`` for one filter, one page
         (the rows not seen on an earlier page) at a time, ending at the first short page.
+        Each page is checked (strict JSON, every row an object with a uuid and a time) and
+        handed over for DuckDB to parse (:meth:`JsonRows.load`).
 
         Works against ``/redirect-logs`` directly or via its 308 to ``/hits``. Without a
         filter, ``url`` defaults to the configured ``OP3_URL_PREFIX``.
@@ -188,16 +204,23 @@ class Op3Client(ClientBase):
         # The next page starts at the last time of this one (inclusive), so only rows of
         # that millisecond can come again: their uuids are all that needs remembering.
         edge: dict[str, Any] = {"time": None, "uuids": set()}
+        check = _has("rows", list)
 
-        def page(cursor: tuple[str, str] | None) -> tuple[pd.DataFrame,
-                                                          tuple[str, str] | None]:
+        def parse(reply: Reply) -> tuple[Any, str]:
+            body = self.session.json_body(reply)
+            problem = check(body)
+            if problem:
+                raise ValueError(problem)
+            return body, reply.text
+
+        def page(cursor: tuple[str, str] | None) -> tuple[JsonRows, tuple[str, str] | None]:
             cursor = cursor or ("start", s)
             params = [cursor, ("end", e), ("format", "json"), ("limit", limit),
                       *filters.items()]
-            body = self.session.get_json("redirect_logs", "/redirect-logs", params,
-                                         validate=_has("rows", list), covers=covers)
+            body, text = self.session.fetch("redirect_logs", "/redirect-logs", params,
+                                            parse=parse, covers=covers)
             found = body["rows"]
-            fresh: list[dict[str, Any]] = []
+            keep: list[int] = []  # 1-based positions of the rows not seen before
             seen: set[str] = edge["uuids"]
             for n, row in enumerate(found):
                 if not isinstance(row, dict) or not row.get("uuid") or not isinstance(
@@ -205,10 +228,10 @@ class Op3Client(ClientBase):
                     raise MalformedResponse("op3", "redirect_logs", f"row {n} has no uuid/time")
                 if row["uuid"] not in seen:
                     seen.add(row["uuid"])
-                    fresh.append(row)
-            frame = _redirect_frame(fresh)
+                    keep.append(n + 1)
+            rows = _json_rows(text, found, keep)
             if len(found) < limit:
-                return frame, None
+                return rows, None
             last = max(str(r["time"]) for r in found)  # max, in case the server sorts desc
             if last != edge["time"]:
                 edge["time"] = last
@@ -216,11 +239,11 @@ class Op3Client(ClientBase):
             # Inclusive start at the last time re-reads rows of that millisecond instead of
             # skipping them (deduped on uuid). If a whole page shares it, step past it; a
             # server that ignores that sends the same cursor back, which paginate refuses.
-            if fresh and cursor != ("start", last):
-                return frame, ("start", last)
+            if keep and cursor != ("start", last):
+                return rows, ("start", last)
             log.warning("op3 redirect_logs: more than %d rows at %s; continuing after it, "
                         "rows of that millisecond beyond the page may be missed", limit, last)
-            return frame, ("startAfter", last)
+            return rows, ("startAfter", last)
 
         most = self.session.limits.max_rows_per_day
         yield from paginate("op3", "redirect_logs", page,
@@ -334,10 +357,77 @@ def _iso(epoch_us: int) -> str:
     return datetime.fromtimestamp(epoch_us / 1e6, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _redirect_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    df = conform_records(rows, table("op3", "redirect_logs"), "redirect_logs")
-    df["date"] = df["time"].dt.date
-    return df
+REDIRECT_PAGE_TABLE = "op3_redirect_logs_page"  # where redirect_logs() loads each page
+# The keys of a redirect-logs row (OP3's /hits), each the camelCase of a contract column.
+REDIRECT_KEYS = ("time", "uuid", "hashedIpAddress", "method", "url", "userAgent", "referer",
+                 "range", "xpsId", "ulid", "edgeColo", "continent", "country", "timezone",
+                 "regionCode", "region", "metroCode")
+
+
+@dataclass(frozen=True)
+class JsonRows:
+    """One checked redirect-logs page, for DuckDB to parse: Python's strict parse has
+    vouched for the JSON (and each row's uuid and time); DuckDB turns the rows into typed
+    columns without a Python loop per cell."""
+
+    text: str  # the body (masked if it echoed a secret)
+    keep: list[int]  # 1-based positions of the rows to load
+    keys: tuple[str, ...]  # every key of the rows, first seen first
+    names: tuple[str, ...]  # the column each key fills (a contract column or an extra)
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def load(self, con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
+        """Replace table ``name`` of ``con`` with the rows (contract columns typed, ``date``
+        the UTC day of ``time``, extras as text); returns the names of its columns.
+        A JSON value that is not a string lands in a text column as its JSON text."""
+        position = {n: i for i, n in enumerate(self.names)}
+        picks = []
+        for col, sql in table("op3", "redirect_logs").columns:
+            if col == "date":  # the UTC day whatever the session's time zone
+                picks.append(f'CAST(make_timestamp(epoch_us(CAST(NULLIF(c{position["time"]}, '
+                             "'') AS TIMESTAMPTZ))) AS DATE) AS \"date\"")
+            elif col == "time":
+                picks.append(f'CAST(NULLIF(c{position["time"]}, \'\') AS TIMESTAMPTZ) AS "time"')
+            elif col in position:
+                picks.append(f'CAST(c{position[col]} AS {sql}) AS "{col}"')
+            else:
+                picks.append(f'CAST(NULL AS {sql}) AS "{col}"')
+        picks += [f'c{i} AS "{n}"' for i, n in enumerate(self.names) if n not in _KNOWN_HITS]
+        # The API's keys never enter SQL: each is a JSON pointer (a bound value) picking
+        # its field of every row, and the fields are read as c0, c1, … by position.
+        pointers = ["/" + k.replace("~", "~0").replace("/", "~1") for k in self.keys]
+        fields = ", ".join(f"x[{i + 1}] AS c{i}" for i in range(len(self.keys)))
+        con.execute("SET TimeZone = 'UTC'")  # a time without an offset is UTC, as OP3 means
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {', '.join(picks)} "
+                        f"FROM (SELECT {fields} FROM (SELECT json_extract_string(r, ?) AS x "
+                        "FROM (SELECT unnest(list_select(json_extract(?, '$.rows[*]'), ?)) "
+                        "AS r)))", [pointers, self.text, self.keep])
+        except duckdb.ConversionException as exc:
+            raise MalformedResponse("op3", "redirect_logs", "column 'time' is not "
+                                    f"TIMESTAMPTZ: {_first_line(exc)}") from None
+        return list(self.names)
+
+
+_KNOWN_HITS = frozenset(c for c, _ in table("op3", "redirect_logs").columns)
+
+
+def _json_rows(text: str, rows: list[dict[str, Any]], keep: list[int]) -> JsonRows:
+    keys = tuple(dict.fromkeys(chain.from_iterable(rows)))  # first seen first
+    names: list[str] = []
+    for k in keys:
+        name = snake(k)
+        while name in names or (k not in REDIRECT_KEYS and name in _KNOWN_HITS):
+            name += "_extra"  # an unknown key must not overwrite a contract column
+        names.append(name)
+    if "time" not in keys:  # a page without rows: still the columns the SQL reads
+        keys, names = ("time", *keys), ["time", *names]
+    if contains_secret(text):  # an echoed secret is masked in every cell it reached
+        text = json.dumps({"rows": [{k: redact(v) if isinstance(v, str) else v
+                                     for k, v in row.items()} for row in rows]})
+    return JsonRows(text, keep, keys, tuple(names))
 
 
 def _tsv_header(text: str) -> list[str]:
@@ -393,6 +483,7 @@ def _load_tsv_page(reply: Reply, con: duckdb.DuckDBPyConnection) -> tuple[list[s
     picks += [f'c{position[n]} AS "{n}"' for n in names if n not in _KNOWN]
     select_list = ", ".join(picks)  # tables.py names and snake_case (identifier) extras
     fields = {f"c{i}": "VARCHAR" for i in range(len(header))}
+    con.execute("SET TimeZone = 'UTC'")  # a time without an offset is UTC, as OP3 means
     fd, path = tempfile.mkstemp(suffix=".tsv", prefix="op3_page_")
     try:
         with os.fdopen(fd, "wb") as f:
