@@ -73,6 +73,11 @@ class WarehouseWriteError(PodcastPipelineError):
     """DuckDB could not write (disk full, file too large, I/O error); nothing was written."""
 
 
+def sql_string(value: str) -> str:
+    """``value`` as an SQL string literal, for the statements that bind no parameters."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def table_columns(table: Table) -> tuple[tuple[str, str], ...]:
     """Key columns, then ``as_of`` for snapshots, then the endpoint's own columns."""
     extra = (("as_of", "TIMESTAMPTZ"),) if table.kind == "snapshot" else ()
@@ -414,7 +419,8 @@ def replace_window(
         files = frame.body_files()
         raw_params = [{"asset": table.qualified, "show_id": show_id, "window_start": start,
                        "window_end": end}[n] for n, _ in RAW_COLUMNS if n not in STAGED_RAW]
-        con.execute("ATTACH ? AS incoming_stage (READ_ONLY)", [frame.path])
+        # A literal: DuckDB 1.5 binds no parameter in ATTACH (the path is our own temp file).
+        con.execute(f"ATTACH {sql_string(frame.path)} AS incoming_stage (READ_ONLY)")
     else:
         data = frame.copy()
         data["show_id"] = show_id
