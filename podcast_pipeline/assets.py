@@ -288,7 +288,9 @@ def _fetch_and_store(context: dg.AssetExecutionContext, source: Source, ep: Endp
         raise _failure(exc, table, start, allow_retries=False, end=end, who=who) from None
     except (warehouse.WarehouseBusy, warehouse.WarehouseWriteError) as exc:
         # We already waited the configured time; a step retry would only hold the run longer.
-        kind = "warehouse_busy" if isinstance(exc, warehouse.WarehouseBusy) else "write_failed"
+        kind = ("warehouse_busy" if isinstance(exc, warehouse.WarehouseBusy) else
+                "write_conflict" if isinstance(exc, warehouse.WarehouseConflict) else
+                "write_failed")
         raise dg.Failure(description=str(exc), allow_retries=False,
                          metadata={"error_kind": kind, "asset": table.qualified,
                                    "first_partition": str(start)}) from None
@@ -460,7 +462,7 @@ def _check_local_config(context: dg.AssetExecutionContext, table: Table, start: 
         raise ConfigError(START_DATE_ENV, f"is {first}, after the requested partition {start}",
                           f"Set {START_DATE_ENV} to {start} or earlier and reload the code "
                           f"location, or materialize partitions from {first} on")
-    warehouse.check_writable(context.resources.warehouse.database)
+    context.resources.warehouse.check()
 
 
 def _failure(exc: ApiError, table: Table, first_partition: date, *, allow_retries: bool,
