@@ -1,14 +1,18 @@
-"""The processes of test_ducklake's concurrent-writers test: two writers and a reader of one
-DuckLake table. A module of its own so that a spawned process imports only the warehouse
-(not Dagster, which the test module needs)."""
+"""The concurrent-writers test of DuckLake, for any catalog (test_ducklake: SQLite;
+test_distributed: PostgreSQL): two writer processes and a reader of one table. A module of
+its own so that a spawned process imports only the warehouse, not Dagster."""
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 
 from podcast_pipeline import warehouse
 from podcast_pipeline.http import RawResponse
@@ -20,6 +24,8 @@ DAY0 = date(2026, 1, 1)
 WINDOW = 3  # days per write; each write slides one day, so it replaces 2 days it wrote before
 WRITES = 3  # per writer
 SHOWS = ("show-a", "show-b")
+RAW_COMPARED = ("asset", "show_id", "window_start", "window_end", "request_seq", "path",
+                "status", "fetched_at", "body", "covers_start", "covers_end")
 
 
 def window(show: str, write: int) -> tuple[date, date, pd.DataFrame, list[RawResponse], datetime]:
@@ -103,3 +109,58 @@ def reader(lake: LakeSettings, stop, reads, out) -> None:
         errors.append(f"{type(exc).__name__}: {exc}")
     out.put(("reader", {"reads": reads.value, "bad": bad[:3], "errors": errors[:3],
                         "states": sorted(states)}))
+
+
+def writers_and_reader(lake: LakeSettings, tmp_path: Path) -> None:
+    """The test: two writer processes (one show each) and a reader process on ``lake``; then
+    the same writes, one after another, into a DuckDB file must give the same tables."""
+    with warehouse.connect(lake) as con:
+        warehouse.ensure_schema(con)  # what the deployment's first run does
+    ctx = multiprocessing.get_context("spawn")
+    out, stop = ctx.Queue(), ctx.Event()
+    reads, commits = ctx.Value("i", 0), ctx.Value("i", 0)
+    read_proc = ctx.Process(target=reader, args=(lake, stop, reads, out))
+    writers = [ctx.Process(target=writer, args=(lake, show, reads, commits, out))
+               for show in SHOWS]
+    started = [read_proc, *writers]
+    try:
+        read_proc.start()
+        for w in writers:
+            w.start()
+        results = dict(out.get(timeout=240) for _ in writers)
+        stop.set()
+        read = out.get(timeout=60)[1]
+    except queue.Empty:
+        pytest.fail("a writer or the reader did not finish in time")
+    finally:
+        stop.set()
+        for p in started:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    assert results == {show: "ok" for show in SHOWS}
+    assert commits.value == len(SHOWS) * WRITES
+    assert read["errors"] == [] and read["bad"] == []
+    # It read between the writes (each writer waited for a read after every commit) and so
+    # saw windows of both shows being replaced, every one whole.
+    assert read["reads"] >= WRITES
+    assert len({w for _, w in read["states"]}) > 1
+    # The same writes, one after another, into a DuckDB file: the same tables.
+    file_db = str(tmp_path / "reference.duckdb")
+    with warehouse.connect(file_db) as con:
+        warehouse.ensure_schema(con)
+        for write in range(WRITES):
+            for show in SHOWS:
+                start, end, frame, raw, at = window(show, write)
+                warehouse.replace_window(con, PLAYS, show, start, end, frame, raw, at)
+    raw_sql = (f"SELECT {', '.join(RAW_COMPARED)} FROM {warehouse.RAW_TABLE} "
+               "ORDER BY show_id, covers_start")
+    plays_sql = "SELECT * FROM anchor.plays ORDER BY show_id, partition_date"
+    with warehouse.reader(file_db) as ref, warehouse.reader(lake) as got:
+        assert got.execute(plays_sql).fetchall() == ref.execute(plays_sql).fetchall()
+        assert got.execute(raw_sql).fetchall() == ref.execute(raw_sql).fetchall()
+    for show in SHOWS:
+        with warehouse.reader(lake) as con:
+            stored = dict(con.execute("SELECT partition_date, plays FROM anchor.plays "
+                                      "WHERE show_id = ?", [show]).fetchall())
+        assert stored == expected_state(show, WRITES - 1)

@@ -12,8 +12,6 @@ several hosts (test_distributed.py has no DuckLake variant yet; docs/scale-out.m
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -37,8 +35,6 @@ from podcast_pipeline_tests import ducklake_procs as procs
 TODAY = date(2025, 6, 1)
 # A snapshot, a windowed table, and OP3's downloads (staged page by page, moved in by ATTACH).
 ASSETS = ["anchor/episodes", "anchor/plays", "op3/downloads"]
-RAW_COMPARED = ("asset", "show_id", "window_start", "window_end", "request_seq", "path",
-                "status", "fetched_at", "body", "covers_start", "covers_end")
 
 
 def lake_in(folder: Path) -> LakeSettings:
@@ -151,54 +147,4 @@ def test_assets_models_report_and_summary_on_ducklake_equal_the_duckdb_file(
 
 # ---------------------------------------------------------------------- concurrent writers
 def test_two_writer_processes_and_a_reader_on_one_table(tmp_path):
-    lake = lake_in(tmp_path)
-    with warehouse.connect(lake) as con:
-        warehouse.ensure_schema(con)  # what the deployment's first run does
-    ctx = multiprocessing.get_context("spawn")
-    out, stop = ctx.Queue(), ctx.Event()
-    reads, commits = ctx.Value("i", 0), ctx.Value("i", 0)
-    reader = ctx.Process(target=procs.reader, args=(lake, stop, reads, out))
-    writers = [ctx.Process(target=procs.writer, args=(lake, show, reads, commits, out))
-               for show in procs.SHOWS]
-    started = [reader, *writers]
-    try:
-        reader.start()
-        for w in writers:
-            w.start()
-        results = dict(out.get(timeout=240) for _ in writers)
-        stop.set()
-        read = out.get(timeout=60)[1]
-    except queue.Empty:
-        pytest.fail("a writer or the reader did not finish in time")
-    finally:
-        stop.set()
-        for p in started:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    assert results == {show: "ok" for show in procs.SHOWS}
-    assert commits.value == len(procs.SHOWS) * procs.WRITES
-    assert read["errors"] == [] and read["bad"] == []
-    # It read between the writes (each writer waited for a read after every commit) and so
-    # saw windows of both shows being replaced, every one whole.
-    assert read["reads"] >= procs.WRITES
-    assert len({w for _, w in read["states"]}) > 1
-    # The same writes, one after another, into a DuckDB file: the same tables.
-    file_db = str(tmp_path / "reference.duckdb")
-    with warehouse.connect(file_db) as con:
-        warehouse.ensure_schema(con)
-        for write in range(procs.WRITES):
-            for show in procs.SHOWS:
-                start, end, frame, raw, at = procs.window(show, write)
-                warehouse.replace_window(con, procs.PLAYS, show, start, end, frame, raw, at)
-    raw_sql = (f"SELECT {', '.join(RAW_COMPARED)} FROM {warehouse.RAW_TABLE} "
-               "ORDER BY show_id, covers_start")
-    plays_sql = "SELECT * FROM anchor.plays ORDER BY show_id, partition_date"
-    with warehouse.reader(file_db) as ref, warehouse.reader(lake) as got:
-        assert got.execute(plays_sql).fetchall() == ref.execute(plays_sql).fetchall()
-        assert got.execute(raw_sql).fetchall() == ref.execute(raw_sql).fetchall()
-    for show in procs.SHOWS:
-        with warehouse.reader(lake) as con:
-            stored = dict(con.execute("SELECT partition_date, plays FROM anchor.plays "
-                                      "WHERE show_id = ?", [show]).fetchall())
-        assert stored == procs.expected_state(show, procs.WRITES - 1)
+    procs.writers_and_reader(lake_in(tmp_path), tmp_path)
