@@ -283,7 +283,8 @@ def _fetch_and_store(context: dg.AssetExecutionContext, source: Source, ep: Endp
         store = context.resources.warehouse
         with store.writer(on_wait=context.log.info) as con:
             result = warehouse.replace_window(con, table, show_id, start, end, answer, raw,
-                                              fetched_at, max_shrink=store.max_shrink_fraction)
+                                              fetched_at, max_shrink=store.max_shrink_fraction,
+                                              on_retry=context.log.info)
     except ApiError as exc:  # completeness refused the answer: the same one would come back
         raise _failure(exc, table, start, allow_retries=False, end=end, who=who) from None
     except (warehouse.WarehouseBusy, warehouse.WarehouseWriteError) as exc:

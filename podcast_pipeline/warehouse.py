@@ -581,6 +581,7 @@ def replace_window(
     fetched_at: datetime,
     *,
     max_shrink: float = completeness.DEFAULT_MAX_SHRINK,
+    on_retry: Callable[[str], None] | None = None,
 ) -> WriteResult:
     """Atomically replace ``[start, end]`` of ``table`` for ``show_id`` with ``frame``.
 
@@ -591,6 +592,8 @@ def replace_window(
     or outside the value contract, or a replace that would silently empty or shrink
     stored days, raise and leave everything as it was. ``max_shrink``: the largest share
     of a stored day's rows the answer may drop (``PODCAST_PIPELINE_MAX_SHRINK_FRACTION``).
+    On DuckLake, a commit that conflicts with another writer's runs the transaction again
+    (:func:`retry_conflicts`; ``on_retry`` hears of each retry).
     """
     columns = [name for name, _ in table_columns(table)]
     col_list = ", ".join(f'"{c}"' for c in columns)
@@ -685,7 +688,8 @@ def replace_window(
         return emptied
 
     try:
-        emptied = retry_conflicts(con, f"writing {table.qualified} {start}..{end}", transaction)
+        emptied = retry_conflicts(con, f"writing {table.qualified} {start}..{end}", transaction,
+                                  on_retry)
     except WarehouseConflict:
         raise
     except duckdb.Error as exc:
