@@ -403,9 +403,9 @@ def retry_conflicts(con: duckdb.DuckDBPyConnection, what: str, work: Callable[[]
                 raise WarehouseConflict(
                     f"{what}: gave up after {CONFLICT_ATTEMPTS} attempts, each lost to another "
                     "writer's commit to the same table (DuckLake checks conflicts per table; "
-                    f"last: {redact(str(exc))[:200]}). Nothing was written: re-run those "
-                    "partitions, or let fewer runs write this table at once "
-                    "(max_concurrent_runs, the pools)") from None
+                    f"last: {' '.join(redact(str(exc)).split())[:240]}). Nothing was "
+                    "written: re-run those partitions, or let fewer runs write this table at "
+                    "once (max_concurrent_runs, the pools)") from None
             if on_retry:
                 on_retry(f"{what}: commit conflict with another writer, attempt {attempt + 1}")
             time.sleep(min(CONFLICT_SLEEP_MAX, CONFLICT_SLEEP_FIRST * 2 ** (attempt - 1))

@@ -165,3 +165,34 @@ def writers_and_reader(lake: LakeSettings, tmp_path: Path) -> None:
             stored = dict(con.execute("SELECT partition_date, plays FROM anchor.plays "
                                       "WHERE show_id = ?", [show]).fetchall())
         assert stored == expected_state(show, WRITES - 1)
+
+
+def conflict_retried_then_named(lake: LakeSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two connections (as two hosts) on one lake: a transaction that loses its commit to the
+    other writer's runs again and lands; one that loses every time fails, bounded, saying
+    what to do, and leaves the table as the other writer left it. (On an SQLite catalog
+    the other writer would wait for the first's open transaction instead: use PostgreSQL.)"""
+    with warehouse.connect(lake) as con, warehouse.connect(lake) as other:
+        con.execute("CREATE TABLE t AS SELECT 'a' AS show_id, 0 AS n")
+        attempts = []
+
+        def replace(lose: int) -> None:
+            attempts.append(1)
+            con.execute("BEGIN TRANSACTION")
+            con.execute("SELECT count(*) FROM t WHERE show_id = 'a'").fetchall()  # as replace_window
+            if len(attempts) <= lose:  # the other writer commits to the same table meanwhile
+                other.execute("INSERT INTO t VALUES ('b', ?)", [len(attempts)])
+            con.execute("DELETE FROM t WHERE show_id = 'a'")
+            con.execute("INSERT INTO t VALUES ('a', ?)", [len(attempts)])
+            con.execute("COMMIT")
+
+        warehouse.retry_conflicts(con, "writing t", lambda: replace(1))
+        assert len(attempts) == 2
+        assert con.execute("SELECT * FROM t ORDER BY 1").fetchall() == [("a", 2), ("b", 1)]
+        monkeypatch.setattr(warehouse, "CONFLICT_ATTEMPTS", 3)
+        attempts.clear()
+        with pytest.raises(warehouse.WarehouseConflict, match="gave up after 3 attempts.*"
+                           "Nothing was written: re-run those partitions"):
+            warehouse.retry_conflicts(con, "writing t", lambda: replace(99))
+        assert len(attempts) == 3
+        assert con.execute("SELECT * FROM t WHERE show_id = 'a'").fetchall() == [("a", 2)]

@@ -259,9 +259,10 @@ def test_daily_run_on_two_celery_workers_equals_one_machine(
     assert table_checksums(net["DUCKDB_PATH"]) == local_tables
 
 
-def test_ducklake_with_its_catalog_in_postgresql(postgres, tmp_path):
+def test_ducklake_with_its_catalog_in_postgresql(postgres, tmp_path, monkeypatch):
     """The DuckLake warehouse as deploy/ would run it: its catalog a database of the same
-    PostgreSQL; two writer processes and a reader, as test_ducklake.py does on SQLite."""
+    PostgreSQL; two writer processes and a reader, as test_ducklake.py does on SQLite; and a
+    commit conflict retried, then (when it never wins) named."""
     from podcast_pipeline.settings import LakeSettings
     from podcast_pipeline_tests import ducklake_procs
 
@@ -273,3 +274,4 @@ def test_ducklake_with_its_catalog_in_postgresql(postgres, tmp_path):
     lake = LakeSettings(catalog=f"dbname=ducklake host=127.0.0.1 port={postgres['DAGSTER_PG_PORT']}"
                         " user=postgres", data_path=str(tmp_path / "lake"))
     ducklake_procs.writers_and_reader(lake, tmp_path)
+    ducklake_procs.conflict_retried_then_named(lake, monkeypatch)
