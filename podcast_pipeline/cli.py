@@ -47,8 +47,8 @@ def _summary(args: argparse.Namespace) -> int:
     try:
         print_summary(target)
     except duckdb.IOException as err:  # a run is writing right now: it holds the file briefly
-        print(f"summary: cannot open {target} read-only ({err}); a run may be writing it, "
-              "try again in a few seconds", file=sys.stderr)
+        print(f"summary: cannot open {warehouse.describe(target)} read-only ({err}); a run "
+              "may be writing it, try again in a few seconds", file=sys.stderr)
         return 1
     except warehouse.WarehouseWriteError as err:  # DuckLake's catalog cannot be reached
         print(f"summary: {err}", file=sys.stderr)

@@ -41,7 +41,12 @@ from podcast_pipeline import completeness, validate
 from podcast_pipeline.errors import ConfigError, PodcastPipelineError
 from podcast_pipeline.http import RawResponse
 from podcast_pipeline.redact import contains_secret, redact, scrub_frame
-from podcast_pipeline.settings import DUCKLAKE_CATALOG_ENV, WAREHOUSE_ENV, LakeSettings
+from podcast_pipeline.settings import (
+    DUCKLAKE_CATALOG_ENV,
+    DUCKLAKE_DATA_PATH_ENV,
+    WAREHOUSE_ENV,
+    LakeSettings,
+)
 from podcast_pipeline.tables import ALL_TABLES, Table
 
 log = logging.getLogger(__name__)
@@ -334,7 +339,7 @@ def _open_lake(lake: LakeSettings, *, read_only: bool, timeout: float,
         try:
             Path(lake.data_path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError("PODCAST_PIPELINE_DUCKLAKE_DATA_PATH",
+            raise ConfigError(DUCKLAKE_DATA_PATH_ENV,
                               f"({lake.data_path}) cannot be created ({exc.strerror})",
                               "Set it to a folder every writer can write") from None
     options = [f"DATA_PATH {sql_string(os.path.join(lake.data_path, ''))}"]

@@ -483,8 +483,9 @@ def run_report(database: str | None, out_dir: str | None, *, build_models: bool 
         try:
             con = stack.enter_context(warehouse.reader(target, read_only=not build_models))
         except duckdb.IOException as exc:
-            raise ReportError(f"cannot open {target}: {exc}. Wait for the running pipeline "
-                              "step to finish, or report from a copy of the file") from None
+            raise ReportError(f"cannot open {warehouse.describe(target)}: {exc}. Wait for the "
+                              "running pipeline step to finish, or report from a copy of the "
+                              "file") from None
         except warehouse.WarehouseWriteError as exc:  # DuckLake's catalog is unreachable
             raise ReportError(str(exc)) from None
         if build_models:
