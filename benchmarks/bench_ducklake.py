@@ -1,9 +1,10 @@
 """DuckLake on a PostgreSQL catalog: the project's replace-window transaction from several
 writer processes at once (one show each) while a reader queries.
 
-Not part of the tests; needs duckdb 1.5.5 and the 1.5.5 extension wheels
-(``duckdb-extension-ducklake``, ``duckdb-extension-postgres-scanner``) in the running
-interpreter -- no DuckDB 2.0 wheels of them exist. Usage::
+Not part of the tests (test_ducklake.py and test_distributed.py check the same, smaller); needs
+the ``[network]`` extra (the DuckLake and postgres scanner wheels of the pinned duckdb 1.5.5).
+It opens the lake as the pipeline does (``warehouse.connect``), so a conflicting commit is
+retried inside ``replace_window``; the script counts those retries. Usage::
 
     python -m benchmarks.bench_ducklake --dsn "dbname=lake host=127.0.0.1 port=5432 user=postgres" \
         --data-path /shared/lake --writers 4 --writes 30
@@ -17,11 +18,12 @@ half-applied replace would show a day missing or doubled.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import multiprocessing
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import pandas as pd
 
 from podcast_pipeline import warehouse
 from podcast_pipeline.http import RawResponse
+from podcast_pipeline.settings import LakeSettings
 from podcast_pipeline.tables import TABLES_BY_KEY
 
 PLAYS = TABLES_BY_KEY["anchor.plays"]
@@ -37,24 +40,16 @@ DAY0 = date(2026, 1, 1)
 WINDOW = 7
 
 
-def extension_file(package: str, name: str) -> str:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"{package} is not installed: pip install {package.replace('_', '-')}"
-                         f"=={duckdb.__version__}")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    return str(next(root.glob(f"extensions/v*/{name}.duckdb_extension")))
-
-
-def lake(dsn: str, data_path: str, inline: int | None = None) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute(f"LOAD '{extension_file('duckdb_extension_postgres_scanner', 'postgres_scanner')}'")
-    con.execute(f"LOAD '{extension_file('duckdb_extension_ducklake', 'ducklake')}'")
-    # DATA_INLINING_ROW_LIMIT: inserts this small go into the catalog, not a Parquet file.
-    option = "" if inline is None else f", DATA_INLINING_ROW_LIMIT {inline}"
-    con.execute(f"ATTACH 'ducklake:postgres:{dsn}' AS lake (DATA_PATH '{data_path}'{option})")
-    con.execute("USE lake")
-    return con
+@contextmanager
+def lake(dsn: str, data_path: str, inline: int | None = None
+         ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The pipeline's DuckLake connection; ``inline``: DuckLake's DATA_INLINING_ROW_LIMIT
+    (inserts this small go into the catalog, not a Parquet file), set on the catalog."""
+    with warehouse.connect(LakeSettings(catalog=dsn, data_path=data_path)) as con:
+        if inline is not None:
+            con.execute(f"CALL {warehouse.LAKE}.set_option('data_inlining_row_limit', "
+                        f"{int(inline)})")
+        yield con
 
 
 def frame(show: int, write: int) -> pd.DataFrame:
@@ -65,33 +60,30 @@ def frame(show: int, write: int) -> pd.DataFrame:
 
 def writer(dsn: str, data_path: str, inline: int | None, show: int, writes: int,
            out: multiprocessing.Queue) -> None:
-    con = lake(dsn, data_path, inline)
+    stack = ExitStack()
+    con = stack.enter_context(lake(dsn, data_path, inline))
     times, retries, failures = [], 0, []
     for w in range(writes):
         start = DAY0 + timedelta(w)
         end = start + timedelta(WINDOW - 1)
         now = datetime.now(UTC)
         raw = [RawResponse("anchor", "plays", f"/plays?show={show}&w={w}", 200, "{}", now)]
-        for attempt in range(20):
-            t0 = time.perf_counter()
-            try:
-                warehouse.replace_window(con, PLAYS, f"show-{show}", start, end,
-                                         frame(show, w), raw, now)
-                times.append(time.perf_counter() - t0)
-                break
-            except warehouse.WarehouseWriteError as exc:
-                retries += 1
-                if attempt == 19:
-                    failures.append(str(exc)[:300])
-                elif len(failures) < 3 and attempt == 0:
-                    failures.append("retried: " + str(exc)[:400])
-                time.sleep(0.05 * (attempt + 1))
-    con.close()
+        counted: list[str] = []
+        t0 = time.perf_counter()
+        try:
+            warehouse.replace_window(con, PLAYS, f"show-{show}", start, end, frame(show, w), raw,
+                                     now, on_retry=counted.append)
+            times.append(time.perf_counter() - t0)
+        except warehouse.WarehouseConflict as exc:
+            failures.append(str(exc)[:300])
+        retries += len(counted)
+    stack.close()
     out.put({"show": show, "times": times, "retries": retries, "messages": failures})
 
 
 def reader(dsn: str, data_path: str, stop, out: multiprocessing.Queue) -> None:
-    con = lake(dsn, data_path)
+    stack = ExitStack()
+    con = stack.enter_context(lake(dsn, data_path))
     reads, bad, latencies, errors = 0, 0, [], []
     while not stop.is_set():
         t0 = time.perf_counter()
@@ -107,7 +99,7 @@ def reader(dsn: str, data_path: str, stop, out: multiprocessing.Queue) -> None:
         reads += 1
         bad += sum(1 for _, n, distinct, span in rows if not n == distinct == span)
         time.sleep(0.02)
-    con.close()
+    stack.close()
     out.put({"reads": reads, "inconsistent": bad, "latencies": latencies, "errors": errors[:3]})
 
 
@@ -121,9 +113,10 @@ def main() -> None:
                         help="DuckLake's DATA_INLINING_ROW_LIMIT (0: every insert a Parquet file)")
     args = parser.parse_args()
     Path(args.data_path).mkdir(parents=True, exist_ok=True)
-    con = lake(args.dsn, args.data_path, args.inline_rows)
+    stack = ExitStack()
+    con = stack.enter_context(lake(args.dsn, args.data_path, args.inline_rows))
     warehouse.ensure_schema(con)
-    con.close()
+    stack.close()
     ctx = multiprocessing.get_context("spawn")
     out, stop = ctx.Queue(), ctx.Event()
     read_proc = ctx.Process(target=reader, args=(args.dsn, args.data_path, stop, out))
@@ -139,7 +132,8 @@ def main() -> None:
     read_result = out.get(timeout=60)
     for p in [*procs, read_proc]:
         p.join(timeout=60)
-    con = lake(args.dsn, args.data_path)
+    stack = ExitStack()
+    con = stack.enter_context(lake(args.dsn, args.data_path))
     final = con.execute("SELECT show_id, count(*), sum(plays) FROM anchor.plays GROUP BY 1 "
                         "ORDER BY 1").fetchall()
     days = args.writes - 1 + WINDOW

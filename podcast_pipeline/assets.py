@@ -286,12 +286,15 @@ def _fetch_and_store(context: dg.AssetExecutionContext, source: Source, ep: Endp
         store = context.resources.warehouse
         with store.writer(on_wait=context.log.info) as con:
             result = warehouse.replace_window(con, table, show_id, start, end, answer, raw,
-                                              fetched_at, max_shrink=store.max_shrink_fraction)
+                                              fetched_at, max_shrink=store.max_shrink_fraction,
+                                              on_retry=context.log.info)
     except ApiError as exc:  # completeness refused the answer: the same one would come back
         raise _failure(exc, table, start, allow_retries=False, end=end, who=who) from None
     except (warehouse.WarehouseBusy, warehouse.WarehouseWriteError) as exc:
         # We already waited the configured time; a step retry would only hold the run longer.
-        kind = "warehouse_busy" if isinstance(exc, warehouse.WarehouseBusy) else "write_failed"
+        kind = ("warehouse_busy" if isinstance(exc, warehouse.WarehouseBusy) else
+                "write_conflict" if isinstance(exc, warehouse.WarehouseConflict) else
+                "write_failed")
         raise dg.Failure(description=str(exc), allow_retries=False,
                          metadata={"error_kind": kind, "asset": table.qualified,
                                    "first_partition": str(start)}) from None
@@ -463,7 +466,7 @@ def _check_local_config(context: dg.AssetExecutionContext, table: Table, start: 
         raise ConfigError(START_DATE_ENV, f"is {first}, after the requested partition {start}",
                           f"Set {START_DATE_ENV} to {start} or earlier and reload the code "
                           f"location, or materialize partitions from {first} on")
-    warehouse.check_writable(context.resources.warehouse.database)
+    context.resources.warehouse.check()
 
 
 def _failure(exc: ApiError, table: Table, first_partition: date, *, allow_retries: bool,

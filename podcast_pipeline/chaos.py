@@ -151,6 +151,7 @@ def run_pass(options: ChaosOptions, now: datetime, database: str, faults: Faults
     with Emulator(config, faults=faults) as emu:
         env = emulator_env(emu, options.backend)
         env["DUCKDB_PATH"] = database
+        env["PODCAST_PIPELINE_WAREHOUSE"] = "duckdb"  # the file named above, whatever .env says
         with patched_env(env):
             defs = build_definitions()
             print(f"\n▶ {label} pass into {database}", file=out)

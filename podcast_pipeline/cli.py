@@ -34,19 +34,24 @@ def _summary(args: argparse.Namespace) -> int:
 
     import duckdb
 
+    from podcast_pipeline import warehouse
     from podcast_pipeline.settings import Settings
     from podcast_pipeline.summary import print_summary
 
-    database = args.database or Settings.load().duckdb_path
-    if not Path(database).is_file():
-        print(f"summary: no database at {database}: run the demo or materialize assets first, "
+    # --database: that DuckDB file; else the configured warehouse (the file, or DuckLake).
+    target = args.database or Settings.load().warehouse_target()
+    if isinstance(target, str) and not Path(target).is_file():
+        print(f"summary: no database at {target}: run the demo or materialize assets first, "
               "or name one with --database PATH", file=sys.stderr)
         return 2
     try:
-        print_summary(database)
+        print_summary(target)
     except duckdb.IOException as err:  # a run is writing right now: it holds the file briefly
-        print(f"summary: cannot open {database} read-only ({err}); a run may be writing it, "
-              "try again in a few seconds", file=sys.stderr)
+        print(f"summary: cannot open {warehouse.describe(target)} read-only ({err}); a run "
+              "may be writing it, try again in a few seconds", file=sys.stderr)
+        return 1
+    except warehouse.WarehouseWriteError as err:  # DuckLake's catalog cannot be reached
+        print(f"summary: {err}", file=sys.stderr)
         return 1
     return 0
 
@@ -149,13 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="lifetime plays and listeners, the last 7 days, top "
                              "episodes, apps and countries, read from the DuckDB file")
     summary.add_argument("--database", default=None, metavar="PATH",
-                         help="DuckDB file to read (default DUCKDB_PATH, else "
-                              "data/podcast.duckdb); the demo's is data/demo.duckdb")
+                         help="DuckDB file to read (default: the configured warehouse, "
+                              "DUCKDB_PATH or DuckLake); the demo's is data/demo.duckdb")
     summary.set_defaults(func=_summary)
     report = sub.add_parser("report", help="write the HTML report and one CSV file per "
                             "analytics model; print where they are")
     report.add_argument("--database", default=None,
-                        help="DuckDB file (default DUCKDB_PATH, else data/podcast.duckdb)")
+                        help="DuckDB file (default: the configured warehouse, DUCKDB_PATH "
+                             "or DuckLake)")
     report.add_argument("--out", default=None, help="folder to write into (default "
                         "PODCAST_PIPELINE_REPORT_DIR, else <database>-report beside the database)")
     report.add_argument("--build-models", action="store_true",

@@ -252,6 +252,7 @@ def run_demo(days: int = 30, database: str = DEMO_DB, *, seed: int = 7, faults: 
     with Emulator(config, faults=faults or Faults(), shows=shows, accounts=accounts) as emu:
         env = emulator_env(emu, backend)
         env["DUCKDB_PATH"] = database
+        env["PODCAST_PIPELINE_WAREHOUSE"] = "duckdb"  # the file named above, whatever .env says
         network = ""
         if shows > 1 or accounts > 1:
             env |= emu.network_env(network_file_for(database), backend)

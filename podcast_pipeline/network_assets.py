@@ -18,6 +18,7 @@ import dagster as dg
 import pandas as pd
 
 from podcast_pipeline import network as net_mod
+from podcast_pipeline import warehouse
 from podcast_pipeline.analytics.models import NETWORK_SHOWS_COLUMNS, network_shows_ddl
 from podcast_pipeline.anchor import assets as anchor_assets
 from podcast_pipeline.assets import ACCOUNT_TAG, SHOW_TAG, Scope, asset_key, build_assets
@@ -154,13 +155,19 @@ def shows_asset(context) -> dg.MaterializeResult:  # annotation omitted: checked
     net = context.resources.anchor.network()
     frame = shows_frame(net)
     with context.resources.warehouse.writer(on_wait=context.log.info) as con:
-        con.execute(network_shows_ddl())
-        con.execute("BEGIN")
-        con.execute(f"DELETE FROM {SHOWS_TABLE}")
+
+        def replace() -> None:  # one transaction, again whole after a DuckLake conflict
+            con.execute(network_shows_ddl())
+            con.execute("BEGIN")
+            con.execute(f"DELETE FROM {SHOWS_TABLE}")
+            con.execute(f"INSERT INTO {SHOWS_TABLE} SELECT * FROM network_shows_frame")
+            con.execute("COMMIT")
+
         con.register("network_shows_frame", frame)
-        con.execute(f"INSERT INTO {SHOWS_TABLE} SELECT * FROM network_shows_frame")
-        con.unregister("network_shows_frame")
-        con.execute("COMMIT")
+        try:
+            warehouse.retry_conflicts(con, SHOWS_TABLE, replace)
+        finally:
+            con.unregister("network_shows_frame")
     return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(len(frame)),
                                           "source": net.where()})
 

@@ -29,11 +29,15 @@ from podcast_pipeline.op3.client import Op3Client
 from podcast_pipeline.settings import (
     ANCHOR_DEFAULT_BASE_URL,
     DEFAULT_LOCK_TIMEOUT_SECONDS,
+    DUCKLAKE_CATALOG_ENV,
+    DUCKLAKE_DATA_PATH_ENV,
     OP3_DEFAULT_BASE_URL,
     SPOTIFY_DEFAULT_ACCOUNTS_URL,
     SPOTIFY_DEFAULT_GRAPHQL_URL,
     SPOTIFY_DEFAULT_LEGACY_API_URL,
+    WAREHOUSE_ENV,
     AnchorSettings,
+    LakeSettings,
     Op3Settings,
     Settings,
     SpotifySettings,
@@ -280,7 +284,8 @@ class Op3Resource(_ApiResource):
 
 
 class WarehouseResource(DuckDBResource):
-    """``DuckDBResource`` plus the project's serialised, lock-tolerant writer."""
+    """``DuckDBResource`` plus the project's writer: serialised and lock-tolerant on the DuckDB
+    file (``database``), or on DuckLake (``backend``) one connection per writer, no lock."""
 
     lock_timeout_seconds: float = Field(
         DEFAULT_LOCK_TIMEOUT_SECONDS, gt=0,
@@ -290,21 +295,55 @@ class WarehouseResource(DuckDBResource):
         DEFAULT_MAX_SHRINK, ge=0, le=1,
         description="PODCAST_PIPELINE_MAX_SHRINK_FRACTION: the largest share of a stored day's "
                     "rows a new answer may drop without the API saying the day is empty.")
+    backend: str = Field("duckdb", description=f"{WAREHOUSE_ENV}: duckdb (the file at "
+                         "`database`) or ducklake (the catalog and data folder below).")
+    ducklake_catalog: str | None = Field(None, description=f"{DUCKLAKE_CATALOG_ENV}: DuckLake's "
+                                         "catalog (a libpq string or an SQLite file).")
+    ducklake_data_path: str | None = Field(None, description=f"{DUCKLAKE_DATA_PATH_ENV}: the "
+                                           "folder of DuckLake's data files.")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> WarehouseResource:
         return cls(**{"database": settings.duckdb_path,
                       "lock_timeout_seconds": settings.db_lock_timeout_seconds,
-                      "max_shrink_fraction": settings.max_shrink_fraction, **overrides})
+                      "max_shrink_fraction": settings.max_shrink_fraction,
+                      "backend": settings.warehouse,
+                      # An EnvVar: it may hold a password, so the UI names the variable only.
+                      "ducklake_catalog": _env_secret(DUCKLAKE_CATALOG_ENV,
+                                                      settings.ducklake_catalog),
+                      "ducklake_data_path": settings.ducklake_data_path, **overrides})
+
+    def target(self) -> warehouse.Target:
+        """What this resource writes, decided by :meth:`Settings.warehouse_target`."""
+        return Settings.from_env({k: v for k, v in {
+            "DUCKDB_PATH": self.database, WAREHOUSE_ENV: self.backend,
+            DUCKLAKE_CATALOG_ENV: self.ducklake_catalog,
+            DUCKLAKE_DATA_PATH_ENV: self.ducklake_data_path}.items() if v is not None}
+        ).warehouse_target()
+
+    def check(self) -> None:
+        """Before any request: the DuckDB file's path can hold the warehouse, or the DuckLake
+        settings are whole (their catalog is reached when the write opens it)."""
+        target = self.target()
+        if not isinstance(target, LakeSettings):
+            warehouse.check_writable(target)
 
     @contextmanager
     def writer(self, on_wait=None) -> Iterator[duckdb.DuckDBPyConnection]:
         """Wait (bounded, one budget for both waits) for our other writers, then for any
-        other process holding the file; raises ``WarehouseBusy`` naming the holder."""
+        other process holding the file; raises ``WarehouseBusy`` naming the holder. On
+        DuckLake, no lock: each writer commits its own snapshot (conflicts are retried by
+        ``warehouse.replace_window``)."""
         timeout = self.lock_timeout_seconds
+        target = self.target()
+        if isinstance(target, LakeSettings):
+            with warehouse.connect(target, timeout=timeout, on_wait=on_wait) as con:
+                warehouse.ensure_schema(con)
+                yield con
+            return
         deadline = time.monotonic() + timeout
-        with warehouse.write_lock(self.database, timeout, on_wait):
-            with warehouse.connect(self.database, timeout=max(1.0, deadline - time.monotonic()),
+        with warehouse.write_lock(target, timeout, on_wait):
+            with warehouse.connect(target, timeout=max(1.0, deadline - time.monotonic()),
                                    on_wait=on_wait) as con:
                 warehouse.ensure_schema(con)
                 yield con

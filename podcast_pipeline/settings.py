@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -66,6 +67,12 @@ SLACK_CHANNEL_ENV = "SLACK_CHANNEL"
 SPOTIFY_CONCURRENCY_ENV = "PODCAST_PIPELINE_SPOTIFY_CONCURRENCY"
 OP3_CONCURRENCY_ENV = "PODCAST_PIPELINE_OP3_CONCURRENCY"
 NETWORK_FILE_ENV = "PODCAST_PIPELINE_NETWORK_FILE"  # the network of shows (network.py)
+# The warehouse backend: the DuckDB file (DUCKDB_PATH) or DuckLake (a catalog database and a
+# folder of Parquet files, which many processes and hosts write at once).
+WAREHOUSE_ENV = "PODCAST_PIPELINE_WAREHOUSE"
+WAREHOUSES = ("duckdb", "ducklake")
+DUCKLAKE_CATALOG_ENV = "PODCAST_PIPELINE_DUCKLAKE_CATALOG"
+DUCKLAKE_DATA_PATH_ENV = "PODCAST_PIPELINE_DUCKLAKE_DATA_PATH"
 # The network mode across machines (deploy/): steps on Celery workers over this broker.
 CELERY_BROKER_ENV = "PODCAST_PIPELINE_CELERY_BROKER"
 CELERY_BACKEND_ENV = "PODCAST_PIPELINE_CELERY_BACKEND"
@@ -159,6 +166,83 @@ class Op3Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Op3Settings:
         return Settings.from_env(environ).op3()
+
+
+# A libpq password, key=value form (quoted or not) or in a postgresql:// URI's user info.
+_LIBPQ_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']+)", re.I)
+_URI_PASSWORD = re.compile(r"^(postgres(?:ql)?://[^:/@]*:)([^@]*)(@)")
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    """The DuckLake warehouse: its catalog, PostgreSQL (a libpq string, ``dbname=... host=...``
+    or ``postgresql://...``; optionally prefixed ``postgres:``) or an SQLite file (``sqlite:``
+    and its path, or a path ending in .sqlite/.sqlite3/.db), and the folder its data files
+    go into, shared by every writer. The catalog is a secret when it holds a password: it
+    is registered for redaction, and :meth:`label` is what messages show."""
+
+    catalog: str = field(repr=False)
+    data_path: str
+
+    def __post_init__(self) -> None:
+        text = (self.catalog or "").strip()
+        if not text:
+            raise ConfigError(DUCKLAKE_CATALOG_ENV, "is not set",
+                              f"With {WAREHOUSE_ENV}=ducklake, set it to the catalog's libpq "
+                              "string (e.g. 'dbname=ducklake host=db user=pipeline', the "
+                              "password in PGPASSWORD or ~/.pgpass) or an SQLite file "
+                              "(sqlite:data/lake.sqlite, one host only)")
+        object.__setattr__(self, "catalog", text)
+        for match in _LIBPQ_PASSWORD.finditer(text):
+            register_secret(match.group(2).strip("'"))
+        uri = _URI_PASSWORD.match(text.removeprefix("postgres:"))
+        if uri:
+            register_secret(uri.group(2))
+        if self.kind == "sqlite" and not self.spec.strip():
+            raise ConfigError(DUCKLAKE_CATALOG_ENV, "names no SQLite file",
+                              "Write it as sqlite:<path>, e.g. sqlite:data/lake.sqlite")
+        if self.kind == "sqlite":
+            object.__setattr__(self, "catalog",
+                               "sqlite:" + str(Path(self.spec).expanduser().resolve()))
+        data = (self.data_path or "").strip()
+        if not data:
+            raise ConfigError(DUCKLAKE_DATA_PATH_ENV, "is not set",
+                              f"With {WAREHOUSE_ENV}=ducklake, set it to the folder every "
+                              "writer shares for the data files, e.g. /shared/lake")
+        if "://" in data:
+            raise ConfigError(DUCKLAKE_DATA_PATH_ENV, f"is a URL ({data!r})",
+                              "Set it to a folder every host mounts (object storage is not "
+                              "supported yet)")
+        object.__setattr__(self, "data_path", str(Path(data).expanduser().resolve()))
+
+    @property
+    def kind(self) -> str:
+        """``postgres`` or ``sqlite``."""
+        text = self.catalog
+        if text.startswith("sqlite:"):
+            return "sqlite"
+        if (text.startswith(("postgres:", "postgresql:")) or "=" in text):
+            return "postgres"
+        if text.lower().endswith((".sqlite", ".sqlite3", ".db")):
+            return "sqlite"
+        raise ConfigError(DUCKLAKE_CATALOG_ENV, "is neither a libpq string nor an SQLite file",
+                          "Use e.g. 'dbname=ducklake host=db user=pipeline' (PostgreSQL) or "
+                          "sqlite:data/lake.sqlite")
+
+    @property
+    def spec(self) -> str:
+        """The catalog without its kind prefix: what DuckLake's ``ATTACH`` takes after it."""
+        text = self.catalog
+        if text.startswith("sqlite:"):
+            return text.removeprefix("sqlite:")
+        if text.startswith("postgres:") and not text.startswith("postgres://"):
+            return text.removeprefix("postgres:")
+        return text
+
+    def label(self) -> str:
+        """The catalog and folder for messages, any password masked."""
+        shown = _URI_PASSWORD.sub(r"\1***\3", _LIBPQ_PASSWORD.sub(r"\1***", self.spec))
+        return f"DuckLake (catalog {self.kind} {shown}; data {self.data_path})"
 
 
 _SHOW_ID = re.compile(r"^[0-9A-Za-z]{22}$")
@@ -293,6 +377,9 @@ class Settings(BaseSettings):
     celery_backend: str | None = Field(None, validation_alias=CELERY_BACKEND_ENV)
     # Warehouse, partitions, schedule
     duckdb_path: str = Field(DEFAULT_DB_PATH, validation_alias=DUCKDB_PATH_ENV)
+    warehouse: str = Field("duckdb", validation_alias=WAREHOUSE_ENV)
+    ducklake_catalog: SecretStr | None = Field(None, validation_alias=DUCKLAKE_CATALOG_ENV)
+    ducklake_data_path: str | None = Field(None, validation_alias=DUCKLAKE_DATA_PATH_ENV)
     db_lock_timeout_seconds: float = Field(DEFAULT_LOCK_TIMEOUT_SECONDS,
                                            validation_alias=LOCK_TIMEOUT_ENV)
     start_date: date = Field(DEFAULT_START_DATE, validation_alias=START_DATE_ENV)
@@ -358,6 +445,11 @@ class Settings(BaseSettings):
                               "redis://redis:6379/0 and redis://redis:6379/1), or neither.")
         return self
 
+    @model_validator(mode="after")
+    def _warehouse(self) -> Settings:
+        self.warehouse_target()  # a bad backend or DuckLake setting stops the load, named
+        return self
+
     @field_validator("start_date", mode="before")
     @classmethod
     def _start_date(cls, value: Any) -> Any:
@@ -414,6 +506,20 @@ class Settings(BaseSettings):
         return validate.fraction(SHRINK_ENV, str(value), DEFAULT_MAX_SHRINK)
 
     # ---- views
+    def warehouse_target(self) -> str | LakeSettings:
+        """The one place that decides the warehouse backend: the DuckDB file's path, or the
+        DuckLake catalog and data folder (``warehouse.connect`` / ``warehouse.reader`` open
+        either)."""
+        choice = (self.warehouse or "duckdb").lower()
+        if choice not in WAREHOUSES:
+            raise ConfigError(WAREHOUSE_ENV, f"is {choice!r}, not one of {', '.join(WAREHOUSES)}",
+                              "Unset it for the DuckDB file (DUCKDB_PATH), or set ducklake with "
+                              f"{DUCKLAKE_CATALOG_ENV} and {DUCKLAKE_DATA_PATH_ENV}")
+        if choice == "duckdb":
+            return self.duckdb_path
+        return LakeSettings(catalog=_reveal(self.ducklake_catalog),
+                            data_path=self.ducklake_data_path or "")
+
     def limits(self) -> Limits:
         return Limits(deadline=self.request_deadline_seconds,
                       max_body_bytes=int(self.max_body_mb * 2**20),

@@ -20,6 +20,8 @@ from typing import Any, TextIO
 
 import duckdb
 
+from podcast_pipeline import warehouse
+
 LAST_DAYS = 7  # "the last week", side by side
 TOP = 5
 WINDOW_DAYS = 30  # the span behind the app and country numbers
@@ -306,10 +308,11 @@ def render_network(n: NetworkSummary) -> str:
     return "\n\n".join([*blocks, "\n".join(out)])
 
 
-def print_summary(db_path: str, out: TextIO = sys.stdout) -> None:
-    """Open ``db_path`` read-only just long enough to read the summary, then print it: a
-    network's per show and its totals, a single show's as one block."""
-    with duckdb.connect(db_path, read_only=True) as con:
+def print_summary(target: warehouse.Target, out: TextIO = sys.stdout) -> None:
+    """Open the warehouse (a DuckDB file's path, or DuckLake) read-only just long enough to
+    read the summary, then print it: a network's per show and its totals, a single show's
+    as one block."""
+    with warehouse.reader(target) as con:
         shows = network_shows(con)
         if shows:
             text = render_network(network_totals(

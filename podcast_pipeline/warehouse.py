@@ -1,37 +1,52 @@
 """DuckDB: table DDL from the contract in ``tables.py``, and the one-transaction
 partition-window replace every asset uses.
 
-Writes are serialised across processes by a file lock beside the database
+Two backends, chosen by ``Settings.warehouse_target`` and opened by :func:`connect` /
+:func:`reader`: the DuckDB file (the default), or DuckLake (a catalog in PostgreSQL or
+SQLite, data files in a shared folder) for many writing processes and hosts.
+
+With the file, writes are serialised across processes by a file lock beside the database
 (``<db>.lock``) so that parallel steps and runs wait rather than fail on DuckDB's
-single-writer lock; API calls happen before the lock is taken. SQL text only ever
-contains identifiers from our own code; every value is a bound parameter or comes
-from a registered DataFrame.
+single-writer lock; API calls happen before the lock is taken. DuckLake needs no lock: each
+writer commits its own snapshot, and a commit that conflicts with another writer's (DuckLake
+checks per table) is retried, bounded. SQL text only ever contains identifiers from our own
+code; every value is a bound parameter, comes from a registered DataFrame, or (ATTACH binds
+none) is quoted by :func:`sql_string`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
 import os
+import random
 import re
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pandas as pd
 from filelock import FileLock, Timeout
 
 from podcast_pipeline import completeness, validate
-from podcast_pipeline.errors import PodcastPipelineError
+from podcast_pipeline.errors import ConfigError, PodcastPipelineError
 from podcast_pipeline.http import RawResponse
 from podcast_pipeline.redact import contains_secret, redact, scrub_frame
+from podcast_pipeline.settings import (
+    DUCKLAKE_CATALOG_ENV,
+    DUCKLAKE_DATA_PATH_ENV,
+    WAREHOUSE_ENV,
+    LakeSettings,
+)
 from podcast_pipeline.tables import ALL_TABLES, Table
 
 log = logging.getLogger(__name__)
@@ -74,6 +89,44 @@ class WarehouseWriteError(PodcastPipelineError):
     """DuckDB could not write (disk full, file too large, I/O error); nothing was written."""
 
 
+class WarehouseConflict(WarehouseWriteError):
+    """DuckLake: other writers kept committing to the same table; every attempt rolled back."""
+
+
+# What :func:`connect` and :func:`reader` open: a DuckDB file's path, or DuckLake.
+Target = str | LakeSettings
+
+LAKE = "lake"  # the DuckLake database's name in our connections (``USE lake``)
+# (package, extension): the wheels that ship each extension for the pinned duckdb, loaded
+# from their files so that nothing is downloaded. The scanner of the catalog goes first.
+EXTENSIONS = {"postgres": ("duckdb_extension_postgres_scanner", "postgres_scanner"),
+              "sqlite": ("duckdb_extension_sqlite_scanner", "sqlite_scanner"),
+              "ducklake": ("duckdb_extension_ducklake", "ducklake")}
+
+# A DuckLake commit that lost to another writer's is retried with growing, jittered sleeps:
+# about a minute in all before giving up (docs/scale-out.md: 4 writers on one table, back to
+# back, with short linear sleeps of 0.05 s x attempt, twice still lost after 20 attempts).
+CONFLICT_ATTEMPTS = 20
+CONFLICT_SLEEP_FIRST, CONFLICT_SLEEP_MAX = 0.05, 4.0
+
+
+def sql_string(value: str) -> str:
+    """``value`` as an SQL string literal, for the statements that bind no parameters."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def attach_sql(path: str, name: str, options: Sequence[str] = ()) -> str:
+    """``ATTACH '<path>' AS <name> (<options>)``. DuckDB 1.5 binds no parameter in ATTACH,
+    so the path is quoted here: a file of our own (a stage) or the DuckLake catalog of the
+    settings; ``name`` and ``options`` are our own words."""
+    return f"ATTACH {sql_string(path)} AS {name}" + (f" ({', '.join(options)})" if options else "")
+
+
+def load_sql(file: str) -> str:
+    """``LOAD '<file>'`` of an extension file from its installed wheel (binds no parameter)."""
+    return f"LOAD {sql_string(file)}"
+
+
 def table_columns(table: Table) -> tuple[tuple[str, str], ...]:
     """Key columns, then ``as_of`` for snapshots, then the endpoint's own columns."""
     extra = (("as_of", "TIMESTAMPTZ"),) if table.kind == "snapshot" else ()
@@ -100,7 +153,17 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = ALL_
     key = _file_identity(con)
     if key is not None and (key, tuple(t.qualified for t in tables)) in _SCHEMA_READY:
         return
-    _ensure_schema(con, tables)
+
+    def work() -> None:  # one transaction: other DuckLake writers may create the same tables
+        con.execute("BEGIN TRANSACTION")
+        _ensure_schema(con, tables)
+        con.execute("COMMIT")
+
+    try:
+        retry_conflicts(con, "creating the warehouse tables", work)
+    except BaseException:
+        _rollback(con)
+        raise
     if key is not None:
         _SCHEMA_READY.add((key, tuple(t.qualified for t in tables)))
 
@@ -110,12 +173,15 @@ _SCHEMA_READY: set[tuple[tuple[str, int, int], tuple[str, ...]]] = set()
 
 def _file_identity(con: duckdb.DuckDBPyConnection) -> tuple[str, int, int] | None:
     """(path, device, inode) of the connection's database file: a file deleted and made
-    again is another file. None for an in-memory database."""
-    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = "
+    again is another file. A DuckLake: its catalog (hashed: it may hold a password). None
+    for an in-memory database."""
+    row = con.execute("SELECT path, type FROM duckdb_databases() WHERE database_name = "
                       "current_database()").fetchall()  # fetchone leaves the result open
     if not row or not row[0][0]:
         return None
-    path = row[0][0]
+    path, kind = row[0]
+    if kind == "ducklake":
+        return ("ducklake:" + hashlib.sha256(path.encode()).hexdigest(), 0, 0)
     try:
         st = os.stat(path)
     except OSError:
@@ -132,7 +198,8 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> N
     con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_TABLE} ({raw_cols})")
     have: dict[str, set[str]] = {}
     for schema, name, column in con.execute(
-            "SELECT table_schema, table_name, column_name FROM information_schema.columns"
+            "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+            "WHERE table_catalog = current_database()"  # not DuckLake's catalog database
     ).fetchall():
         have.setdefault(f"{schema}.{name}", set()).add(column)
     wanted = [(t.qualified, table_columns(t)) for t in tables] + [(RAW_TABLE, RAW_COLUMNS)]
@@ -184,16 +251,50 @@ def holder(path: str) -> str | None:
 
 
 @contextmanager
-def connect(path: str, *, timeout: float = 120.0, on_wait=None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open read-write, retrying while another process (a user's SQL shell) holds the file."""
+def connect(target: Target, *, timeout: float = 120.0,
+            on_wait=None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse read-write: the DuckDB file (retrying while another process, a
+    user's SQL shell, holds it) or DuckLake (retrying while its catalog is busy)."""
+    if isinstance(target, LakeSettings):
+        con = _open_lake(target, read_only=False, timeout=timeout, on_wait=on_wait)
+    else:
+        con = _open_file(target, timeout=timeout, on_wait=on_wait)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def reader(target: Target, *, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse for a reader (the summary, the report), read-only unless told
+    otherwise, without the writers' lock or waits. The DuckDB file cannot be opened while a
+    pipeline step writes it (``duckdb.IOException``); DuckLake can, at any time: the reader
+    sees the last committed snapshot, never half a window."""
+    if isinstance(target, LakeSettings):
+        con = _open_lake(target, read_only=read_only, timeout=30.0)
+    else:
+        con = duckdb.connect(str(Path(target).expanduser()), read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def describe(target: Target) -> str:
+    """The warehouse for messages: the file's path, or DuckLake's catalog (password
+    masked) and data folder."""
+    return target.label() if isinstance(target, LakeSettings) else str(target)
+
+
+def _open_file(path: str, *, timeout: float, on_wait) -> duckdb.DuckDBPyConnection:
     check_writable(path)
     deadline = time.monotonic() + timeout
     warned = False
     while True:
         try:
-            con = duckdb.connect(str(Path(path).expanduser()),
-                                 config={"memory_limit": DUCKDB_MEMORY_LIMIT})
-            break
+            return duckdb.connect(str(Path(path).expanduser()),
+                                  config={"memory_limit": DUCKDB_MEMORY_LIMIT})
         except duckdb.Error as exc:
             if not validate.held_elsewhere(str(exc)):
                 raise WarehouseWriteError(f"could not open {path} for writing "
@@ -209,10 +310,112 @@ def connect(path: str, *, timeout: float = 120.0, on_wait=None) -> Iterator[duck
                 on_wait(f"{path} is held by another process, waiting up to {timeout:.0f} s: {exc}")
                 warned = True
             time.sleep(1.0)
-    try:
-        yield con
-    finally:
-        con.close()
+
+
+def extension_file(key: str) -> str:
+    """The file of extension ``key`` (see :data:`EXTENSIONS`) for the running duckdb, from its
+    installed wheel; ConfigError naming the package when it is not installed."""
+    package, name = EXTENSIONS[key]
+    spec = importlib.util.find_spec(package)
+    if spec is not None and spec.submodule_search_locations:
+        root = Path(next(iter(spec.submodule_search_locations)))
+        found = sorted(root.glob(f"extensions/v{duckdb.__version__}/{name}.duckdb_extension"))
+        if found:
+            return str(found[0])
+    pip_name = package.replace("_", "-")
+    raise ConfigError(WAREHOUSE_ENV, f"is ducklake, but DuckDB's {name} extension for duckdb "
+                      f"{duckdb.__version__} is not installed",
+                      f"Install the package {pip_name}=={duckdb.__version__} (the project's "
+                      "[network] extra has the DuckLake and PostgreSQL ones)")
+
+
+def _open_lake(lake: LakeSettings, *, read_only: bool, timeout: float,
+               on_wait=None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB whose default database is the DuckLake (``USE lake``), its
+    extensions loaded from their wheels (nothing downloaded). Retries, up to ``timeout``,
+    while the catalog is busy with another writer's commit."""
+    files = [extension_file(lake.kind), extension_file("ducklake")]
+    if not read_only:
+        try:
+            Path(lake.data_path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(DUCKLAKE_DATA_PATH_ENV,
+                              f"({lake.data_path}) cannot be created ({exc.strerror})",
+                              "Set it to a folder every writer can write") from None
+    options = [f"DATA_PATH {sql_string(os.path.join(lake.data_path, ''))}"]
+    if read_only:
+        options.append("READ_ONLY")
+    catalog = f"ducklake:{lake.kind}:{lake.spec}"
+    deadline = time.monotonic() + timeout
+    warned = False
+    while True:
+        # No automatic download of a missing extension: the wheels are the only source.
+        con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT,
+                                     "autoinstall_known_extensions": False})
+        try:
+            con.execute("SET enable_progress_bar = false")  # a slow catalog read draws one
+            for file in files:
+                con.execute(load_sql(file))
+            con.execute(attach_sql(catalog, LAKE, options))
+            con.execute(f"USE {LAKE}")
+            return con
+        except duckdb.Error as exc:
+            con.close()
+            text = _lake_text(lake, exc)
+            if not is_conflict(exc) or time.monotonic() >= deadline:
+                raise WarehouseWriteError(
+                    f"could not open {lake.label()}{'' if read_only else ' for writing'} "
+                    f"({type(exc).__name__}: {text}); nothing was written. Check "
+                    f"{DUCKLAKE_CATALOG_ENV} (is the catalog database reachable, the user "
+                    "allowed?) and that the data folder is mounted") from None
+            if not warned and on_wait:
+                on_wait(f"the DuckLake catalog is busy, retrying up to {timeout:.0f} s: {text}")
+                warned = True
+            time.sleep(random.uniform(0.05, 0.3))
+
+
+def _lake_text(lake: LakeSettings, exc: BaseException) -> str:
+    """DuckDB's error, cut short, without the catalog string (it may hold a password)."""
+    return redact(str(exc).replace(lake.spec, "<catalog>"))[:400]
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A DuckLake commit that lost to another writer's (or a catalog busy with one): the
+    same work, tried again, succeeds."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and (
+        "transaction conflict" in text or "database is locked" in text
+        or "could not serialize access" in text)
+
+
+T = TypeVar("T")
+
+
+def retry_conflicts(con: duckdb.DuckDBPyConnection, what: str, work: Callable[[], T],
+                    on_retry: Callable[[str], None] | None = None) -> T:
+    """``work()`` (one transaction, or statements that each commit), again after a DuckLake
+    commit conflict, with growing jittered sleeps, :data:`CONFLICT_ATTEMPTS` times at most;
+    then :class:`WarehouseConflict`. Other errors pass through. On the DuckDB file, where one
+    process writes at a time, it runs ``work`` once."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return work()
+        except duckdb.Error as exc:
+            if not is_conflict(exc):
+                raise
+            _rollback(con)
+            if attempt == CONFLICT_ATTEMPTS:
+                raise WarehouseConflict(
+                    f"{what}: gave up after {CONFLICT_ATTEMPTS} attempts, each lost to another "
+                    "writer's commit to the same table (DuckLake checks conflicts per table; "
+                    f"last: {' '.join(redact(str(exc)).split())[:240]}). Nothing was "
+                    "written: re-run those partitions, or let fewer runs write this table at "
+                    "once (max_concurrent_runs, the pools)") from None
+            if on_retry:
+                on_retry(f"{what}: commit conflict with another writer, attempt {attempt + 1}")
+            time.sleep(min(CONFLICT_SLEEP_MAX, CONFLICT_SLEEP_FIRST * 2 ** (attempt - 1))
+                       * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -380,6 +583,7 @@ def replace_window(
     fetched_at: datetime,
     *,
     max_shrink: float = completeness.DEFAULT_MAX_SHRINK,
+    on_retry: Callable[[str], None] | None = None,
 ) -> WriteResult:
     """Atomically replace ``[start, end]`` of ``table`` for ``show_id`` with ``frame``.
 
@@ -390,6 +594,8 @@ def replace_window(
     or outside the value contract, or a replace that would silently empty or shrink
     stored days, raise and leave everything as it was. ``max_shrink``: the largest share
     of a stored day's rows the answer may drop (``PODCAST_PIPELINE_MAX_SHRINK_FRACTION``).
+    On DuckLake, a commit that conflicts with another writer's runs the transaction again
+    (:func:`retry_conflicts`; ``on_retry`` hears of each retry).
     """
     columns = [name for name, _ in table_columns(table)]
     col_list = ", ".join(f'"{c}"' for c in columns)
@@ -412,7 +618,7 @@ def replace_window(
         files = frame.body_files()
         raw_params = [{"asset": table.qualified, "show_id": show_id, "window_start": start,
                        "window_end": end}[n] for n, _ in RAW_COLUMNS if n not in STAGED_RAW]
-        con.execute("ATTACH ? AS incoming_stage (READ_ONLY)", [frame.path])
+        con.execute(attach_sql(frame.path, "incoming_stage", ["READ_ONLY"]))
     else:
         data = frame.copy()
         data["show_id"] = show_id
@@ -440,9 +646,12 @@ def replace_window(
         con.register("incoming_raw", raw_frame)
     key = [table.qualified, show_id]
     before: dict[date, int] = {}
-    try:
+
+    def transaction() -> list[date]:
+        """The replace, one transaction: tried again whole after a DuckLake conflict."""
         con.execute("BEGIN TRANSACTION")
-        before = dict(con.execute(
+        before.clear()
+        before.update(con.execute(
             f"SELECT partition_date, count(*) FROM {table.qualified} "
             "WHERE show_id = ? AND partition_date BETWEEN ? AND ? GROUP BY 1",
             [show_id, start, end]).fetchall())
@@ -478,6 +687,13 @@ def replace_window(
                         "FROM incoming_stage.raw AS r JOIN read_text(?) AS f "
                         "ON f.filename = r.body ORDER BY r.request_seq", [*raw_params, files])
         con.execute("COMMIT")
+        return emptied
+
+    try:
+        emptied = retry_conflicts(con, f"writing {table.qualified} {start}..{end}", transaction,
+                                  on_retry)
+    except WarehouseConflict:
+        raise
     except duckdb.Error as exc:
         _rollback(con)
         raise WarehouseWriteError(

@@ -257,3 +257,21 @@ def test_daily_run_on_two_celery_workers_equals_one_machine(
     local_tables = table_checksums(local["DUCKDB_PATH"])
     assert sum(n for n, _ in local_tables.values()) > 0
     assert table_checksums(net["DUCKDB_PATH"]) == local_tables
+
+
+def test_ducklake_with_its_catalog_in_postgresql(postgres, tmp_path, monkeypatch):
+    """The DuckLake warehouse as deploy/ would run it: its catalog a database of the same
+    PostgreSQL; two writer processes and a reader, as test_ducklake.py does on SQLite; and a
+    commit conflict retried, then (when it never wins) named."""
+    from podcast_pipeline.settings import LakeSettings
+    from podcast_pipeline_tests import ducklake_procs
+
+    pytest.importorskip("duckdb_extension_postgres_scanner", reason="needs the [network] extra")
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    createdb = str(Path(_tool("initdb", "postgresql")).resolve().with_name("createdb"))
+    subprocess.run([*as_user, createdb, "-h", "127.0.0.1", "-p", postgres["DAGSTER_PG_PORT"],
+                    "-U", "postgres", "ducklake"], check=True, timeout=60)
+    lake = LakeSettings(catalog=f"dbname=ducklake host=127.0.0.1 port={postgres['DAGSTER_PG_PORT']}"
+                        " user=postgres", data_path=str(tmp_path / "lake"))
+    ducklake_procs.writers_and_reader(lake, tmp_path)
+    ducklake_procs.conflict_retried_then_named(lake, monkeypatch)

@@ -222,9 +222,13 @@ def model_ddl(model: Model) -> str:
 def build(con: duckdb.DuckDBPyConnection, model: Model) -> int:
     """Replace ``analytics.<model>`` with the model's rows; returns the row count."""
     warehouse.ensure_schema(con)  # raw tables exist (empty) even before their first run
-    con.execute("CREATE SCHEMA IF NOT EXISTS analytics")
-    con.execute(network_shows_ddl())
-    con.execute(model_ddl(model))
+
+    def work() -> None:  # each statement commits; on DuckLake another writer may race it
+        con.execute("CREATE SCHEMA IF NOT EXISTS analytics")
+        con.execute(network_shows_ddl())
+        con.execute(model_ddl(model))
+
+    warehouse.retry_conflicts(con, f"building {model.qualified}", work)
     [(rows,)] = con.execute(f"SELECT count(*) FROM {model.qualified}").fetchall()
     return int(rows)
 

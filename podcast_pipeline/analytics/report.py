@@ -9,6 +9,7 @@ connection: ``podcast-pipeline report`` and the ``analytics/report`` asset both 
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import threading
@@ -464,23 +465,29 @@ def write_report(con: duckdb.DuckDBPyConnection, out_dir: Path) -> Written:
 
 def run_report(database: str | None, out_dir: str | None, *, build_models: bool = False
                ) -> Written:
-    """``podcast-pipeline report``: open the database (read-only unless the models are to be
-    rebuilt) and write the report."""
+    """``podcast-pipeline report``: open the warehouse (``database``: that DuckDB file, else
+    the configured one, the file or DuckLake; read-only unless the models are to be rebuilt)
+    and write the report."""
+    from podcast_pipeline import warehouse
     from podcast_pipeline.settings import Settings
 
-    db = database or Settings.load().duckdb_path
-    if not Path(db).expanduser().is_file():
-        raise ReportError(f"{db} does not exist: run the pipeline (or `podcast-pipeline demo`) "
-                          "first, or pass --database")
-    target = Path(out_dir).expanduser() if out_dir else report_dir(db)
-    try:
-        con = duckdb.connect(str(Path(db).expanduser()), read_only=not build_models)
-    except duckdb.IOException as exc:
-        raise ReportError(f"cannot open {db}: {exc}. Wait for the running pipeline step to "
-                          "finish, or report from a copy of the file") from None
-    try:
+    settings = Settings.load()
+    target = database or settings.warehouse_target()
+    if isinstance(target, str) and not Path(target).expanduser().is_file():
+        raise ReportError(f"{target} does not exist: run the pipeline (or `podcast-pipeline "
+                          "demo`) first, or pass --database")
+    # The folder is named after the DuckDB file; with DuckLake, after DUCKDB_PATH as well.
+    target_dir = Path(out_dir).expanduser() if out_dir else report_dir(
+        target if isinstance(target, str) else settings.duckdb_path)
+    with contextlib.ExitStack() as stack:
+        try:
+            con = stack.enter_context(warehouse.reader(target, read_only=not build_models))
+        except duckdb.IOException as exc:
+            raise ReportError(f"cannot open {warehouse.describe(target)}: {exc}. Wait for the "
+                              "running pipeline step to finish, or report from a copy of the "
+                              "file") from None
+        except warehouse.WarehouseWriteError as exc:  # DuckLake's catalog is unreachable
+            raise ReportError(str(exc)) from None
         if build_models:
             models.build_all(con)
-        return write_report(con, target)
-    finally:
-        con.close()
+        return write_report(con, target_dir)
