@@ -152,9 +152,31 @@ def _build_asset(source: Source, ep: Endpoint, partitions_def: dg.DailyPartition
                                     backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
     )
     def _asset(context) -> dg.MaterializeResult:  # annotation omitted: Dagster checks it at runtime
-        return materialize_endpoint(context, source, ep, scope)
+        try:
+            return materialize_endpoint(context, source, ep, scope)
+        except dg.Failure as exc:
+            if scope is None:
+                raise
+            raise _in_own_words(context, source, scope, exc) from None
 
     return _asset
+
+
+def _in_own_words(context: dg.AssetExecutionContext, source: Source, scope: Scope,
+                  exc: dg.Failure) -> dg.Failure:
+    """A network show's failure names its account's (or token's) variables and the network
+    file, not the single-show ones the clients' messages and fix steps use."""
+    net = getattr(context.resources, source.resource_key).network()
+    show = net.show(scope.show)
+
+    def words(text: str) -> str:
+        return net.in_own_words(source.api, show, text)
+
+    meta = dict(exc.metadata or {})
+    if isinstance(meta.get("setting"), str):
+        meta["setting"] = words(meta["setting"])
+    return dg.Failure(description=words(exc.description or ""), metadata=meta,
+                      allow_retries=exc.allow_retries)
 
 
 def partition_window(context: dg.AssetExecutionContext) -> tuple[date, date]:

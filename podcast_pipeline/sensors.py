@@ -156,16 +156,6 @@ def _credential_shows(net: Network, api: str, name: str) -> tuple[Show, ...]:
     return net.shows_of_account(name) if api == "anchor" else net.shows_of_token(name)
 
 
-def _variables(net: Network, api: str, name: str) -> dict[str, str]:
-    """The single-show variable names the alert's fix steps use → this credential's own."""
-    if api == "op3":
-        return {"OP3_TOKEN": net.op3_token(name).token_env}
-    account = net.account(name)
-    pairs = {"SPOTIFY_SP_DC": account.sp_dc_env, "SPOTIFY_SP_KEY": account.sp_key_env,
-             "ANCHOR_PW_S": account.anchor_pw_s_env}
-    return {old: new for old, new in pairs.items() if new}
-
-
 def _label(api: str, name: str) -> str:
     return f"account {name}" if api == "anchor" else f"OP3 token {name}"
 
@@ -184,7 +174,7 @@ def _network_expired(context: dg.SensorEvaluationContext | dg.RunFailureSensorCo
     alert = alerts.expired_alert(api, _label(api, name), first_partition=first_partition,
                                  run_id=run_id, detected_by=detected_by, backend=backend,
                                  account=name, shows=shows,
-                                 variables=_variables(net, api, name))
+                                 variables=net.variables(api, name))
     sent = alerts.send(alert, context.log)
     context.log.info(f"{credential}: expiry alert sent to {', '.join(sent)}")
 

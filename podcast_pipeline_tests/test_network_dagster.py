@@ -192,6 +192,41 @@ def test_pool_limits_sensor_sets_one_pool_per_account_and_token(network_settings
     assert calls_per_step("anchor", more) == 3 and pool_limits(net) == limits
 
 
+def test_a_network_shows_failure_names_its_accounts_variables_and_the_file(
+        network_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No secret is set: each show's step fails before any request, and its message (fix
+    steps included) names the variables the file gives its account or token, and the file;
+    never the single-show SPOTIFY_SP_DC / ANCHOR_PW_S / OP3_TOKEN."""
+    for key in [k for k in os.environ if k.startswith(("ANCHOR_", "OP3_", "SPOTIFY_"))]:
+        monkeypatch.delenv(key)
+    defs = build_definitions(network_settings)
+    keys = [dg.AssetKey(["aa11bb22", "anchor", "plays"]), dg.AssetKey(["ee55ff66", "anchor",
+                                                                       "plays"]),
+            dg.AssetKey(["ee55ff66", "op3", "downloads"])]
+    request = dg.RunRequest(asset_selection=keys, partition_key="2025-05-30")
+    (tmp_path / "home").mkdir()
+    instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "home"))
+    try:
+        outcome = execute(defs, request, instance, log_level="ERROR")
+        texts = {}
+        for record in instance.all_logs(outcome.run_id):
+            event = record.dagster_event
+            if event is not None and event.is_step_failure:
+                texts[event.step_key] = str(event.step_failure_data.user_failure_data.description)
+    finally:
+        instance.dispose()
+    assert sorted(texts) == ["aa11bb22__anchor__plays", "ee55ff66__anchor__plays",
+                             "ee55ff66__op3__downloads"]
+    own = {"aa11bb22__anchor__plays": ["ACME_SP_DC", "the variable named by sp_key_env"],
+           "ee55ff66__anchor__plays": ["BETA_PW_S"], "ee55ff66__op3__downloads": ["NET_OP3_TOKEN"]}
+    for step, text in texts.items():
+        for name in own[step]:
+            assert name in text, (step, text)
+        assert network_settings.network_file in text, text
+        assert not re.search(r"\b(SPOTIFY_SP_DC|SPOTIFY_SP_KEY|ANCHOR_PW_S|OP3_TOKEN)\b", text), \
+            (step, text)
+
+
 def test_an_account_alert_names_every_show_and_its_own_variables():
     alert = alerts.expired_alert(
         "anchor", "account acme", first_partition="2025-05-30", run_id="r1",
