@@ -201,9 +201,10 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
 
     who = {"credential": scope.credential, "show": scope.show} if scope else {}
     start, end = _window(context, table, fetched_at)
-    _refuse_if_credential_dead(context, credential(source.api), table, start, who)
     api_resource = getattr(context.resources, source.resource_key)
     show = scope.show if scope else None
+    _refuse_if_credential_dead(context, credential(source.api), table, start, who,
+                               lambda: api_resource.backend_name(show))
     try:
         settings = api_resource.settings(show)
         _check_local_config(context, table, start)
@@ -473,9 +474,15 @@ def _mark_credential_dead(context: dg.AssetExecutionContext, api: str) -> None:
 
 
 def _refuse_if_credential_dead(context: dg.AssetExecutionContext, credential: str, table: Table,
-                               start: date, who: dict[str, str]) -> None:
+                               start: date, who: dict[str, str],
+                               backend: Callable[[], str]) -> None:
     if credential in _dead_apis(context):
-        exc = CredentialsExpired(credential.partition("@")[0], table.name, status=None,
+        api = credential.partition("@")[0]
+        try:  # the message names the backend's own credential (sp_dc over GraphQL)
+            which = backend() if api == "anchor" else None
+        except ConfigError:
+            which = None
+        exc = CredentialsExpired(api, table.name, status=None, backend=which,
                                  reason="an earlier step of this run got 401; not calling again")
         raise _failure(exc, table, start, allow_retries=False, who=who)
 
