@@ -33,7 +33,10 @@ from benchmarks.worker import vm_hwm_mib
 from podcast_pipeline.demo import ENV_KEYS, patched_env
 from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
 
-CONNECTIONS = 4  # the connections per API the pipeline's HTTP layer allows itself
+# Issue 11's floor: the connections per API the pipeline allows itself. Since issue 13 that is
+# a setting per credential (Spotify default 1): the benchmark sets both to this explicitly
+# (--spotify-concurrency / --op3-concurrency), so it measures what issue 11 defines.
+CONNECTIONS = 4
 # Emulator endpoint names. A breakdown answer aggregates its whole range into shares, so a
 # day's breakdown takes one request per day; per-episode endpoints take one per episode.
 PER_DAY = ("playsByAgeRange", "playsByApp", "playsByDevice", "playsByGender")
@@ -89,7 +92,9 @@ class Bench:
         return Emulator(config, faults=Faults(latency_ms=self.a.latency_ms))
 
     def env(self, emu: Emulator, db: str) -> dict[str, str]:
-        return {**{k: v for k, v in emu.env.items() if k in ENV_KEYS}, "DUCKDB_PATH": db}
+        return {**{k: v for k, v in emu.env.items() if k in ENV_KEYS}, "DUCKDB_PATH": db,
+                "PODCAST_PIPELINE_SPOTIFY_CONCURRENCY": str(self.a.spotify_concurrency),
+                "PODCAST_PIPELINE_OP3_CONCURRENCY": str(self.a.op3_concurrency)}
 
     def pipeline(self, emu: Emulator, db: str, **args: Any) -> dict[str, Any]:
         # OP3's data exists before it is asked for: the emulator synthesises each day's
@@ -101,6 +106,7 @@ class Bench:
         result = run_worker("pipeline", {"now": self.now.isoformat(), **args}, self.env(emu, db))
         result["requests"] = emu.stats()["requests"]
         result["by_endpoint"] = emu.stats()["by_endpoint"]
+        result["api_of_endpoint"] = {r.endpoint: r.api for r in emu.requests}
         return result
 
     # ------------------------------------------------------------------ scenarios
@@ -140,7 +146,11 @@ class Bench:
                 fewest[endpoint] = n
         requests = sum(fewest.values())
         load = self.duckdb_load(db, tmp)
-        seconds = requests * self.a.latency_ms / 1000 / CONNECTIONS + load
+        api = result.get("api_of_endpoint", {})
+        # The steps run one after another in process: each API's requests over its connections.
+        seconds = sum(n / (self.a.op3_concurrency if api.get(e) == "op3" else
+                           self.a.spotify_concurrency) for e, n in fewest.items()) \
+            * self.a.latency_ms / 1000 + load
         return {"requests": requests, "by_endpoint": fewest, "duckdb_load_seconds": load,
                 "seconds": seconds}
 
@@ -332,6 +342,11 @@ def main() -> None:
     p.add_argument("--executors", nargs="*", default=[n.removeprefix("cli_") for n in EXECUTORS],
                    help="executors the cli scenario runs the daily run under (none: only the "
                         "range start-up)")
+    p.add_argument("--spotify-concurrency", type=int, default=CONNECTIONS,
+                   help="PODCAST_PIPELINE_SPOTIFY_CONCURRENCY of the pipeline's runs (the "
+                        "pipeline's default is 1; the floor of issue 11 assumes 4)")
+    p.add_argument("--op3-concurrency", type=int, default=CONNECTIONS,
+                   help="PODCAST_PIPELINE_OP3_CONCURRENCY of the pipeline's runs")
     p.add_argument("--json", default="benchmarks/result.json", help="where to write the result")
     a = p.parse_args()
     sizes = QUICK if a.quick else FULL

@@ -20,9 +20,10 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from podcast_pipeline import warehouse
+from podcast_pipeline import politeness, warehouse
 from podcast_pipeline.errors import ApiError, ConfigError, CredentialsExpired, MalformedResponse
 from podcast_pipeline.http import CallStats, CredentialVerdict, RawResponse
+from podcast_pipeline.network import DEFAULT_NAME
 from podcast_pipeline.partitions import daily_partitions
 from podcast_pipeline.settings import START_DATE_ENV, Settings
 from podcast_pipeline.tables import COLUMN_DOCS, Table
@@ -34,7 +35,6 @@ from podcast_pipeline.timeutil import days, utc_now
 # only its own shows. Re-executions copy their parent's tags, and a run must only trust its
 # own verdict (the credential may have been replaced since).
 DEAD_CREDENTIAL_TAG = "podcast_pipeline/credentials_expired"
-EPISODE_CONCURRENCY = 4
 PREVIEW_ROWS = 5
 
 
@@ -57,14 +57,12 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Scope:
-    """The show of a network that an asset serves; None on a network of one (today's keys,
-    groups and pools). Its steps make one call at a time, so the pool's limit is the bound
-    on concurrent calls per account or token."""
+    """The show of a network that an asset serves; None on a network of one (today's keys
+    and groups; its account and token are both ``default``)."""
 
     show: str  # the network's show key: prefix of the asset keys, group show_<key>
     name: str
     credential: str  # the Spotify account or OP3 token the show's calls use
-    pool: str  # one per account / token: spotify_<account>, op3_<token>
 
     def credential_id(self, api: str) -> str:
         return f"{api}@{self.credential}"
@@ -142,10 +140,9 @@ def _build_asset(source: Source, ep: Endpoint, partitions_def: dg.DailyPartition
         # Also on snapshots, so that the CLI accepts them in a --partition-range selection.
         backfill_policy=dg.BackfillPolicy.single_run(),
         deps=deps,
-        # One pool per API (a network: per account / OP3 token): dagster.yaml's `concurrency:
-        # pools` and the pool_limits sensor bound how many steps call it at once, across
-        # every run of the instance.
-        pool=scope.pool if scope else source.api,
+        # One pool per account / OP3 token, limit 1 (politeness.py): one step calls a
+        # credential at a time, across every run of the instance.
+        pool=politeness.pool(source.api, scope.credential if scope else DEFAULT_NAME),
         kinds=set(source.kinds),
         tags=tags,
         metadata={"dagster/table_name": table.qualified,
@@ -158,9 +155,31 @@ def _build_asset(source: Source, ep: Endpoint, partitions_def: dg.DailyPartition
                                     backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
     )
     def _asset(context) -> dg.MaterializeResult:  # annotation omitted: Dagster checks it at runtime
-        return materialize_endpoint(context, source, ep, scope)
+        try:
+            return materialize_endpoint(context, source, ep, scope)
+        except dg.Failure as exc:
+            if scope is None:
+                raise
+            raise _in_own_words(context, source, scope, exc) from None
 
     return _asset
+
+
+def _in_own_words(context: dg.AssetExecutionContext, source: Source, scope: Scope,
+                  exc: dg.Failure) -> dg.Failure:
+    """A network show's failure names its account's (or token's) variables and the network
+    file, not the single-show ones the clients' messages and fix steps use."""
+    net = getattr(context.resources, source.resource_key).network()
+    show = net.show(scope.show)
+
+    def words(text: str) -> str:
+        return net.in_own_words(source.api, show, text)
+
+    meta = dict(exc.metadata or {})
+    if isinstance(meta.get("setting"), str):
+        meta["setting"] = words(meta["setting"])
+    return dg.Failure(description=words(exc.description or ""), metadata=meta,
+                      allow_retries=exc.allow_retries)
 
 
 def partition_window(context: dg.AssetExecutionContext) -> tuple[date, date]:
@@ -185,9 +204,10 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
 
     who = {"credential": scope.credential, "show": scope.show} if scope else {}
     start, end = _window(context, table, fetched_at)
-    _refuse_if_credential_dead(context, credential(source.api), table, start, who)
     api_resource = getattr(context.resources, source.resource_key)
     show = scope.show if scope else None
+    _refuse_if_credential_dead(context, credential(source.api), table, start, who,
+                               lambda: api_resource.backend_name(show))
     try:
         settings = api_resource.settings(show)
         _check_local_config(context, table, start)
@@ -198,8 +218,8 @@ def materialize_endpoint(context: dg.AssetExecutionContext, source: Source,
     show_id = source.show_id(settings)
     episode_ids = (_episode_ids(context, source, table, show_id, show)
                    if table.episode_level else None)
-    # A network's steps are bounded per account by its pools: one request each at a time.
-    concurrency = 1 if scope else max(1, Settings.load().requests_per_step)
+    # The credential's whole allowance: its pool lets one step at a time (politeness.py).
+    concurrency = politeness.calls_per_step(source.api, Settings.load())
 
     raw: list[RawResponse] = []
     lock = threading.Lock()
@@ -244,8 +264,13 @@ def _fetch_and_store(context: dg.AssetExecutionContext, source: Source, ep: Endp
         verdict = CredentialVerdict(
             load=lambda api: credential(api) in _dead_apis(context),
             publish=lambda api: _mark_credential_dead(context, credential(api)))
-        with api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id,
-                                 verdict=verdict, show=show) as client:
+        # The calls, not the write, under the credential's lock: its next step may call while
+        # this one writes.
+        pool = politeness.pool(source.api, scope.credential if scope else DEFAULT_NAME)
+        with politeness.calling(context.resources.warehouse.database, pool,
+                                on_wait=context.log.info), \
+                api_resource.client(recorder=record, stats=stats, share_key=context.run.run_id,
+                                    verdict=verdict, show=show) as client:
             if stage is not None and ep.stage is not None:
                 ep.stage(client, start, end, stage, concurrency)
                 stage.finish()  # dedupe and count per day, before the write lock is taken
@@ -255,6 +280,9 @@ def _fetch_and_store(context: dg.AssetExecutionContext, source: Source, ep: Endp
                                                  episode_ids, concurrency)
             if stage is None and table.has_backend:  # anchor.*: which backend filled the rows
                 frame["backend"] = getattr(client, "backend", None)
+    except politeness.CredentialBusy as exc:  # waited an hour already: say so, do not retry
+        raise dg.Failure(description=f"{table.qualified}: {exc}", allow_retries=False,
+                         metadata={"error_kind": "credential_busy", **who}) from None
     except ConfigError as exc:  # found only once the API answered (e.g. which show to read)
         raise dg.Failure(description=f"{table.qualified}: {exc}", allow_retries=False,
                          metadata={"error_kind": "config_error", "setting": exc.setting,
@@ -364,7 +392,7 @@ def _episode_ids(context: dg.AssetExecutionContext, source: Source, table: Table
 
 
 def _fetch(context: dg.AssetExecutionContext, ep: Endpoint, client: Any, start: date, end: date,
-           stats: CallStats, episode_ids: list[int] | None, concurrency: int = EPISODE_CONCURRENCY,
+           stats: CallStats, episode_ids: list[int] | None, concurrency: int,
            ) -> tuple[pd.DataFrame, dict[date, int]]:
     """The rows of the window, and per day the requests whose answer covered that day."""
     table = ep.table
@@ -452,9 +480,15 @@ def _mark_credential_dead(context: dg.AssetExecutionContext, api: str) -> None:
 
 
 def _refuse_if_credential_dead(context: dg.AssetExecutionContext, credential: str, table: Table,
-                               start: date, who: dict[str, str]) -> None:
+                               start: date, who: dict[str, str],
+                               backend: Callable[[], str]) -> None:
     if credential in _dead_apis(context):
-        exc = CredentialsExpired(credential.partition("@")[0], table.name, status=None,
+        api = credential.partition("@")[0]
+        try:  # the message names the backend's own credential (sp_dc over GraphQL)
+            which = backend() if api == "anchor" else None
+        except ConfigError:
+            which = None
+        exc = CredentialsExpired(api, table.name, status=None, backend=which,
                                  reason="an earlier step of this run got 401; not calling again")
         raise _failure(exc, table, start, allow_retries=False, who=who)
 

@@ -176,17 +176,14 @@ def check_network(network: Network, settings: Settings,
         shows = network.shows_of_account(account.name)
         if not shows:
             continue  # an account no show uses is never called
-        names = {"SPOTIFY_SP_DC": account.sp_dc_env or "",
-                 "SPOTIFY_SP_KEY": account.sp_key_env or "the variable named by sp_key_env",
-                 "ANCHOR_PW_S": account.anchor_pw_s_env or ""}
-        owner = Owner(f"account {account.name}", {k: v for k, v in names.items() if v},
+        owner = Owner(f"account {account.name}", network.variables("anchor", account.name),
                       _shows_text(shows), _lists_every_show(network, shows))
         out.append(check("anchor", lambda s=shows[0]: spotify_settings(
             network, s, settings, environ), retry, owner))
     for token in network.op3_tokens:
         shows = network.shows_of_token(token.name)
         if shows:
-            owner = Owner(f"op3 token {token.name}", {"OP3_TOKEN": token.token_env},
+            owner = Owner(f"op3 token {token.name}", network.variables("op3", token.name),
                           _shows_text(shows))
             out.append(check("op3", lambda s=shows[0]: op3_settings(
                 network, s, settings, environ), retry, owner))

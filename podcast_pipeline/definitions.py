@@ -15,7 +15,7 @@ from podcast_pipeline.analytics.assets import (
 )
 from podcast_pipeline.analytics.checks import build_raw_table_checks
 from podcast_pipeline.network import load_network
-from podcast_pipeline.network_assets import is_network, source_assets
+from podcast_pipeline.network_assets import source_assets
 from podcast_pipeline.partitions import daily_partitions
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
 from podcast_pipeline.schedules import build_daily_refresh_job, build_daily_refresh_schedule
@@ -46,14 +46,15 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     net = load_network(s)  # the file's shows, or the single-show variables as a network of one
     sources = source_assets(net, partitions)
     daily = build_daily_refresh_job(net)
-    sensors = [credential_expiry_alert, build_credential_probe(s), analytics_automation]
+    sensors = [credential_expiry_alert, build_credential_probe(s), analytics_automation,
+               build_pool_limits_sensor(net, s)]
     return dg.Definitions(
         assets=[*sources, *build_analytics_assets(net)],
         asset_checks=build_raw_table_checks(net),
         jobs=[daily, analytics_job],
         executor=build_executor(s),
         schedules=[build_daily_refresh_schedule(s, net, daily)],
-        sensors=[*sensors, build_pool_limits_sensor(net, s)] if is_network(net) else sensors,
+        sensors=sensors,
         resources={
             "anchor": AnchorResource.from_settings(s),
             "op3": Op3Resource.from_settings(s),

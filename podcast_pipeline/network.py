@@ -120,6 +120,36 @@ class Network:
     def where(self) -> str:
         return self.source or "the single-show variables"
 
+    def variables(self, api: str, name: str) -> dict[str, str]:
+        """The single-show credential variables → the names this account (``api`` "anchor")
+        or OP3 token reads instead, from the file (for messages, alerts and fix steps)."""
+        if api == "op3":
+            return {"OP3_TOKEN": self.op3_token(name).token_env}
+        a = self.account(name)
+        names = {"SPOTIFY_SP_DC": a.sp_dc_env,
+                 "SPOTIFY_SP_KEY": a.sp_key_env or (a.sp_dc_env and
+                                                    "the variable named by sp_key_env"),
+                 "ANCHOR_PW_S": a.anchor_pw_s_env}
+        return {k: v for k, v in names.items() if v}
+
+    def in_own_words(self, api: str, show: Show, text: str) -> str:
+        """``text`` (a message naming the single-show variables) as this show's: its
+        account's or token's variables, its entry's fields, and the file that names them."""
+        if self.source is None:
+            return text
+        credential = show.account if api == "anchor" else show.op3_token
+        names = self.variables(api, credential) if credential else {}
+        entry = f"of show '{show.key}' in {NETWORK_FILE_ENV}"
+        names |= ({"SPOTIFY_SHOW_URI": f"spotify_show_uri {entry}",
+                   "ANCHOR_WEBSTATION_ID": f"webstation_id {entry}"} if api == "anchor" else
+                  {"OP3_SHOW_UUID": f"op3_show_uuid {entry}"})
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+        renamed = pattern.sub(lambda m: names[m.group(1)], text)
+        if renamed != text and self.source not in renamed:
+            whose = f"account '{credential}'" if api == "anchor" else f"OP3 token '{credential}'"
+            renamed += f" ({NETWORK_FILE_ENV}={self.source} names the variables of {whose}.)"
+        return renamed
+
 
 # ---------------------------------------------------------------------- loading
 def load_network(settings: Settings | None = None,

@@ -1,12 +1,12 @@
-"""The network's shows as Dagster objects: per-show assets, pools, and the shows table.
+"""The network's shows as Dagster objects: per-show assets and the shows table.
 
 A network of one (no ``PODCAST_PIPELINE_NETWORK_FILE``) keeps today's asset keys
-(``anchor/plays``), groups and pools (``anchor``, ``op3``). A network file gives each show
+(``anchor/plays``) and groups; its pools are ``spotify_default`` and ``op3_default``
+(``politeness.py``). A network file gives each show
 its own assets from the one factory (``assets.build_assets``): keys prefixed by the show key
 (``<show>/anchor/plays``), a group ``show_<key>``, tags naming the show and its account or
-token, and one pool per Spotify account (``spotify_<account>``) and per OP3 token
-(``op3_<token>``), so Dagster itself bounds the concurrent calls per credential across every
-run. Partitions stay days: 730 per asset for 2 years, however many shows.
+token, and its account's and token's pools (``politeness.py``, as for the network of one).
+Partitions stay days: 730 per asset for 2 years, however many shows.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from podcast_pipeline.anchor import assets as anchor_assets
 from podcast_pipeline.assets import ACCOUNT_TAG, SHOW_TAG, Scope, asset_key, build_assets
 from podcast_pipeline.network import Network
 from podcast_pipeline.op3 import assets as op3_assets
-from podcast_pipeline.settings import Settings
 from podcast_pipeline.spotify import assets as spotify_assets
 from podcast_pipeline.tables import Table
 
@@ -46,34 +45,17 @@ def is_network(net: Network) -> bool:
     return net.source is not None
 
 
-def spotify_pool(account: str) -> str:
-    return f"spotify_{account}"
-
-
-def op3_pool(token: str) -> str:
-    return f"op3_{token}"
-
-
-def pool_limits(net: Network, settings: Settings) -> dict[str, int]:
-    """Each account's and token's pool, with the number of concurrent calls it allows."""
-    limits = {spotify_pool(a.name): settings.spotify_concurrency for a in net.accounts
-              if net.shows_of_account(a.name)}
-    limits |= {op3_pool(t.name): settings.op3_concurrency for t in net.op3_tokens
-               if net.shows_of_token(t.name)}
-    return limits
-
-
 def _show_sources(net: Network, show: net_mod.Show) -> Iterator[tuple[object, list, Scope]]:
     """(source, endpoints, scope) of each API the show is read from."""
     if show.account:
         account = net.account(show.account)
-        scope = Scope(show.key, show.name, account.name, spotify_pool(account.name))
+        scope = Scope(show.key, show.name, account.name)
         yield anchor_assets.SOURCE, anchor_assets.ENDPOINTS, scope
         if account.backend == "graphql":  # spotify.*: the GraphQL backend's metrics only
             yield spotify_assets.SOURCE, spotify_assets.ENDPOINTS, scope
     if show.op3_show_uuid and show.op3_token:
-        yield op3_assets.SOURCE, op3_assets.ENDPOINTS, Scope(
-            show.key, show.name, show.op3_token, op3_pool(show.op3_token))
+        yield op3_assets.SOURCE, op3_assets.ENDPOINTS, Scope(show.key, show.name,
+                                                            show.op3_token)
 
 
 def source_assets(net: Network, partitions: dg.DailyPartitionsDefinition,
@@ -173,4 +155,4 @@ def shows_asset(context) -> dg.MaterializeResult:  # annotation omitted: checked
 
 
 __all__ = ["ACCOUNT_TAG", "SHOWS_KEY", "SHOW_TAG", "credential_keys", "is_network",
-           "pool_limits", "row_show_id", "show_keys", "source_assets", "table_keys"]
+           "row_show_id", "show_keys", "source_assets", "table_keys"]

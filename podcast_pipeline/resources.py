@@ -77,6 +77,11 @@ class _ApiResource(dg.ConfigurableResource):
         "of its own account / OP3 token, the secrets read at run time from the variables the "
         "file names. Unset: the single-show variables."))
 
+    def network(self) -> network.Network:
+        """The network file's network (read now); the Anchor resource's names its single show."""
+        return network.load_network(Settings.from_env(
+            {network.NETWORK_FILE_ENV: self.network_file} if self.network_file else {}))
+
     def _show(self, model: Settings, key: str) -> tuple[network.Network, network.Show]:
         """The network (read now: the file may have changed since the definitions loaded)."""
         net = network.load_network(model)

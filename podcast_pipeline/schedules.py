@@ -32,7 +32,7 @@ daily_refresh_job = dg.define_asset_job(
                 "range of days in one run; the schedule and the demo launch it.",
     # Measured (benchmarks, README "Performance"): a process per step costs seconds each on
     # a small machine, several times the whole run's API time; steps call the APIs with a
-    # few requests in flight each (PODCAST_PIPELINE_REQUESTS_PER_STEP) instead.
+    # few requests in flight each (PODCAST_PIPELINE_SPOTIFY_CONCURRENCY / _OP3_CONCURRENCY).
     executor_def=dg.in_process_executor,
 )
 

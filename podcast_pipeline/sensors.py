@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from podcast_pipeline import alerts, credentials
+from podcast_pipeline import alerts, credentials, politeness
 from podcast_pipeline.errors import ConfigError
 from podcast_pipeline.network import Network, Show
-from podcast_pipeline.network_assets import credential_keys, pool_limits
+from podcast_pipeline.network_assets import credential_keys
 from podcast_pipeline.resources import AnchorResource, Op3Resource
 from podcast_pipeline.settings import (
     OP3_CONCURRENCY_ENV,
@@ -156,16 +156,6 @@ def _credential_shows(net: Network, api: str, name: str) -> tuple[Show, ...]:
     return net.shows_of_account(name) if api == "anchor" else net.shows_of_token(name)
 
 
-def _variables(net: Network, api: str, name: str) -> dict[str, str]:
-    """The single-show variable names the alert's fix steps use → this credential's own."""
-    if api == "op3":
-        return {"OP3_TOKEN": net.op3_token(name).token_env}
-    account = net.account(name)
-    pairs = {"SPOTIFY_SP_DC": account.sp_dc_env, "SPOTIFY_SP_KEY": account.sp_key_env,
-             "ANCHOR_PW_S": account.anchor_pw_s_env}
-    return {old: new for old, new in pairs.items() if new}
-
-
 def _label(api: str, name: str) -> str:
     return f"account {name}" if api == "anchor" else f"OP3 token {name}"
 
@@ -184,7 +174,7 @@ def _network_expired(context: dg.SensorEvaluationContext | dg.RunFailureSensorCo
     alert = alerts.expired_alert(api, _label(api, name), first_partition=first_partition,
                                  run_id=run_id, detected_by=detected_by, backend=backend,
                                  account=name, shows=shows,
-                                 variables=_variables(net, api, name))
+                                 variables=net.variables(api, name))
     sent = alerts.send(alert, context.log)
     context.log.info(f"{credential}: expiry alert sent to {', '.join(sent)}")
 
@@ -217,15 +207,18 @@ def _probe_network(context: dg.SensorEvaluationContext, anchor: AnchorResource,
 
 
 def build_pool_limits_sensor(net: Network, settings: Settings) -> dg.SensorDefinition:
-    """Keeps each account's and token's pool at its limit (the settings are the truth)."""
-    limits = pool_limits(net, settings)
+    """Keeps each account's and token's pool at 1 (``politeness.py``): dagster.yaml's
+    default_limit gives a new pool that already; this puts back a limit changed by hand or
+    left by an older version."""
+    limits = politeness.pool_limits(net)
 
     @dg.sensor(name="pool_limits", minimum_interval_seconds=60,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description=f"Sets the concurrency pool of each Spotify account to "
-                           f"{settings.spotify_concurrency} ({SPOTIFY_CONCURRENCY_ENV}) and of "
-                           f"each OP3 token to {settings.op3_concurrency} ({OP3_CONCURRENCY_ENV})"
-                           ": at most that many calls at once per credential, across all runs.")
+               description=f"Keeps the concurrency pool of each Spotify account and OP3 token "
+                           f"at {politeness.POOL_LIMIT}: one step calls a credential at a time, "
+                           f"across all runs, with at most {settings.spotify_concurrency} "
+                           f"({SPOTIFY_CONCURRENCY_ENV}) or {settings.op3_concurrency} "
+                           f"({OP3_CONCURRENCY_ENV}) calls in flight.")
     def _pool_limits(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         changed = apply_pool_limits(context.instance, limits)
         for pool in changed:

@@ -17,6 +17,7 @@ Every problem is a :class:`ConfigError` naming the variable and the fix. Secrets
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,7 +56,8 @@ GRAPHQL_CREDENTIAL_ENV = "SPOTIFY_SP_DC"  # Spotify for Creators over GraphQL
 DUCKDB_PATH_ENV = "DUCKDB_PATH"
 START_DATE_ENV = "PODCAST_PIPELINE_START_DATE"
 LOOKBACK_ENV = "PODCAST_PIPELINE_LOOKBACK_DAYS"
-REQUESTS_PER_STEP_ENV = "PODCAST_PIPELINE_REQUESTS_PER_STEP"
+# Retired: its meaning (requests per step, times 2 steps per API) is now per credential.
+RETIRED_REQUESTS_PER_STEP_ENV = "PODCAST_PIPELINE_REQUESTS_PER_STEP"
 CRON_ENV = "PODCAST_PIPELINE_SCHEDULE_CRON"
 LOCK_TIMEOUT_ENV = "PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS"
 PROBE_INTERVAL_ENV = "PODCAST_PIPELINE_PROBE_INTERVAL_SECONDS"
@@ -63,7 +65,7 @@ REPORT_DIR_ENV = "PODCAST_PIPELINE_REPORT_DIR"
 WEBHOOK_ENV = "PODCAST_PIPELINE_ALERT_WEBHOOK_URL"
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 SLACK_CHANNEL_ENV = "SLACK_CHANNEL"
-# A network's politeness: concurrent calls per Spotify account / per OP3 token (pools).
+# Politeness: concurrent calls per Spotify account / per OP3 token (politeness.py).
 SPOTIFY_CONCURRENCY_ENV = "PODCAST_PIPELINE_SPOTIFY_CONCURRENCY"
 OP3_CONCURRENCY_ENV = "PODCAST_PIPELINE_OP3_CONCURRENCY"
 NETWORK_FILE_ENV = "PODCAST_PIPELINE_NETWORK_FILE"  # the network of shows (network.py)
@@ -340,6 +342,15 @@ def spotify_backend(environ: Mapping[str, str] | None = None) -> str:
 
 
 # ---------------------------------------------------------------------- the model
+def _refuse_retired(environ: Mapping[str, str]) -> None:
+    """A retired variable still set would silently stop meaning what its user wanted."""
+    if (environ.get(RETIRED_REQUESTS_PER_STEP_ENV) or "").strip():
+        raise ConfigError(RETIRED_REQUESTS_PER_STEP_ENV, "is no longer used",
+                          f"Remove it; set {SPOTIFY_CONCURRENCY_ENV} (calls at once per Spotify "
+                          f"account, default 1) and {OP3_CONCURRENCY_ENV} (per OP3 token, "
+                          "default 4) instead")
+
+
 def _reveal(secret: SecretStr | None) -> str:
     return secret.get_secret_value() if secret is not None else ""
 
@@ -394,13 +405,14 @@ class Settings(BaseSettings):
     max_rows_per_day: int = Field(Limits.max_rows_per_day, validation_alias=MAX_ROWS_PER_DAY_ENV)
     max_episodes: int = Field(Limits.max_episodes, validation_alias=MAX_EPISODES_ENV)
     max_shrink_fraction: float = Field(DEFAULT_MAX_SHRINK, validation_alias=SHRINK_ENV)
-    # Requests one step keeps in flight (per-day, per-episode and redirect-log chunks). With
-    # dagster.yaml's 2 steps per API pool, an API sees at most 2 x this many at once.
-    # (A network's steps make one at a time: its pools below bound each account / token.)
-    requests_per_step: int = Field(4, validation_alias=REQUESTS_PER_STEP_ENV)
-    # A network's pools: at most this many concurrent calls per account / token
+    # At most this many concurrent calls per Spotify account (anchor/* and spotify/* of all
+    # its shows) and per OP3 token, across all runs, also for a network of one: one step per
+    # credential at a time (its pool), this many requests in flight in it (politeness.py).
+    # Spotify 1: retrying and parallelising against a cookie account is how accounts get
+    # flagged. OP3 4: a public API with bearer tokens (no login to lose), and the 4
+    # connections issue 11's year backfill and floor are measured with.
     spotify_concurrency: int = Field(1, validation_alias=SPOTIFY_CONCURRENCY_ENV)
-    op3_concurrency: int = Field(2, validation_alias=OP3_CONCURRENCY_ENV)
+    op3_concurrency: int = Field(4, validation_alias=OP3_CONCURRENCY_ENV)
     # The report's folder (None: <database name>-report beside the database)
     report_dir: str | None = Field(None, validation_alias=REPORT_DIR_ENV)
     # Alerts
@@ -412,6 +424,7 @@ class Settings(BaseSettings):
     @classmethod
     def load(cls) -> Settings:
         """From this process's environment (what ``dagster dev`` set from ``.env``)."""
+        _refuse_retired(os.environ)
         return cls()
 
     @classmethod
@@ -419,6 +432,7 @@ class Settings(BaseSettings):
         """From ``environ`` only (the process environment when None)."""
         if environ is None:
             return cls.load()
+        _refuse_retired(environ)
         # Every field given (None when absent), so nothing is taken from os.environ.
         return cls(**{alias: environ.get(alias) for alias in cls.variables().values()})
 
@@ -491,7 +505,7 @@ class Settings(BaseSettings):
 
     @field_validator("request_deadline_seconds", "max_body_mb", "max_json_depth",
                      "max_retry_wait_seconds", "max_rows_per_day", "max_episodes",
-                     "requests_per_step", "spotify_concurrency", "op3_concurrency",
+                     "spotify_concurrency", "op3_concurrency",
                      mode="before")
     @classmethod
     def _positive(cls, value: Any, info: ValidationInfo) -> Any:

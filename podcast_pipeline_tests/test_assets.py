@@ -468,7 +468,7 @@ def test_single_run_backfill_of_30_days_makes_minimal_requests(
     expected_bootstraps = 0 if first_is_list else 1
     downloads = sum(ds.download_count(d) for d in days)
     # Redirect logs are paged in runs of days side by side, each ending on a short page.
-    spans = _spans(start, end, Settings.load().requests_per_step)
+    spans = _spans(start, end, Settings.load().op3_concurrency)
     pages = sum(redirect_log_pages(_hits(ds, emu.env["OP3_URL_PREFIX"], ds.data_days(*span)))
                 for span in spans)
     per_day = len(days)

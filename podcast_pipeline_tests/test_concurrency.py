@@ -110,17 +110,18 @@ def max_in_flight(exchanges: list[Exchange]) -> int:
 
 def test_pools_bound_the_calls_each_api_gets_across_parallel_runs(tmp_path):
     """Two CLI runs, each running four steps at once, against an emulator answering after
-    500 ms: Dagster's pools (one per API, limit from the shipped dagster.yaml) keep the
+    500 ms: the pools (one per credential, limit 1 from the shipped dagster.yaml) keep the
     requests each API sees at once at the limit, measured by a proxy in front of it. (With
     ``pool=None`` on the assets the same runs had 6 Anchor requests in flight at once.)"""
     limit = yaml.safe_load((PROJECT / "dagster.yaml").read_text())["concurrency"]["pools"][
         "default_limit"]
     with Emulator(EmulatorConfig(seed=7, today=TODAY), faults=Faults(latency_ms=500)) as emu, \
             Tamper(emu.url) as proxy:
-        # One request in flight per step, so what is measured is the pools' bound on steps
-        # (an API sees at most pool limit x PODCAST_PIPELINE_REQUESTS_PER_STEP at once).
+        # One request in flight per step, so what is measured is the bound on steps (a
+        # credential sees at most pool limit x its PODCAST_PIPELINE_*_CONCURRENCY at once).
         env = pipeline_env(emu, str(tmp_path / "pooled.duckdb"), dagster_home(tmp_path),
-                           PODCAST_PIPELINE_REQUESTS_PER_STEP="1",
+                           PODCAST_PIPELINE_SPOTIFY_CONCURRENCY="1",
+                           PODCAST_PIPELINE_OP3_CONCURRENCY="1",
                            **{k: v for k, v in proxy.env(emu.env).items() if k.endswith("BASE_URL")})
         runs = [Materialize(env, POOLED, partition_range=span, run_config=MAX_STEPS_PER_RUN)
                 for span in (("2025-05-22", "2025-05-26"), ("2025-05-27", "2025-05-31"))]
@@ -134,7 +135,7 @@ def test_pools_bound_the_calls_each_api_gets_across_parallel_runs(tmp_path):
     # The limit held for both APIs, and bound Anchor: its steps queued for the pool's slots.
     assert max_in_flight(by_api["anchor"]) == limit
     assert 1 <= max_in_flight(by_api["op3"]) <= limit
-    assert any("Step blocked by limit for pool anchor" in run.log for run in runs)
+    assert any("Step blocked by limit for pool spotify_default" in run.log for run in runs)
 
 
 def test_lock_timeout_setting_is_validated(monkeypatch):

@@ -78,11 +78,13 @@ def test_definitions_load_with_no_env_vars_at_all(tmp_path: Path):
         assert asset["single_run"], name  # on snapshots too: the CLI's --partition-range needs it
         # Lineage: the per-episode assets hang below the episode list they read their ids from.
         assert asset["deps"] == (["anchor/episodes"] if table.episode_level else []), name
-        # dagster.yaml limits each API's pool; spotify.* comes from the same Spotify account
-        assert asset["pools"] == [{"spotify": "anchor"}.get(table.schema, table.schema)], name
+        # One pool per credential (politeness.py): spotify.* and anchor.* share the account's
+        assert asset["pools"] == ["op3_default" if table.schema == "op3" else
+                                  "spotify_default"], name
     assert "daily_refresh" in out["jobs"]
     assert out["schedule"] == ["0 6 * * *", "UTC", "daily_refresh"]
-    assert out["sensors"] == ["analytics_automation", "credential_expiry_alert", "credential_probe"]
+    assert out["sensors"] == ["analytics_automation", "credential_expiry_alert", "credential_probe",
+                              "pool_limits"]
     assert out["resources"] == ["anchor", "op3", "warehouse"]
     assert list(tmp_path.iterdir()) == []  # loading creates no database, no folder
 

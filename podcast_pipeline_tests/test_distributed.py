@@ -29,7 +29,7 @@ import pytest
 from podcast_pipeline.definitions import build_definitions
 from podcast_pipeline.emulator import Emulator, EmulatorConfig
 from podcast_pipeline.network import load_network
-from podcast_pipeline.network_assets import pool_limits
+from podcast_pipeline.politeness import pool_limits
 from podcast_pipeline.sensors import apply_pool_limits
 from podcast_pipeline.settings import Settings
 from podcast_pipeline_tests.procs import PROJECT, Materialize, dagster_home, table_checksums
@@ -231,7 +231,7 @@ def test_daily_run_on_two_celery_workers_equals_one_machine(
             # runs that start together race to create a pool's row in PostgreSQL, and all
             # but one fail on its unique key (dagster 1.13.27).
             settings = Settings.from_env(net)
-            apply_pool_limits(instance, pool_limits(load_network(settings), settings))
+            apply_pool_limits(instance, pool_limits(load_network(settings)))
         workers = [Worker(f"w{i}", net) for i in (1, 2)]
         try:
             for worker in workers:

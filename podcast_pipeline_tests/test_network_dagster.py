@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
 import re
 import threading
@@ -28,12 +29,13 @@ from podcast_pipeline.definitions import build_definitions
 from podcast_pipeline.demo import execute
 from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
 from podcast_pipeline.network import Network, Show, load_network
-from podcast_pipeline.network_assets import SHOWS_KEY, pool_limits, show_keys
+from podcast_pipeline.network_assets import SHOWS_KEY, show_keys
+from podcast_pipeline.politeness import calls_per_step, pool_limits
 from podcast_pipeline.sensors import apply_pool_limits, credential_expiry_alert, credential_probe
 from podcast_pipeline.settings import Settings
 from podcast_pipeline.summary import print_summary
 from podcast_pipeline.tables import ANCHOR_TABLES, OP3_TABLES, SPOTIFY_TABLES, TABLES_BY_KEY
-from podcast_pipeline_tests.procs import Materialize, dagster_home
+from podcast_pipeline_tests.procs import dagster_home
 
 NETWORK = """
 accounts:
@@ -172,17 +174,57 @@ def test_the_daily_schedule_runs_every_show_once(network_settings):
 
 
 def test_pool_limits_sensor_sets_one_pool_per_account_and_token(network_settings):
+    """One step per credential at a time; the setting is that step's calls in flight."""
     net = load_network(network_settings)
-    limits = pool_limits(net, network_settings)
-    assert limits == {"spotify_acme": 1, "spotify_beta": 1, "op3_main": 2}
+    limits = pool_limits(net)
+    assert limits == {"spotify_acme": 1, "spotify_beta": 1, "op3_main": 1}
     with dg.instance_for_test() as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("op3_main", 2)  # e.g. left by an older version
         assert apply_pool_limits(instance, limits) == sorted(limits)
-        assert instance.event_log_storage.get_concurrency_info("spotify_acme").slot_count == 1
-        assert instance.event_log_storage.get_concurrency_info("op3_main").slot_count == 2
+        assert storage.get_concurrency_info("spotify_acme").slot_count == 1
+        assert storage.get_concurrency_info("op3_main").slot_count == 1
         assert apply_pool_limits(instance, limits) == []  # already there: nothing changes
+    assert (calls_per_step("anchor", network_settings), calls_per_step("op3", network_settings)) \
+        == (1, 4)
     more = Settings.from_env({"PODCAST_PIPELINE_NETWORK_FILE": network_settings.network_file,
                               "PODCAST_PIPELINE_SPOTIFY_CONCURRENCY": "3"})
-    assert pool_limits(net, more)["spotify_acme"] == 3
+    assert calls_per_step("anchor", more) == 3 and pool_limits(net) == limits
+
+
+def test_a_network_shows_failure_names_its_accounts_variables_and_the_file(
+        network_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No secret is set: each show's step fails before any request, and its message (fix
+    steps included) names the variables the file gives its account or token, and the file;
+    never the single-show SPOTIFY_SP_DC / ANCHOR_PW_S / OP3_TOKEN."""
+    for key in [k for k in os.environ if k.startswith(("ANCHOR_", "OP3_", "SPOTIFY_"))]:
+        monkeypatch.delenv(key)
+    defs = build_definitions(network_settings)
+    keys = [dg.AssetKey(["aa11bb22", "anchor", "plays"]), dg.AssetKey(["ee55ff66", "anchor",
+                                                                       "plays"]),
+            dg.AssetKey(["ee55ff66", "op3", "downloads"])]
+    request = dg.RunRequest(asset_selection=keys, partition_key="2025-05-30")
+    (tmp_path / "home").mkdir()
+    instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "home"))
+    try:
+        outcome = execute(defs, request, instance, log_level="ERROR")
+        texts = {}
+        for record in instance.all_logs(outcome.run_id):
+            event = record.dagster_event
+            if event is not None and event.is_step_failure:
+                texts[event.step_key] = str(event.step_failure_data.user_failure_data.description)
+    finally:
+        instance.dispose()
+    assert sorted(texts) == ["aa11bb22__anchor__plays", "ee55ff66__anchor__plays",
+                             "ee55ff66__op3__downloads"]
+    own = {"aa11bb22__anchor__plays": ["ACME_SP_DC", "the variable named by sp_key_env"],
+           "ee55ff66__anchor__plays": ["BETA_PW_S"], "ee55ff66__op3__downloads": ["NET_OP3_TOKEN"]}
+    for step, text in texts.items():
+        for name in own[step]:
+            assert name in text, (step, text)
+        assert network_settings.network_file in text, text
+        assert not re.search(r"\b(SPOTIFY_SP_DC|SPOTIFY_SP_KEY|ANCHOR_PW_S|OP3_TOKEN)\b", text), \
+            (step, text)
 
 
 def test_an_account_alert_names_every_show_and_its_own_variables():
@@ -379,40 +421,92 @@ class _Receiver:
         self.server.server_close()
 
 
-POLITE_ASSETS = ["anchor/plays_by_app", "anchor/plays_by_device", "anchor/plays_by_gender"]
+# Per-day Spotify assets (a request per day, side by side in a step) and OP3's redirect logs
+# (runs of days side by side): each step has several requests to keep in flight.
+POLITE_ASSETS = ["anchor/plays_by_app", "spotify/show_daily_totals", "op3/redirect_logs"]
+POLITE_RANGE = ("2025-05-28", "2025-05-31")
 
 
-def test_parallel_runs_make_one_call_at_a_time_per_account(tmp_path: Path) -> None:
-    """Four `dagster asset materialize` processes at once, one per show, each running steps
-    in parallel: acct01's pool (limit 1, the default) serialises its shows' calls across
-    both runs; acct02's pool, raised to 4 here, lets them overlap (so the count can see it)."""
+def _run(env: dict[str, str], home: str, keys: list[list[str]]) -> None:
+    """One run in process (the daily job's executor), in a process of its own."""
+    for key in [k for k in os.environ if k.startswith(("ANCHOR_", "OP3_", "SPOTIFY_",
+                                                       "PODCAST_PIPELINE_"))]:
+        del os.environ[key]
+    os.environ.update(env)
+    request = dg.RunRequest(tags={"dagster/asset_partition_range_start": POLITE_RANGE[0],
+                                  "dagster/asset_partition_range_end": POLITE_RANGE[1]})
+    with dg.DagsterInstance.from_config(home) as instance:
+        outcome = execute(build_definitions(Settings.load()), request, instance,
+                          log_level="WARNING", assets=[dg.AssetKey(k) for k in keys])
+    if not outcome.success:
+        raise SystemExit(f"failed steps: {outcome.failed_steps}")
+
+
+def _parallel_runs(env: dict[str, str], home: str, selections: list[list[dg.AssetKey]]) -> None:
+    """One run per selection, all at once, each in its own process on one DAGSTER_HOME (as a
+    deployment's runs; Dagster's per-run logging set-up is not thread-safe)."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_run, args=(env, home, [k.path for k in keys]))
+             for keys in selections]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(300)
+        if proc.is_alive():
+            proc.kill()
+    assert [proc.exitcode for proc in procs] == [0] * len(procs)
+
+
+def test_parallel_runs_keep_each_accounts_calls_at_its_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four runs at once, one per show of two accounts, with PODCAST_PIPELINE_SPOTIFY_CONCURRENCY
+    2: each account's requests (anchor/* and spotify/* together) are at most 2 in flight, and
+    reach 2 (so the count sees overlap). The pools are raised to 4 here, as Dagster's SQLite
+    claim can hand one slot to two steps: the calls lock still holds the bound."""
     home = dagster_home(tmp_path)
-    latency = Faults(latency_ms=60)  # every request long enough to overlap
-    with Emulator(EmulatorConfig(seed=7, today=EMU_TODAY), faults=latency, shows=4,
-                  accounts=2) as emu:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("ANCHOR_", "OP3_", "SPOTIFY_", "PODCAST_PIPELINE_"))}
-        env.update({k: v for k, v in {**emu.env, **emu.graphql_env}.items()
-                    if k.endswith("_URL") or k == "OP3_TOKEN"})
-        env.update(emu.network_env(tmp_path / "network.yaml"), DAGSTER_HOME=home,
-                   DUCKDB_PATH=str(tmp_path / "w.duckdb"), PYTHONUNBUFFERED="1")
+    with Emulator(EmulatorConfig(seed=7, today=EMU_TODAY), faults=Faults(latency_ms=100),
+                  shows=4, accounts=2) as emu:
+        env = {k: v for k, v in {**emu.env, **emu.graphql_env}.items()
+               if k.endswith("_URL") or k == "OP3_TOKEN"}
+        env.update(emu.network_env(tmp_path / "network.yaml"),
+                   DUCKDB_PATH=str(tmp_path / "w.duckdb"),
+                   PODCAST_PIPELINE_SPOTIFY_CONCURRENCY="2", PODCAST_PIPELINE_OP3_CONCURRENCY="3")
         settings = Settings.from_env(env)
         net = load_network(settings)
-        limits = pool_limits(net, settings)
-        assert limits["spotify_acct01"] == 1
+        limits = pool_limits(net)
+        assert set(limits.values()) == {1}
         with dg.DagsterInstance.from_config(home) as instance:
-            apply_pool_limits(instance, {**limits, "spotify_acct02": 4})
+            apply_pool_limits(instance, dict.fromkeys(limits, 4))
         emu.reset_stats()
-        runs = [Materialize(env, [f"{s.key}/{a}" for a in POLITE_ASSETS],
-                            partition_range=("2025-05-28", "2025-05-31")) for s in net.shows]
-        codes = [run.finish(timeout=300) for run in runs]
-        for run, code in zip(runs, codes, strict=True):
-            assert code == 0, run.log[-3000:]
+        wanted = {tuple(a.split("/")) for a in POLITE_ASSETS if not a.startswith("op3")}
+        _parallel_runs(env, home, [[k for k in show_keys(net, s) if tuple(k.path[1:]) in wanted]
+                                   for s in net.shows])
+        stats = emu.stats()
+    assert stats["by_account"]["acct01"] >= 2 * 2 * 4  # 2 shows × 2 assets × 4 days
+    assert {a: stats["max_concurrent_by_account"][a] for a in ("acct01", "acct02")} == \
+        {"acct01": 2, "acct02": 2}, stats["max_concurrent_by_account"]
+
+
+def test_a_single_show_makes_one_spotify_call_at_a_time_across_parallel_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network of one (the single-show variables) under the defaults: two runs at once,
+    each with per-day anchor/* and spotify/* steps: one Spotify call at a time in all; OP3
+    (default 4) keeps redirect-log runs side by side, never more than 4."""
+    home = dagster_home(tmp_path)
+    with Emulator(EmulatorConfig(seed=7, today=EMU_TODAY), faults=Faults(latency_ms=100)) as emu:
+        env = {**emu.env, **emu.graphql_env, "DUCKDB_PATH": str(tmp_path / "w.duckdb")}
+        with dg.DagsterInstance.from_config(home) as instance:  # as if the pools did not hold
+            apply_pool_limits(instance, {"spotify_default": 4, "op3_default": 4})
+        emu.reset_stats()
+        keys = [dg.AssetKey(a.split("/")) for a in POLITE_ASSETS]
+        _parallel_runs(env, home, [keys, keys])
         stats = emu.stats()
     peaks = stats["max_concurrent_by_account"]
-    assert stats["by_account"]["acct01"] >= 2 * len(POLITE_ASSETS) * 4  # 2 shows × 3 × 4 days
-    assert peaks["acct01"] == 1, peaks
-    assert peaks["acct02"] >= 2, peaks  # the same runs without the limit do overlap
+    [spotify] = [k for k in peaks if not k.startswith("op3:")]
+    [op3] = [k for k in peaks if k.startswith("op3:")]
+    assert stats["by_account"][spotify] >= 2 * 2 * 4
+    assert peaks[spotify] == 1, peaks  # before: 2 steps × 4 days at a time = 8
+    assert 2 <= peaks[op3] <= 4, peaks
 
 
 def test_each_show_has_its_own_raw_table_checks(network_settings):

@@ -146,7 +146,7 @@ def hits_route(per_day: int, fail_after_first: bool = False) -> Callable[[Reques
 
 def test_redirect_logs_in_parallel_runs_store_each_row_once(
         server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PODCAST_PIPELINE_REQUESTS_PER_STEP", "3")
+    monkeypatch.setenv("PODCAST_PIPELINE_OP3_CONCURRENCY", "3")
     server.routes[f"{API}/redirect-logs"] = hits_route(per_day=1500)
     db = tmp_path / "w.duckdb"
 
@@ -169,7 +169,7 @@ def test_redirect_logs_in_parallel_runs_store_each_row_once(
 
 def test_redirect_logs_failing_in_one_run_changes_nothing(
         server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PODCAST_PIPELINE_REQUESTS_PER_STEP", "3")
+    monkeypatch.setenv("PODCAST_PIPELINE_OP3_CONCURRENCY", "3")
     db = tmp_path / "w.duckdb"
     server.routes[f"{API}/redirect-logs"] = hits_route(per_day=10)
     assert materialize(server, db, "op3/redirect_logs").success

@@ -130,7 +130,7 @@ def test_replaying_each_days_raw_bodies_rebuilds_the_tables(
             first, last = (c_start, c_end) if per_day else (w_start, w_end)
             if endpoint == "redirect_logs":  # paged in runs of days, each its own requests
                 first, last = _requested_days([p for p in bodies if "/redirect-logs?" in p])
-                monkeypatch.setenv("PODCAST_PIPELINE_REQUESTS_PER_STEP", "1")
+                monkeypatch.setenv("PODCAST_PIPELINE_OP3_CONCURRENCY", "1")
             scratch = str(tmp_path / f"replay-{endpoint}-{c_start}.duckdb")
             with Hostile() as replay:
                 replay.route("^/", _serve(bodies))

@@ -95,7 +95,8 @@ def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
         # These tests count every request up to the 401 and after it: one day at a time, so
         # no request is already in flight when the cookie dies (the stop of requests in
         # flight side by side is test_verdict's).
-        monkeypatch.setenv("PODCAST_PIPELINE_REQUESTS_PER_STEP", "1")
+        monkeypatch.setenv("PODCAST_PIPELINE_SPOTIFY_CONCURRENCY", "1")
+        monkeypatch.setenv("PODCAST_PIPELINE_OP3_CONCURRENCY", "1")
         yield emulator
 
 

@@ -162,6 +162,23 @@ def test_bad_pipeline_setting_is_one_line_naming_it(var: str, value: str, match:
     assert str(info.value).startswith(f"{var} is {value!r}") and "\n" not in str(info.value)
 
 
+def test_concurrency_defaults_and_the_retired_requests_per_step(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls at once per credential: Spotify 1 (a cookie account), OP3 4 (issue 11's plan).
+    The retired per-step variable is refused, naming what replaced it, rather than ignored."""
+    s = Settings.from_env({})
+    assert (s.spotify_concurrency, s.op3_concurrency) == (1, 4)
+    for load in (lambda: Settings.from_env({"PODCAST_PIPELINE_REQUESTS_PER_STEP": "8"}),
+                 Settings.load):
+        monkeypatch.setenv("PODCAST_PIPELINE_REQUESTS_PER_STEP", "8")
+        with pytest.raises(ConfigError, match="is no longer used") as info:
+            load()
+        assert "PODCAST_PIPELINE_SPOTIFY_CONCURRENCY" in str(info.value)
+        assert "PODCAST_PIPELINE_OP3_CONCURRENCY" in str(info.value)
+    with pytest.raises(ConfigError, match="PODCAST_PIPELINE_SPOTIFY_CONCURRENCY"):
+        Settings.from_env({"PODCAST_PIPELINE_SPOTIFY_CONCURRENCY": "0"})
+
+
 def test_api_settings_are_checked_only_when_that_api_is_used() -> None:
     s = Settings.from_env({**OP3, "ANCHOR_WEBSTATION_ID": "NOT-HEX"})  # builds fine
     assert s.op3().show_uuid == OP3["OP3_SHOW_UUID"]
