@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import yaml
 
 from podcast_pipeline import warehouse
 from podcast_pipeline.demo import ENV_KEYS
@@ -25,11 +25,15 @@ PROJECT = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 
 
-def dagster_home(tmp_path: Path) -> str:
-    """A fresh instance folder holding the project's shipped dagster.yaml."""
+def dagster_home(tmp_path: Path, pool_limit: int | None = None) -> str:
+    """A fresh instance folder holding the project's shipped dagster.yaml (with every pool's
+    limit raised to ``pool_limit`` where a test needs more than one step per credential)."""
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
-    shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
+    config = yaml.safe_load((PROJECT / "dagster.yaml").read_text())
+    if pool_limit is not None:
+        config["concurrency"]["pools"]["default_limit"] = pool_limit
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     # Create the SQLite storages now: processes that start together would race to migrate them.
     import dagster as dg
 

@@ -41,7 +41,10 @@ def emu() -> Iterator[Emulator]:
 
 def test_parallel_runs_and_steps_queue_on_the_file_lock(emu, tmp_path):
     db, reference = str(tmp_path / "common.duckdb"), str(tmp_path / "reference.duckdb")
-    env = pipeline_env(emu, db, dagster_home(tmp_path))
+    # Two steps per credential pool (the shipped limit is 1, politeness's; see
+    # test_pools_bound_...): what is tested here is the writers' file lock, so every run's
+    # steps must be able to fetch at once and then meet at the lock.
+    env = pipeline_env(emu, db, dagster_home(tmp_path, pool_limit=2))
     days = ["2025-05-29", "2025-05-30"]
     # Hold the writers' lock until every step of every run has fetched and is waiting: this
     # proves the API calls overlapped, and then all four writers contend for the file at once.
