@@ -102,13 +102,22 @@ def redact(text: str) -> str:
     return _pattern.sub(MASK, text) if contains_secret(text) and _pattern else text
 
 
+_MANY = 50_000  # more '?' and '&' than this: one regex scan beats a match at each
+
+
 def _may_carry_param(text: str) -> bool:
-    """Whether ``_SECRET_PARAMS`` could match: a substring test, 5x faster than the
-    case-insensitive regex scanning a page of millions of characters that has none.
-    casefold() folds at least every case the regex's IGNORECASE matches (ſ, K …); in
-    ASCII text lower() is the same and much faster."""
-    folded = text.lower() if text.isascii() else text.casefold()
-    return any(name in folded for name in ("token=", "anchorpw_s=", "api_key="))
+    """Whether ``_SECRET_PARAMS`` matches, without its case-insensitive scan of every
+    character (0.15 s per 8 MB page that has none): every match starts at a '?' or '&',
+    so the same regex is tried only where one is (found by ``str.find``, fast)."""
+    if text.count("?") + text.count("&") > _MANY:
+        return _SECRET_PARAMS.search(text) is not None
+    for mark in "?&":
+        at = text.find(mark)
+        while at != -1:
+            if _SECRET_PARAMS.match(text, at):
+                return True
+            at = text.find(mark, at + 1)
+    return False
 
 
 def contains_secret(text: str) -> bool:

@@ -429,15 +429,18 @@ class WriteResult:
 
 
 class Stage:
-    """One answer's rows and raw bodies, written page by page to a temporary DuckDB file as
-    they arrive, so a window of any size costs bounded memory (DuckDB spills past
-    ``DUCKDB_MEMORY_LIMIT``). :func:`replace_window` moves both into the warehouse inside
-    its one transaction; :meth:`close` deletes the file. Rules 2 and 3 of
-    :mod:`podcast_pipeline.completeness` run on every page before it is kept.
+    """One answer's rows and raw bodies, kept on disk page by page as they arrive, so a
+    window of any size costs bounded memory: each page's rows become a Parquet file and
+    each raw body a text file in a temporary directory. :func:`replace_window` reads both
+    into the warehouse inside its one transaction; :meth:`close` deletes the directory.
+    Rules 2 and 3 of :mod:`podcast_pipeline.completeness` run on every page before it is
+    kept. (Parquet files rather than a DuckDB stage file: that file's WAL and checkpoints
+    cost more than the parse of the pages.)
 
     Thread-safe: concurrent fetches of one window add pages under one lock. Pages are parsed
-    by DuckDB: into ``con`` directly (:meth:`add_table`), or by the stage from a page the
-    client checked (:meth:`add_page`).
+    by DuckDB: into ``con`` (an in-memory connection that holds one page at a time)
+    directly (:meth:`add_table`), or by the stage from a page the client checked
+    (:meth:`add_page`).
     """
 
     def __init__(self, table: Table, show_id: str, start: date, end: date) -> None:
@@ -449,24 +452,23 @@ class Stage:
         self.duplicates = 0
         self._finished = False
         self._seq = 0
-        self._files: list[str] = []
+        self._files: list[str] = []  # raw bodies, in the order they arrived
+        self._raw: list[tuple[Any, ...]] = []  # their details (STAGED_RAW; body: the file)
+        self._pages: list[str] = []  # Parquet files of the rows
         self._lock = threading.RLock()
         self._dir = tempfile.mkdtemp(prefix="podcast_pipeline_stage_")
-        self.path = os.path.join(self._dir, "stage.duckdb")
-        self.con = duckdb.connect(self.path, config={"memory_limit": DUCKDB_MEMORY_LIMIT})
-        # Identifiers and types from tables.py / RAW_COLUMNS only.
+        self.con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT,
+                                          "temp_directory": self._dir})
+        # Identifiers and types from tables.py only. Empty: the rows' shape when no page
+        # had any.
         stage_cols = ", ".join(f'"{c}" {t}'
                                for c, t in (("partition_date", "DATE"), *table.columns))
         self.con.execute(f"CREATE TABLE rows ({stage_cols})")
-        raw_cols = ", ".join(f"{n} {t}" for n, t in RAW_COLUMNS if n in STAGED_RAW)
-        self.con.execute(f"CREATE TABLE raw ({raw_cols})")
-        self._casts = ", ".join(f'CAST("{c}" AS {t})'
-                                for c, t in (("partition_date", "DATE"), *table.columns))
 
     # ---- filling
     def record(self, r: RawResponse) -> None:
         """A :data:`~podcast_pipeline.http.Recorder`: the body goes to a file at once (DuckDB
-        reads it back with ``read_text`` inside the replace), its details to a small table."""
+        reads it back with ``read_text`` inside the replace), its details to a short list."""
         lo, hi = _covers(r, self.start, self.end)
         body = redact(r.body) if contains_secret(r.body) else r.body  # fetch() masked it
         with self._lock:
@@ -476,10 +478,8 @@ class Stage:
             with open(path, "w", encoding="utf-8", newline="") as f:
                 f.write(body)
             self._files.append(path)
-            raw_names = ", ".join(STAGED_RAW)
-            self.con.execute(f"INSERT INTO raw ({raw_names}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             [seq, r.api, r.endpoint, r.path, r.status, r.fetched_at, path, lo,
-                              hi])
+            self._raw.append((seq, r.api, r.endpoint, r.path, r.status, r.fetched_at, path,
+                              lo, hi))
 
     def add_page(self, page: Any) -> None:
         """One page a client checked but left for DuckDB to parse: ``page.load(con, name)``
@@ -498,8 +498,12 @@ class Stage:
                                       self.show_id)
             col_list = ", ".join(f'"{c}"' for c in self.columns)
             page = name
-            (n,) = self.con.execute(f'INSERT INTO rows SELECT CAST("date" AS DATE), {col_list} '
-                                    f"FROM {page}").fetchall()[0]
+            (n,) = self.con.execute(f"SELECT count(*) FROM {page}").fetchall()[0]
+            if n:
+                path = os.path.join(self._dir, f"rows-{len(self._pages):07d}.parquet")
+                self.con.sql(f'SELECT CAST("date" AS DATE) AS partition_date, {col_list} '
+                             f"FROM {page}").write_parquet(path)
+                self._pages.append(path)
             self.rows += int(n)
             self._note(columns)
 
@@ -508,40 +512,61 @@ class Stage:
         self.extras += [c for c in columns if c not in known and c not in self.extras]
 
     # ---- reading back
+    def _staged(self) -> tuple[str, list[Any]]:
+        """Where the rows are read from, and its parameter: the staged pages, or the empty
+        table when no page had any (read_parquet of no files is an error)."""
+        return ("read_parquet(?)", [self._pages]) if self._pages else ("rows", [])
+
     def finish(self) -> None:
         """Drop rows repeated in every column (an API that sent a row twice) and count the
-        rows per day; then the file is closed, ready for :func:`replace_window`."""
+        rows per day, ready for :func:`replace_window`."""
         with self._lock:
             if self._finished:
                 return
             # Equal rows hash alike, so as many distinct row hashes as rows proves there is
             # no repeat, at the cost of one number per row instead of every column.
-            cols = ", ".join(f'"{c}"' for c in ("partition_date", *self.columns))
+            col_list = ", ".join(f'"{c}"' for c in ("partition_date", *self.columns))
+            staged, params = self._staged()
             (unique,) = self.con.execute(
-                f"SELECT count(DISTINCT hash({cols})) FROM rows").fetchall()[0]
+                f"SELECT count(DISTINCT hash({col_list})) FROM {staged}", params).fetchall()[0]
             if unique != self.rows:
                 (unique,) = self.con.execute(
-                    "SELECT count(*) FROM (SELECT DISTINCT * FROM rows)").fetchall()[0]
+                    f"SELECT count(*) FROM (SELECT DISTINCT * FROM {staged})", params
+                ).fetchall()[0]
             self.duplicates = self.rows - int(unique)
             if self.duplicates:
-                self.con.execute("CREATE TABLE unique_rows AS SELECT DISTINCT * FROM rows")
-                self.con.execute("DROP TABLE rows")
-                self.con.execute("ALTER TABLE unique_rows RENAME TO rows")
+                path = os.path.join(self._dir, "unique.parquet")
+                self.con.sql("SELECT DISTINCT * FROM read_parquet($pages)",
+                             params={"pages": self._pages}).write_parquet(path)
+                for old in self._pages:
+                    os.remove(old)
+                self._pages = [path]
+                staged, params = self._staged()
             self.rows = int(unique)
             self.per_day = dict(self.con.execute(
-                "SELECT partition_date, count(*) FROM rows GROUP BY 1").fetchall())
-            self.con.execute("CHECKPOINT")
+                f"SELECT partition_date, count(*) FROM {staged} GROUP BY 1", params).fetchall())
             self._finished = True
+
+    def pages(self) -> list[str]:
+        """The Parquet files holding the rows (none when there are no rows)."""
+        with self._lock:
+            return list(self._pages)
 
     def body_files(self) -> list[str]:
         """The files holding the raw bodies, in the order they arrived."""
         with self._lock:
             return list(self._files)
 
+    def raw_details(self) -> pd.DataFrame:
+        """Each raw body's details (:data:`STAGED_RAW`; ``body``: the file holding it)."""
+        with self._lock:
+            return pd.DataFrame(self._raw, columns=list(STAGED_RAW))
+
     def sample(self, n: int) -> pd.DataFrame:
         """The first ``n`` rows (for a preview)."""
         with self._lock:
-            return self.con.execute("SELECT * FROM rows LIMIT ?", [int(n)]).df()
+            staged, params = self._staged()
+            return self.con.execute(f"SELECT * FROM {staged} LIMIT ?", [*params, int(n)]).df()
 
     def nulls(self, columns: Sequence[str]) -> dict[str, int]:
         """Rows with NULL in each of ``columns``."""
@@ -549,7 +574,8 @@ class Stage:
             return {}
         with self._lock:
             column_sql = ", ".join(f'count(*) FILTER (WHERE "{c}" IS NULL)' for c in columns)
-            counts = self.con.execute(f"SELECT {column_sql} FROM rows").fetchall()[0]
+            staged, params = self._staged()
+            counts = self.con.execute(f"SELECT {column_sql} FROM {staged}", params).fetchall()[0]
         return dict(zip(columns, map(int, counts), strict=True))
 
     def close(self) -> None:
@@ -606,19 +632,19 @@ def replace_window(
                 start, end) or raw:
             raise PodcastPipelineError(f"{table.qualified}: the stage holds another window")
         frame.finish()
-        frame.con.close()  # attached read-only below; a file is open once per process
         per_day, rows = frame.per_day, frame.rows
         consts = {"show_id": "CAST(? AS VARCHAR)", "fetched_at": "CAST(? AS TIMESTAMPTZ)",
                   "as_of": "CAST(? AS TIMESTAMPTZ)", "backend": "CAST(NULL AS VARCHAR)"}
-        select_list = ", ".join(consts.get(c, f'"{c}"') for c in columns)
+        select_list = ", ".join(consts.get(c, f'CAST("{c}" AS {t})')
+                                for c, t in table_columns(table))
         row_params = [{"show_id": show_id}.get(c, fetched_at) for c in columns
                       if c in consts and c != "backend"]
         raw_select = ", ".join("f.content" if n == "body" else f"r.{n}" if n in STAGED_RAW
                                else "?" for n, _ in RAW_COLUMNS)
-        files = frame.body_files()
+        files, pages = frame.body_files(), frame.pages()
         raw_params = [{"asset": table.qualified, "show_id": show_id, "window_start": start,
                        "window_end": end}[n] for n, _ in RAW_COLUMNS if n not in STAGED_RAW]
-        con.execute(attach_sql(frame.path, "incoming_stage", ["READ_ONLY"]))
+        con.register("incoming_raw", frame.raw_details())
     else:
         data = frame.copy()
         data["show_id"] = show_id
@@ -661,8 +687,9 @@ def replace_window(
             [show_id, start, end],
         )
         if staged:
-            con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} "
-                        "FROM incoming_stage.rows", row_params)
+            if pages:  # read_parquet of no files is an error, not an empty table
+                con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} "
+                            "FROM read_parquet(?)", [*row_params, pages])
         else:
             con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} "
                         "FROM incoming_rows")
@@ -684,7 +711,7 @@ def replace_window(
                         "FROM incoming_raw")
         elif files:  # read_text of no files is an error, not an empty table
             con.execute(f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} "
-                        "FROM incoming_stage.raw AS r JOIN read_text(?) AS f "
+                        "FROM incoming_raw AS r JOIN read_text(?) AS f "
                         "ON f.filename = r.body ORDER BY r.request_seq", [*raw_params, files])
         con.execute("COMMIT")
         return emptied
@@ -704,17 +731,11 @@ def replace_window(
         _rollback(con)
         raise
     finally:
-        if staged:
+        for view in ("incoming_rows", "incoming_raw"):
             try:
-                con.execute("DETACH incoming_stage")
+                con.unregister(view)
             except duckdb.Error:
                 pass
-        else:
-            for view in ("incoming_rows", "incoming_raw"):
-                try:
-                    con.unregister(view)
-                except duckdb.Error:
-                    pass
     return WriteResult(table.qualified, rows, (start, end), per_day,
                        sum(before.values()), tuple(emptied))
 

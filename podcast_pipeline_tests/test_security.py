@@ -415,7 +415,10 @@ SQL_NAMES = {"schema", "RAW_TABLE", "raw_cols", "raw_names", "raw_select", "col_
              # analytics/quality.py: a tables.py column, a comma list of them
              "column", "list_column", "group_by",
              # warehouse.Stage and OP3's DuckDB-parsed pages: contract columns, the page table
-             "stage_cols", "page", "PAGE_TABLE",
+             "stage_cols", "page", "PAGE_TABLE", "REDIRECT_PAGE_TABLE",
+             # warehouse.Stage: read_parquet(?) of its pages or its empty table; OP3's JSON
+             # pages: their fields picked by position (x[1] AS c0, …)
+             "staged", "fields",
              # network_assets.py: the shows dimension's table name
              "SHOWS_TABLE",
              # warehouse.py: the DuckLake database's name in our connections ("lake")
@@ -521,9 +524,9 @@ def test_values_reach_duckdb_as_parameters_never_as_sql_text(
     assert result.success
     writes = [(sql, p) for sql, p in log if sql.lstrip().startswith(("DELETE", "INSERT"))]
     # Per asset: delete + insert of the rows; for raw.responses, the older bodies' split
-    # (an insert), trim and drop, then the insert of the new ones. OP3 downloads first
-    # stage their one page: its body's details and its rows (two inserts in the stage).
-    assert len(writes) == 12
+    # (an insert), trim and drop, then the insert of the new ones. (OP3 downloads stage
+    # their page as a Parquet file and its body as a text file: no insert.)
+    assert len(writes) == 10
     values = {env["ANCHOR_WEBSTATION_ID"], env["OP3_SHOW_UUID"], "2025-05-30", "20250530"}
     for sql, _ in log:
         # ATTACH binds no parameter (duckdb 1.5): the stage's own temp file is quoted.
@@ -532,3 +535,18 @@ def test_values_reach_duckdb_as_parameters_never_as_sql_text(
     ids = {env["ANCHOR_WEBSTATION_ID"], env["OP3_SHOW_UUID"]}
     deletes = [p for sql, p in writes if sql.startswith("DELETE")]
     assert len(deletes) == 4 and all(ids & {str(v) for v in p} for p in deletes)
+
+
+@pytest.mark.parametrize("text", [
+    "x?token=abc", "a&ToKen=abc", "?apı_key=abc", "?anchorpw_ſ=abc", "&ACCESS_TOKEN=abc",
+    "a?b&c?to\u212aen=abc", "Zürich ?api_key=abc&x=1", "&" * 60_000 + "?token=abc",
+    "?token=abc" + "?" * 60_000])
+def test_credential_query_values_are_masked_in_any_case(text: str) -> None:
+    """Every text the case-insensitive parameter regex matches is masked, whichever letter
+    the regex folds (dotless ı, long ſ, Kelvin K) and however many '?' and '&' it holds:
+    the quick test before the regex must never skip one."""
+    from podcast_pipeline.redact import _SECRET_PARAMS, redact
+
+    assert _SECRET_PARAMS.search(text)
+    assert "abc" not in redact(text)
+    assert redact("Zürich\t" + "?x=1&y=2\t" * 1000) == "Zürich\t" + "?x=1&y=2\t" * 1000

@@ -399,9 +399,10 @@ class JsonRows:
         # its field of every row, and the fields are read as c0, c1, … by position.
         pointers = ["/" + k.replace("~", "~0").replace("/", "~1") for k in self.keys]
         fields = ", ".join(f"x[{i + 1}] AS c{i}" for i in range(len(self.keys)))
-        con.execute("SET TimeZone = 'UTC'")  # a time without an offset is UTC, as OP3 means
+        con.execute("SET TimeZone = ?", ["UTC"])  # a time without an offset is UTC, as OP3 means
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {', '.join(picks)} "
+            page, select_list = name, ", ".join(picks)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {page} AS SELECT {select_list} "
                         f"FROM (SELECT {fields} FROM (SELECT json_extract_string(r, ?) AS x "
                         "FROM (SELECT unnest(list_select(json_extract(?, '$.rows[*]'), ?)) "
                         "AS r)))", [pointers, self.text, self.keep])
@@ -483,7 +484,7 @@ def _load_tsv_page(reply: Reply, con: duckdb.DuckDBPyConnection) -> tuple[list[s
     picks += [f'c{position[n]} AS "{n}"' for n in names if n not in _KNOWN]
     select_list = ", ".join(picks)  # tables.py names and snake_case (identifier) extras
     fields = {f"c{i}": "VARCHAR" for i in range(len(header))}
-    con.execute("SET TimeZone = 'UTC'")  # a time without an offset is UTC, as OP3 means
+    con.execute("SET TimeZone = ?", ["UTC"])  # a time without an offset is UTC, as OP3 means
     fd, path = tempfile.mkstemp(suffix=".tsv", prefix="op3_page_")
     try:
         with os.fdopen(fd, "wb") as f:
