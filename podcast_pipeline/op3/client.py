@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import chain
@@ -415,14 +415,23 @@ class JsonRows:
 _KNOWN_HITS = frozenset(c for c, _ in table("op3", "redirect_logs").columns)
 
 
-def _json_rows(text: str, rows: list[dict[str, Any]], keep: list[int]) -> JsonRows:
-    keys = tuple(dict.fromkeys(chain.from_iterable(rows)))  # first seen first
+def _column_names(keys: Iterable[str], api_names: Collection[str],
+                  contract: frozenset[str]) -> list[str]:
+    """The column name of each API key/header: snake_case, ``_extra`` appended until it is
+    unique and, for a key the API does not document, clear of the contract's columns (an
+    unknown key must not overwrite a contract column)."""
     names: list[str] = []
     for k in keys:
         name = snake(k)
-        while name in names or (k not in REDIRECT_KEYS and name in _KNOWN_HITS):
-            name += "_extra"  # an unknown key must not overwrite a contract column
+        while name in names or (k not in api_names and name in contract):
+            name += "_extra"
         names.append(name)
+    return names
+
+
+def _json_rows(text: str, rows: list[dict[str, Any]], keep: list[int]) -> JsonRows:
+    keys = tuple(dict.fromkeys(chain.from_iterable(rows)))  # first seen first
+    names = _column_names(keys, REDIRECT_KEYS, _KNOWN_HITS)
     if "time" not in keys:  # a page without rows: still the columns the SQL reads
         keys, names = ("time", *keys), ["time", *names]
     if contains_secret(text):  # an echoed secret is masked in every cell it reached
@@ -465,12 +474,7 @@ def _load_tsv_page(reply: Reply, con: duckdb.DuckDBPyConnection) -> tuple[list[s
     body = reply.body
     if contains_secret(text):  # an echoed secret is masked in every cell it reached
         body = redact(text).encode()
-    names: list[str] = []
-    for c in header:
-        name = snake(c)
-        while name in names or (c not in DOWNLOAD_COLUMNS and name in _KNOWN):
-            name += "_extra"  # an unknown column must not overwrite a contract column
-        names.append(name)
+    names = _column_names(header, DOWNLOAD_COLUMNS, _KNOWN)
     # The API's header names never enter SQL: DuckDB reads the fields as c0, c1, … and
     # each is picked by its position in the header.
     position = {name: i for i, name in enumerate(names)}
