@@ -15,6 +15,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 
 from podcast_pipeline.emulator import Emulator, EmulatorConfig
@@ -97,6 +98,15 @@ def test_sigkill_mid_write_leaves_whole_partitions_and_a_rerun_heals(tmp_path):
         assert after in (old, new), {d: (after.get(d) == old[d], after.get(d) == new[d]) for d in old}
         assert raw_checksum(db) == (old_raw if after == old else new_raw)
 
+        # The killed run stays STARTED and keeps its pool slot (the pool's limit is 1): what a
+        # user does after a crash (terminate it in the UI: canceled) and what the daemon then
+        # does (run_monitoring.free_slots_after_run_end_seconds in dagster.yaml) free it.
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            for record in instance.get_run_records(
+                    dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+                instance.report_run_canceled(record.dagster_run, message="killed")
+                instance.event_log_storage.free_concurrency_slots_for_run(
+                    record.dagster_run.run_id)
         rerun = Materialize(env, ["op3/downloads"], partition_range=WINDOW)
         assert rerun.finish() == 0, rerun.log[-4000:]
     assert partition_checksums(db, TABLE) == new

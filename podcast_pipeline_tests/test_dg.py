@@ -56,5 +56,5 @@ def test_dg_list_defs_shows_the_projects_definitions(project: Path) -> None:
     assert "analytics/daily_listening" in keys and "analytics/report" in keys
     assert {s["name"] for s in defs["schedules"]} == {"daily_refresh_schedule"}
     assert {s["name"] for s in defs["sensors"]} == {"credential_expiry_alert", "credential_probe",
-                                                     "analytics_automation"}
+                                                     "analytics_automation", "pool_limits"}
     assert {"daily_refresh"} <= {j["name"] for j in defs["jobs"]}
