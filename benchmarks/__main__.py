@@ -104,6 +104,10 @@ class Bench:
             emu.dataset.op3_day(self.now.date() - timedelta(days=n))
         emu.reset_stats()
         result = run_worker("pipeline", {"now": self.now.isoformat(), **args}, self.env(emu, db))
+        failed = sorted({s for r in result["runs"] for s in r["failed"]})
+        if failed or not all(r["success"] for r in result["runs"]):  # no figures of a failed run
+            raise SystemExit(f"benchmark: steps failed: {', '.join(failed) or '(run failure)'}; "
+                             "re-run with BENCH_LOG_LEVEL=ERROR to see why")
         result["requests"] = emu.stats()["requests"]
         result["by_endpoint"] = emu.stats()["by_endpoint"]
         result["api_of_endpoint"] = {r.endpoint: r.api for r in emu.requests}

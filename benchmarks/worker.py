@@ -136,7 +136,9 @@ def _execute_watched(execute: Any, defs: Any, request: Any, instance: Any, selec
 
     instance.add_event_listener = add
     try:
-        return execute(defs, request, instance, assets=selection, log_level="CRITICAL",
+        # BENCH_LOG_LEVEL=ERROR shows why a step failed (the suite refuses a failed run).
+        return execute(defs, request, instance, assets=selection,
+                       log_level=os.environ.get("BENCH_LOG_LEVEL", "CRITICAL"),
                        progress=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the run
     finally:
         instance.add_event_listener = add_listener

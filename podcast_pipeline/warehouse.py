@@ -79,6 +79,13 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
 # DuckDB's buffer pool per connection we open. Without a limit it may grow to 80 % of the
 # machine's memory on a large window; with one it spills to disk (its temp directory).
 DUCKDB_MEMORY_LIMIT = "128MB"
+# The warehouse file's writers get more. DuckDB pins every string of a table's unfinished
+# row group at once when it commits or checkpoints it (measured with duckdb 1.5.5 and
+# 2.0.0: 730 bodies of 600 KB fail at 128 MB, and so do 230 of them written one small
+# commit at a time), and raw.responses gains only a few rows a day, so its last row group
+# holds the large bodies of many writes: a year of OP3 redirect logs, or months of daily
+# ones. A limit, not a reservation: small windows still cost little.
+WAREHOUSE_MEMORY_LIMIT = "1GB"
 
 
 class WarehouseBusy(PodcastPipelineError):
@@ -294,7 +301,7 @@ def _open_file(path: str, *, timeout: float, on_wait) -> duckdb.DuckDBPyConnecti
     while True:
         try:
             return duckdb.connect(str(Path(path).expanduser()),
-                                  config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+                                  config={"memory_limit": WAREHOUSE_MEMORY_LIMIT})
         except duckdb.Error as exc:
             if not validate.held_elsewhere(str(exc)):
                 raise WarehouseWriteError(f"could not open {path} for writing "
@@ -723,10 +730,14 @@ def replace_window(
         raise
     except duckdb.Error as exc:
         _rollback(con)
+        what = ("Backfill this asset in shorter ranges (e.g. a month per run): DuckDB holds "
+                "a window's raw bodies in memory when it commits them"
+                if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in str(exc)
+                else "Free disk space or fix the file")
         raise WarehouseWriteError(
             f"writing {table.qualified} {start}..{end} failed ({type(exc).__name__}: "
             f"{str(exc)[:300]}). The transaction was rolled back: those partitions keep "
-            "what they had. Free disk space or fix the file, then re-run them.") from None
+            f"what they had. {what}, then re-run them.") from None
     except BaseException:
         _rollback(con)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -143,3 +144,20 @@ def test_writer_gives_up_with_a_clear_message(tmp_path):
         with pytest.raises(warehouse.WarehouseBusy, match="Close the other program"):
             with warehouse.connect(db, timeout=1.5):
                 pass
+
+
+def test_a_window_whose_raw_bodies_outgrow_128_mb_commits(tmp_path):
+    """DuckDB pins a commit's strings of an unfinished row group all at once: at 128 MB a
+    year of OP3 redirect-log pages (730 × 600 KB) failed with Out of Memory."""
+    db = str(tmp_path / "big.duckdb")
+    bodies = [RawResponse("anchor", "plays", f"/analytics/station/1/plays?page={i}", 200,
+                          os.urandom(300_000).hex(), NOW) for i in range(300)]  # 180 MB
+    days = {date(2026, 11, d): d for d in range(1, 31)}
+    with warehouse.connect(db) as con:
+        warehouse.ensure_schema(con)
+        warehouse.replace_window(con, PLAYS, "abc123", date(2026, 11, 1), date(2026, 11, 30),
+                                 plays_frame(days), bodies, NOW)
+    with duckdb.connect(db, read_only=True) as con:
+        assert con.execute("SELECT count(*), sum(length(body)) FROM raw.responses").fetchone() \
+            == (300, 300 * 600_000)
+    assert len(read(db)) == 30
