@@ -73,19 +73,30 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
     # bodies of each day's coverage gives back the tables exactly.
     ("covers_start", "DATE"),
     ("covers_end", "DATE"),
+    # A body longer than BODY_PART characters is stored as several rows, its parts 0, 1, …
+    # in order (``string_agg(body, '' ORDER BY part)`` gives it back whole).
+    ("part", "INTEGER"),
 )
+# DuckDB keeps a string longer than a few KiB in overflow blocks, and pins every one of a
+# table's unfinished row group at once when it commits or checkpoints it (measured with
+# duckdb 1.5.5 and 2.0.0): at a 128 MB limit 730 OP3 pages of 600 KB failed in one write,
+# and 230 of them failed even one small commit at a time, since raw.responses gains only a
+# few rows a day. Parts of 2,048 characters (at most 8 KiB of UTF-8) stay inline, are
+# written row group by row group, and a year of pages commits under the same limit.
+BODY_PART = 2048
+# raw.responses with each body whole again: one row per body, no ``part`` (for readers).
+WHOLE_BODIES = ("SELECT * EXCLUDE (body, part), string_agg(body, '' ORDER BY part) AS body "
+                f"FROM {RAW_TABLE} GROUP BY ALL")
+
+
+def body_parts(body: str) -> list[str]:
+    """``body`` cut into the parts it is stored as (one, possibly empty, at least)."""
+    return [body[i:i + BODY_PART] for i in range(0, len(body), BODY_PART)] or [""]
 
 
 # DuckDB's buffer pool per connection we open. Without a limit it may grow to 80 % of the
 # machine's memory on a large window; with one it spills to disk (its temp directory).
 DUCKDB_MEMORY_LIMIT = "128MB"
-# The warehouse file's writers get more. DuckDB pins every string of a table's unfinished
-# row group at once when it commits or checkpoints it (measured with duckdb 1.5.5 and
-# 2.0.0: 730 bodies of 600 KB fail at 128 MB, and so do 230 of them written one small
-# commit at a time), and raw.responses gains only a few rows a day, so its last row group
-# holds the large bodies of many writes: a year of OP3 redirect logs, or months of daily
-# ones. A limit, not a reservation: small windows still cost little.
-WAREHOUSE_MEMORY_LIMIT = "1GB"
 
 
 class WarehouseBusy(PodcastPipelineError):
@@ -217,6 +228,8 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> N
     if "covers_start" not in have.get(RAW_TABLE, set()):  # bodies from before coverage
         con.execute(f"UPDATE {RAW_TABLE} SET covers_start = window_start, "
                     "covers_end = window_end")
+    if "part" not in have.get(RAW_TABLE, set()):  # bodies from before parts: one row each
+        con.execute(f"UPDATE {RAW_TABLE} SET part = 0")
 
 
 def check_writable(path: str) -> None:
@@ -301,7 +314,7 @@ def _open_file(path: str, *, timeout: float, on_wait) -> duckdb.DuckDBPyConnecti
     while True:
         try:
             return duckdb.connect(str(Path(path).expanduser()),
-                                  config={"memory_limit": WAREHOUSE_MEMORY_LIMIT})
+                                  config={"memory_limit": DUCKDB_MEMORY_LIMIT})
         except duckdb.Error as exc:
             if not validate.held_elsewhere(str(exc)):
                 raise WarehouseWriteError(f"could not open {path} for writing "
@@ -438,7 +451,7 @@ class WriteResult:
 class Stage:
     """One answer's rows and raw bodies, kept on disk page by page as they arrive, so a
     window of any size costs bounded memory: each page's rows become a Parquet file and
-    each raw body a text file in a temporary directory. :func:`replace_window` reads both
+    each raw body (in its stored parts) another, in a temporary directory. :func:`replace_window` reads both
     into the warehouse inside its one transaction; :meth:`close` deletes the directory.
     Rules 2 and 3 of :mod:`podcast_pipeline.completeness` run on every page before it is
     kept. (Parquet files rather than a DuckDB stage file: that file's WAL and checkpoints
@@ -459,8 +472,7 @@ class Stage:
         self.duplicates = 0
         self._finished = False
         self._seq = 0
-        self._files: list[str] = []  # raw bodies, in the order they arrived
-        self._raw: list[tuple[Any, ...]] = []  # their details (STAGED_RAW; body: the file)
+        self._files: list[str] = []  # raw bodies and their details (STAGED_RAW), in order
         self._pages: list[str] = []  # Parquet files of the rows
         self._lock = threading.RLock()
         self._dir = tempfile.mkdtemp(prefix="podcast_pipeline_stage_")
@@ -474,19 +486,25 @@ class Stage:
 
     # ---- filling
     def record(self, r: RawResponse) -> None:
-        """A :data:`~podcast_pipeline.http.Recorder`: the body goes to a file at once (DuckDB
-        reads it back with ``read_text`` inside the replace), its details to a short list."""
+        """A :data:`~podcast_pipeline.http.Recorder`: the body, cut into its stored parts
+        (:data:`BODY_PART`) with its details, goes to a Parquet file at once; the replace
+        reads them all back inside its transaction."""
         lo, hi = _covers(r, self.start, self.end)
         body = redact(r.body) if contains_secret(r.body) else r.body  # fetch() masked it
+        parts = body_parts(body)
         with self._lock:
             seq = self._seq
             self._seq += 1
-            path = os.path.join(self._dir, f"body-{seq:07d}.txt")
-            with open(path, "w", encoding="utf-8", newline="") as f:
-                f.write(body)
+            path = os.path.join(self._dir, f"body-{seq:07d}.parquet")
+            one = (seq, r.api, r.endpoint, r.path, r.status, r.fetched_at, lo, hi)
+            frame = pd.DataFrame([(*one, n, text) for n, text in enumerate(parts)],
+                                 columns=list(STAGED_RAW))
+            self.con.register("stage_body", frame)
+            try:
+                self.con.sql("SELECT * FROM stage_body").write_parquet(path)
+            finally:
+                self.con.unregister("stage_body")
             self._files.append(path)
-            self._raw.append((seq, r.api, r.endpoint, r.path, r.status, r.fetched_at, path,
-                              lo, hi))
 
     def add_page(self, page: Any) -> None:
         """One page a client checked but left for DuckDB to parse: ``page.load(con, name)``
@@ -560,14 +578,10 @@ class Stage:
             return list(self._pages)
 
     def body_files(self) -> list[str]:
-        """The files holding the raw bodies, in the order they arrived."""
+        """The Parquet files holding the raw bodies (:data:`STAGED_RAW`), in the order they
+        arrived."""
         with self._lock:
             return list(self._files)
-
-    def raw_details(self) -> pd.DataFrame:
-        """Each raw body's details (:data:`STAGED_RAW`; ``body``: the file holding it)."""
-        with self._lock:
-            return pd.DataFrame(self._raw, columns=list(STAGED_RAW))
 
     def sample(self, n: int) -> pd.DataFrame:
         """The first ``n`` rows (for a preview)."""
@@ -601,8 +615,8 @@ class Stage:
 
 # What a stage keeps of each raw body (``body``: the file holding it); the rest of
 # RAW_COLUMNS is the write's own.
-STAGED_RAW = ("request_seq", "api", "endpoint", "path", "status", "fetched_at", "body",
-              "covers_start", "covers_end")
+STAGED_RAW = ("request_seq", "api", "endpoint", "path", "status", "fetched_at",
+              "covers_start", "covers_end", "part", "body")
 
 
 def replace_window(
@@ -646,12 +660,11 @@ def replace_window(
                                 for c, t in table_columns(table))
         row_params = [{"show_id": show_id}.get(c, fetched_at) for c in columns
                       if c in consts and c != "backend"]
-        raw_select = ", ".join("f.content" if n == "body" else f"r.{n}" if n in STAGED_RAW
-                               else "?" for n, _ in RAW_COLUMNS)
+        raw_select = ", ".join(f"CAST({n} AS {t})" if n in STAGED_RAW else f"CAST(? AS {t})"
+                               for n, t in RAW_COLUMNS)
         files, pages = frame.body_files(), frame.pages()
         raw_params = [{"asset": table.qualified, "show_id": show_id, "window_start": start,
                        "window_end": end}[n] for n, _ in RAW_COLUMNS if n not in STAGED_RAW]
-        con.register("incoming_raw", frame.raw_details())
     else:
         data = frame.copy()
         data["show_id"] = show_id
@@ -669,8 +682,8 @@ def replace_window(
         rows = len(data)
         raw_frame = pd.DataFrame(
             [(table.qualified, r.api, r.endpoint, show_id, start, end, i, r.path, r.status,
-              r.fetched_at, redact(r.body), *_covers(r, start, end))
-             for i, r in enumerate(raw)],
+              r.fetched_at, text, *_covers(r, start, end), n)
+             for i, r in enumerate(raw) for n, text in enumerate(body_parts(redact(r.body)))],
             columns=[n for n, _ in RAW_COLUMNS],
         )
         select_list = ", ".join(f'CAST("{c}" AS {t})' for c, t in table_columns(table))
@@ -716,10 +729,9 @@ def replace_window(
         if not staged:
             con.execute(f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} "
                         "FROM incoming_raw")
-        elif files:  # read_text of no files is an error, not an empty table
+        elif files:  # read_parquet of no files is an error, not an empty table
             con.execute(f"INSERT INTO {RAW_TABLE} ({raw_names}) SELECT {raw_select} "
-                        "FROM incoming_raw AS r JOIN read_text(?) AS f "
-                        "ON f.filename = r.body ORDER BY r.request_seq", [*raw_params, files])
+                        "FROM read_parquet(?)", [*raw_params, files])
         con.execute("COMMIT")
         return emptied
 
@@ -730,8 +742,7 @@ def replace_window(
         raise
     except duckdb.Error as exc:
         _rollback(con)
-        what = ("Backfill this asset in shorter ranges (e.g. a month per run): DuckDB holds "
-                "a window's raw bodies in memory when it commits them"
+        what = ("Backfill this asset in shorter ranges (e.g. a month per run)"
                 if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in str(exc)
                 else "Free disk space or fix the file")
         raise WarehouseWriteError(

@@ -380,7 +380,7 @@ def test_no_secret_reaches_duckdb_or_the_event_log(yesterday: Run, emu: Emulator
                 (hits,) = con.execute(f"SELECT count(*) FROM {name} t "
                                       "WHERE contains(t::VARCHAR, ?)", [secret]).fetchone()
                 assert hits == 0, name
-        (raw_rows,) = con.execute(f"SELECT count(*) FROM {warehouse.RAW_TABLE}").fetchone()
+        (raw_rows,) = con.execute(f"SELECT count(*) FROM ({warehouse.WHOLE_BODIES})").fetchone()
     events = "\n".join(str(e) for e in yesterday.result.all_events)
     assert not any(secret in events for secret in secrets)
     # One raw body per successful request (a 308 and its target are one exchange).
@@ -390,13 +390,13 @@ def test_no_secret_reaches_duckdb_or_the_event_log(yesterday: Run, emu: Emulator
 # ---------------------------------------------------------------------- idempotence
 def test_rematerializing_is_idempotent(yesterday: Run, emu: Emulator):
     before = checksums(yesterday.db)
-    (raw_before,) = query(yesterday.db, f"SELECT count(*) FROM {warehouse.RAW_TABLE}")
+    (raw_before,) = query(yesterday.db, f"SELECT count(*) FROM ({warehouse.WHOLE_BODIES})")
     again = dg.materialize(ALL_ASSETS, resources=resources_for(emu, yesterday.db),
                            partition_key=yesterday.day.isoformat(), raise_on_error=False)
     assert again.success, failures(again)
     assert checksums(yesterday.db) == before
     assert all(n > 0 for n, _ in before.values())
-    assert query(yesterday.db, f"SELECT count(*) FROM {warehouse.RAW_TABLE}") == [raw_before]
+    assert query(yesterday.db, f"SELECT count(*) FROM ({warehouse.WHOLE_BODIES})") == [raw_before]
 
 
 # ---------------------------------------------------------------------- backfill

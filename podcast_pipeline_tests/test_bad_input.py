@@ -397,7 +397,7 @@ def test_unknown_extra_column_is_kept_out_and_flagged_as_drift(pipeline: Pipelin
     assert pipeline.values("anchor/plays", "partition_date, date, plays") == before
     with duckdb.connect(pipeline.db, read_only=True) as con:
         bodies = [b for (b,) in con.execute(
-            "SELECT body FROM raw.responses WHERE asset = 'anchor.plays'").fetchall()]
+            f"SELECT body FROM ({warehouse.WHOLE_BODIES}) WHERE asset = 'anchor.plays'").fetchall()]
     assert any('"Skips"' in b for b in bodies), "the new column stays visible in raw.responses"
 
 

@@ -179,12 +179,14 @@ def test_a_database_from_before_coverage_is_upgraded(db: str) -> None:
     with duckdb.connect(db) as con:
         con.execute("CREATE SCHEMA raw")
         old = ", ".join(f"{n} {t}" for n, t in warehouse.RAW_COLUMNS
-                        if not n.startswith("covers_"))
+                        if not n.startswith("covers_") and n != "part")  # both came later
         con.execute(f"CREATE TABLE raw.responses ({old})")
         con.execute("INSERT INTO raw.responses VALUES ('anchor.plays', 'anchor', 'plays', "
                     "'show1', DATE '2026-11-01', DATE '2026-11-03', 0, '/old', 200, now(), '{}')")
     write(db, plays({day(3): 1}), day(3), day(3), [body("new")])
     assert coverage(db) == [("/old", day(1), day(2)), ("/plays?new", day(3), day(3))]
+    with duckdb.connect(db, read_only=True) as con:  # a body from before parts is one part
+        assert con.execute("SELECT DISTINCT part FROM raw.responses").fetchall() == [(0,)]
 
 
 def test_a_table_from_before_a_contract_column_gains_it(db: str) -> None:

@@ -99,8 +99,9 @@ def test_replaying_each_days_raw_bodies_rebuilds_the_tables(
             materialize(KEYS, env, db, start, end)
 
     with duckdb.connect(db, read_only=True) as con:
+        # Each body whole again from its stored parts, as the README's query does it.
         raw = con.execute("SELECT asset, endpoint, path, body, window_start, window_end, "
-                          "covers_start, covers_end FROM raw.responses").fetchall()
+                          f"covers_start, covers_end FROM ({warehouse.WHOLE_BODIES})").fetchall()
     # The overlaps really happened: coverage was trimmed and split, and no day is covered
     # by two writes' bodies of the same endpoint.
     assert any(r[4:6] != r[6:8] for r in raw)

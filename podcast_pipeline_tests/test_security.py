@@ -333,7 +333,8 @@ def test_the_run_exercised_faults_expiry_and_alerts(run: Run) -> None:
     assert {a["api"] for a in alerts if a["kind"] == "credentials_expired"} == {"anchor", "op3"}
     with duckdb.connect(run.db, read_only=True) as con:
         apis = {a for (a,) in con.execute("SELECT DISTINCT api FROM raw.responses").fetchall()}
-        (echoes,) = con.execute("SELECT count(*) FROM raw.responses WHERE contains(body, ?)",
+        (echoes,) = con.execute(f"SELECT count(*) FROM ({warehouse.WHOLE_BODIES}) "
+                                "WHERE contains(body, ?)",
                                 ['"echo": ["***"']).fetchone()
         (titles,) = con.execute("SELECT count(*) FROM anchor.episodes WHERE title = ?",
                                 ["***"]).fetchone()

@@ -147,8 +147,9 @@ def test_writer_gives_up_with_a_clear_message(tmp_path):
 
 
 def test_a_window_whose_raw_bodies_outgrow_128_mb_commits(tmp_path):
-    """DuckDB pins a commit's strings of an unfinished row group all at once: at 128 MB a
-    year of OP3 redirect-log pages (730 × 600 KB) failed with Out of Memory."""
+    """DuckDB pins a commit's long strings of an unfinished row group all at once: at its
+    128 MB limit a year of OP3 redirect-log pages (730 × 600 KB) stored whole failed with
+    Out of Memory. Stored in parts they commit."""
     db = str(tmp_path / "big.duckdb")
     bodies = [RawResponse("anchor", "plays", f"/analytics/station/1/plays?page={i}", 200,
                           os.urandom(300_000).hex(), NOW) for i in range(300)]  # 180 MB
@@ -158,6 +159,16 @@ def test_a_window_whose_raw_bodies_outgrow_128_mb_commits(tmp_path):
         warehouse.replace_window(con, PLAYS, "abc123", date(2026, 11, 1), date(2026, 11, 30),
                                  plays_frame(days), bodies, NOW)
     with duckdb.connect(db, read_only=True) as con:
-        assert con.execute("SELECT count(*), sum(length(body)) FROM raw.responses").fetchone() \
-            == (300, 300 * 600_000)
+        stored = con.execute("SELECT path, string_agg(body, '' ORDER BY part) FROM raw.responses "
+                             "GROUP BY ALL").fetchall()
+        (longest,) = con.execute("SELECT max(length(body)) FROM raw.responses").fetchone()
+    assert sorted(stored) == sorted((b.path, b.body) for b in bodies)
+    assert longest == warehouse.BODY_PART  # stored in parts, each short enough to stay inline
     assert len(read(db)) == 30
+
+
+def test_bodies_are_stored_in_parts_that_join_back_exactly():
+    text = "é" * 5000 + "x"  # parts count characters, not bytes
+    assert "".join(warehouse.body_parts(text)) == text
+    assert [len(p) for p in warehouse.body_parts(text)] == [2048, 2048, 905]
+    assert warehouse.body_parts("") == [""]
