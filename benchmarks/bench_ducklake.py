@@ -140,7 +140,7 @@ def main() -> None:
     expected = [(f"show-{s}", days, sum(s * 1000 + d for d in range(days)))
                 for s in range(args.writers)]
     raw_cover = con.execute(
-        f"SELECT show_id, sum(covers_end - covers_start + 1) FROM {warehouse.RAW_TABLE} "
+        f"SELECT show_id, sum(covers_end - covers_start + 1) FROM ({warehouse.WHOLE_BODIES}) "
         "GROUP BY 1 ORDER BY 1").fetchall()
     snapshots = con.execute("SELECT count(*) FROM ducklake_snapshots('lake')").fetchone()[0]
     files = sum(1 for _ in Path(args.data_path).rglob("*.parquet"))

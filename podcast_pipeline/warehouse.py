@@ -81,9 +81,10 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
 # table's unfinished row group at once when it commits or checkpoints it (measured with
 # duckdb 1.5.5 and 2.0.0): at a 128 MB limit 730 OP3 pages of 600 KB failed in one write,
 # and 230 of them failed even one small commit at a time, since raw.responses gains only a
-# few rows a day. Parts of 2,048 characters (at most 8 KiB of UTF-8) stay inline, are
-# written row group by row group, and a year of pages commits under the same limit.
-BODY_PART = 2048
+# few rows a day. Short parts stay inline and are written row group by row group; a row
+# group (122,880 rows) is held whole while it is written, so the part sets what that costs:
+# a year of pages committed at +476 MB of RSS in parts of 2,048 characters, +206 MB in 512.
+BODY_PART = 512
 # raw.responses with each body whole again: one row per body, no ``part`` (for readers).
 WHOLE_BODIES = ("SELECT * EXCLUDE (body, part), string_agg(body, '' ORDER BY part) AS body "
                 f"FROM {RAW_TABLE} GROUP BY ALL")
@@ -706,7 +707,8 @@ def replace_window(
             f"DELETE FROM {table.qualified} WHERE show_id = ? AND partition_date BETWEEN ? AND ?",
             [show_id, start, end],
         )
-        if staged:
+        if staged:  # one row group in flight at a time, not one per thread (see BODY_PART)
+            con.execute("SET threads = 1")
             if pages:  # read_parquet of no files is an error, not an empty table
                 con.execute(f"INSERT INTO {table.qualified} ({col_list}) SELECT {select_list} "
                             "FROM read_parquet(?)", [*row_params, pages])
@@ -753,6 +755,11 @@ def replace_window(
         _rollback(con)
         raise
     finally:
+        if staged:
+            try:
+                con.execute("RESET threads")
+            except duckdb.Error:
+                pass
         for view in ("incoming_rows", "incoming_raw"):
             try:
                 con.unregister(view)

@@ -155,7 +155,7 @@ def writers_and_reader(lake: LakeSettings, tmp_path: Path) -> None:
             for show in SHOWS:
                 start, end, frame, raw, at = window(show, write)
                 warehouse.replace_window(con, PLAYS, show, start, end, frame, raw, at)
-    raw_sql = (f"SELECT {', '.join(RAW_COMPARED)} FROM {warehouse.RAW_TABLE} "
+    raw_sql = (f"SELECT {', '.join(RAW_COMPARED)} FROM ({warehouse.WHOLE_BODIES}) "
                "ORDER BY show_id, covers_start")
     plays_sql = "SELECT * FROM anchor.plays ORDER BY show_id, partition_date"
     with warehouse.reader(file_db) as ref, warehouse.reader(lake) as got:

@@ -53,7 +53,7 @@ def stored(db: Path, table: str) -> tuple[list[tuple], list[tuple]]:
     try:
         rows = con.execute(f"SELECT * EXCLUDE (fetched_at) FROM {table} ORDER BY ALL").fetchall()
         raw = con.execute("SELECT request_seq, path, body, covers_start, covers_end FROM "
-                          f"{warehouse.RAW_TABLE} WHERE asset = ? ORDER BY ALL",
+                          f"({warehouse.WHOLE_BODIES}) WHERE asset = ? ORDER BY ALL",
                           [table]).fetchall()
     finally:
         con.close()
