@@ -224,6 +224,13 @@ def duckdb_hits(path: str, secrets: list[Secret]) -> tuple[list[str], int]:
                                        [needle]).fetchone()
                     if n:
                         hits.append(f"{schema}.{table}.{column}: {secret.name}:{needle}")
+        # A long body is stored in parts: a secret cut across two would be in no one cell.
+        for secret in secrets if ("raw", "responses", "part") in columns else []:
+            for needle in secret.needles():
+                (n,) = con.execute(f"SELECT count(*) FROM ({warehouse.WHOLE_BODIES}) "
+                                   "WHERE contains(body, ?)", [needle]).fetchone()
+                if n:
+                    hits.append(f"raw.responses whole bodies: {secret.name}:{needle}")
     return hits, searched
 
 
