@@ -452,8 +452,9 @@ class WriteResult:
 class Stage:
     """One answer's rows and raw bodies, kept on disk page by page as they arrive, so a
     window of any size costs bounded memory: each page's rows become a Parquet file and
-    each raw body (in its stored parts) another, in a temporary directory. :func:`replace_window` reads both
-    into the warehouse inside its one transaction; :meth:`close` deletes the directory.
+    each raw body (in its stored parts) another, in a temporary directory.
+    :func:`replace_window` reads both into the warehouse inside its one transaction;
+    :meth:`close` deletes the directory.
     Rules 2 and 3 of :mod:`podcast_pipeline.completeness` run on every page before it is
     kept. (Parquet files rather than a DuckDB stage file: that file's WAL and checkpoints
     cost more than the parse of the pages.)
@@ -497,14 +498,12 @@ class Stage:
             seq = self._seq
             self._seq += 1
             path = os.path.join(self._dir, f"body-{seq:07d}.parquet")
-            one = (seq, r.api, r.endpoint, r.path, r.status, r.fetched_at, lo, hi)
-            frame = pd.DataFrame([(*one, n, text) for n, text in enumerate(parts)],
-                                 columns=list(STAGED_RAW))
-            self.con.register("stage_body", frame)
-            try:
-                self.con.sql("SELECT * FROM stage_body").write_parquet(path)
-            finally:
-                self.con.unregister("stage_body")
+            # Bound values, one row per part (the two unnests zip); no frame in between.
+            values = {"request_seq": seq, "api": r.api, "endpoint": r.endpoint, "path": r.path,
+                      "status": r.status, "fetched_at": r.fetched_at, "covers_start": lo,
+                      "covers_end": hi, "part": len(parts), "body": parts}
+            self.con.sql(_STAGED_BODY_SQL, params=[values[n] for n in STAGED_RAW]
+                         ).write_parquet(path)
             self._files.append(path)
 
     def add_page(self, page: Any) -> None:
@@ -614,10 +613,17 @@ class Stage:
         self.close()
 
 
-# What a stage keeps of each raw body (``body``: the file holding it); the rest of
-# RAW_COLUMNS is the write's own.
+# What a stage keeps of each raw body, one row per part; the rest of RAW_COLUMNS is the
+# write's own.
 STAGED_RAW = ("request_seq", "api", "endpoint", "path", "status", "fetched_at",
               "covers_start", "covers_end", "part", "body")
+_RAW_TYPES = dict(RAW_COLUMNS)
+# One body's rows from bound values: ``part`` is bound as the number of parts, ``body`` as
+# the list of them.
+_STAGED_BODY_SQL = "SELECT " + ", ".join(
+    "unnest(range(CAST(? AS INTEGER))) AS part" if n == "part"
+    else "unnest(CAST(? AS VARCHAR[])) AS body" if n == "body"
+    else f"CAST(? AS {_RAW_TYPES[n]}) AS {n}" for n in STAGED_RAW)
 
 
 def replace_window(
