@@ -16,6 +16,7 @@ none) is quoted by :func:`sql_string`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -502,7 +503,7 @@ class Stage:
             values = {"request_seq": seq, "api": r.api, "endpoint": r.endpoint, "path": r.path,
                       "status": r.status, "fetched_at": r.fetched_at, "covers_start": lo,
                       "covers_end": hi, "part": len(parts), "body": parts}
-            self.con.sql(_STAGED_BODY_SQL, params=[values[n] for n in STAGED_RAW]
+            self.con.sql(staged_body_sql(), params=[values[n] for n in STAGED_RAW]
                          ).write_parquet(path)
             self._files.append(path)
 
@@ -618,12 +619,16 @@ class Stage:
 STAGED_RAW = ("request_seq", "api", "endpoint", "path", "status", "fetched_at",
               "covers_start", "covers_end", "part", "body")
 _RAW_TYPES = dict(RAW_COLUMNS)
-# One body's rows from bound values: ``part`` is bound as the number of parts, ``body`` as
-# the list of them.
-_STAGED_BODY_SQL = "SELECT " + ", ".join(
-    "unnest(range(CAST(? AS INTEGER))) AS part" if n == "part"
-    else "unnest(CAST(? AS VARCHAR[])) AS body" if n == "body"
-    else f"CAST(? AS {_RAW_TYPES[n]}) AS {n}" for n in STAGED_RAW)
+
+
+@functools.cache
+def staged_body_sql() -> str:
+    """One body's rows from bound values, in :data:`STAGED_RAW` order: ``part`` is bound
+    as the number of parts, ``body`` as the list of them (the two unnests zip)."""
+    return "SELECT " + ", ".join(
+        "unnest(range(CAST(? AS INTEGER))) AS part" if n == "part"
+        else "unnest(CAST(? AS VARCHAR[])) AS body" if n == "body"
+        else f"CAST(? AS {_RAW_TYPES[n]}) AS {n}" for n in STAGED_RAW)
 
 
 def replace_window(

@@ -435,7 +435,8 @@ SQL_ATTRIBUTES = {"qualified"}
 # analytics/models.py model_ddl: a model's declared columns around its own .sql file's text.
 # warehouse.attach_sql / load_sql: ATTACH and LOAD bind no parameter in duckdb 1.5, so they
 # quote their path (a stage's temp file, an extension's file, the DuckLake catalog setting).
-SQL_BUILDERS = {"ddl", "add_column", "model_ddl", "network_shows_ddl", "attach_sql", "load_sql"}
+SQL_BUILDERS = {"ddl", "add_column", "model_ddl", "network_shows_ddl", "attach_sql", "load_sql",
+                "staged_body_sql"}
 SQL_METHODS = {"execute", "executemany", "sql", "query"}
 
 
