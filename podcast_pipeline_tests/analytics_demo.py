@@ -1,5 +1,6 @@
 """Demo databases for the analytics tests: the real demo (emulator over HTTP, Dagster's own
-execution, a persistent Dagster instance), once per test session and worker.
+execution, a persistent Dagster instance), once per test session: the first xdist worker
+to ask builds it, the others read what it left (the tests only read the database or copy it).
 
 Import the fixtures into a test module to use them.
 """
@@ -7,13 +8,16 @@ Import the fixtures into a test module to use them.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import os
+import pickle
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
+from filelock import FileLock
 
 from podcast_pipeline.demo import RunOutcome, patched_env, run_demo
 
@@ -71,11 +75,29 @@ def make_demo(base: Path, days: int, broken_fraction: str | None = None) -> Demo
     return run
 
 
+def shared(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], DemoRun]
+           ) -> DemoRun:
+    """``build(folder)`` once for the whole session, across xdist workers: they share the
+    parent of their own temporary roots; without xdist, the session's root is the one."""
+    root = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    done = root / f"{name}.pickle"
+    with FileLock(str(root / f"{name}.lock"), timeout=1800):
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        # A worker's own folder: one whose build failed leaves the next worker a clean one.
+        run = build(root / f"{name}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
+        done.write_bytes(pickle.dumps(run))
+        return run
+
+
 @pytest.fixture(scope="session")
 def clean_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
-    yield make_demo(tmp_path_factory.mktemp("clean_demo"), CLEAN_DAYS)
+    yield shared(tmp_path_factory, "clean_demo", lambda base: make_demo(base, CLEAN_DAYS))
 
 
 @pytest.fixture(scope="session")
 def broken_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
-    yield make_demo(tmp_path_factory.mktemp("broken_demo"), 3, broken_fraction="app")
+    yield shared(tmp_path_factory, "broken_demo",
+                 lambda base: make_demo(base, 3, broken_fraction="app"))

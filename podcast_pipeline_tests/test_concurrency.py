@@ -77,8 +77,10 @@ def test_a_user_holding_the_file_makes_runs_wait_then_fail_naming_it(emu, tmp_pa
     try:
         patient = Materialize(pipeline_env(emu, db, home, PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS="120"),
                               ["anchor/plays"], partition="2025-05-29")
+        # Another credential's pool: an Anchor step would queue behind the patient one's
+        # slot (limit 1) and start only after it gave up.
         hasty = Materialize(pipeline_env(emu, db, home, PODCAST_PIPELINE_DB_LOCK_TIMEOUT_SECONDS="3"),
-                            ["anchor/impressions"], partition="2025-05-30")
+                            ["op3/downloads"], partition="2025-05-30")
         assert hasty.finish() != 0
         # Whichever run got the writers' lock first, the failure names the process holding
         # the database file (this one) and what to do; it is not retried.

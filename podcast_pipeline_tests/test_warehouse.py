@@ -146,18 +146,24 @@ def test_writer_gives_up_with_a_clear_message(tmp_path):
                 pass
 
 
-def test_a_window_whose_raw_bodies_outgrow_128_mb_commits(tmp_path):
+def test_a_window_whose_raw_bodies_outgrow_the_memory_limit_commits(tmp_path, monkeypatch):
     """DuckDB pins a commit's long strings of an unfinished row group all at once: at its
     128 MB limit a year of OP3 redirect-log pages (730 × 600 KB) stored whole failed with
-    Out of Memory. Stored in parts they commit."""
-    db = str(tmp_path / "big.duckdb")
+    Out of Memory. Stored in parts they commit. The same at a quarter of the scale: 60 MB
+    of bodies under a 32 MB limit, which bodies stored whole do not survive."""
+    monkeypatch.setattr(warehouse, "DUCKDB_MEMORY_LIMIT", "32MB")
     bodies = [RawResponse("anchor", "plays", f"/analytics/station/1/plays?page={i}", 200,
-                          os.urandom(300_000).hex(), NOW) for i in range(300)]  # 180 MB
+                          os.urandom(300_000).hex(), NOW) for i in range(100)]  # 60 MB
     days = {date(2026, 11, d): d for d in range(1, 31)}
-    with warehouse.connect(db) as con:
-        warehouse.ensure_schema(con)
-        warehouse.replace_window(con, PLAYS, "abc123", date(2026, 11, 1), date(2026, 11, 30),
-                                 plays_frame(days), bodies, NOW)
+
+    def write(db: str) -> None:
+        with warehouse.connect(db) as con:
+            warehouse.ensure_schema(con)
+            warehouse.replace_window(con, PLAYS, "abc123", date(2026, 11, 1),
+                                     date(2026, 11, 30), plays_frame(days), bodies, NOW)
+
+    db = str(tmp_path / "big.duckdb")
+    write(db)
     with duckdb.connect(db, read_only=True) as con:
         stored = con.execute("SELECT path, string_agg(body, '' ORDER BY part) FROM raw.responses "
                              "GROUP BY ALL").fetchall()
@@ -165,6 +171,10 @@ def test_a_window_whose_raw_bodies_outgrow_128_mb_commits(tmp_path):
     assert sorted(stored) == sorted((b.path, b.body) for b in bodies)
     assert longest == warehouse.BODY_PART  # stored in parts, each short enough to stay inline
     assert len(read(db)) == 30
+
+    monkeypatch.setattr(warehouse, "BODY_PART", 10**9)  # whole bodies: what this replaced
+    with pytest.raises(warehouse.WarehouseWriteError, match="Out of Memory"):
+        write(str(tmp_path / "whole.duckdb"))
 
 
 def test_bodies_are_stored_in_parts_that_join_back_exactly():
