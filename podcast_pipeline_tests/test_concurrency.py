@@ -129,14 +129,14 @@ def test_pools_bound_the_calls_each_api_gets_across_parallel_runs(tmp_path):
                            PODCAST_PIPELINE_OP3_CONCURRENCY="1",
                            **{k: v for k, v in proxy.env(emu.env).items() if k.endswith("BASE_URL")})
         runs = [Materialize(env, POOLED, partition_range=span, run_config=MAX_STEPS_PER_RUN)
-                for span in (("2025-05-22", "2025-05-26"), ("2025-05-27", "2025-05-31"))]
+                for span in (("2025-05-25", "2025-05-27"), ("2025-05-28", "2025-05-30"))]
         codes = [run.finish(timeout=400) for run in runs]
         exchanges = proxy.exchanges
     for run, code in zip(runs, codes, strict=True):
         assert code == 0, run.log[-4000:]
     by_api = {api: [e for e in exchanges if e.path.startswith(prefix)]
               for api, prefix in (("anchor", anchor_api.PREFIX), ("op3", op3_api.PREFIX))}
-    assert len(by_api["anchor"]) >= 2 * 3 * 5  # every day of every per-day asset, both runs
+    assert len(by_api["anchor"]) >= 2 * 3 * 3  # every day of every per-day asset, both runs
     # The limit held for both APIs, and bound Anchor: its steps queued for the pool's slots.
     assert max_in_flight(by_api["anchor"]) == limit
     assert 1 <= max_in_flight(by_api["op3"]) <= limit
