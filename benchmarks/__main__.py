@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.worker import vm_hwm_mib
-from podcast_pipeline.demo import ENV_KEYS, patched_env
+from podcast_pipeline.demo import ENV_KEYS, PLANNED_SUBSET_ENV, patched_env
 from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
 
 # Issue 11's floor: the connections per API the pipeline allows itself. Since issue 13 that is
@@ -277,7 +277,7 @@ QUICK: dict[str, Any] = {"latency_ms": 10.0, "episodes": 20, "days": 30,
 # What the README tells users to set for long ranges (Dagster's opt-in, see "Backfilling a
 # date range"): one planned-materialization event per asset of a ranged run instead of one
 # per partition, each a SQLite transaction before the run starts.
-SUBSET_PLANNED_EVENTS = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"}
+SUBSET_PLANNED_EVENTS = {PLANNED_SUBSET_ENV: "true"}
 
 IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
 # The range's start-up (env, run config): as the README's commands type it, with the
