@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -194,3 +194,30 @@ def test_stage_refuses_a_page_outside_the_window(tmp_path: Path) -> None:
         with pytest.raises(Exception, match="outside the requested 2025-03-01..2025-03-01"):
             stage.add_table("page", [c for c, _ in table.columns])
         assert stage.rows == 0
+
+
+def test_a_staged_replace_runs_in_the_small_pool_and_gives_the_writer_its_own_back(
+        tmp_path: Path) -> None:
+    """The dedupe and the replace read Parquet only, at ``STAGED_MEMORY_LIMIT``; the writer
+    keeps its own limit for the next write, and the rows survive the stage's reconnect."""
+    table = TABLES_BY_KEY["op3.downloads"]
+    limit = "SELECT current_setting('memory_limit')"
+    with warehouse.Stage(table, SHOW, date(2025, 3, 1), date(2025, 3, 1)) as stage, \
+            warehouse.connect(str(tmp_path / "w.duckdb")) as con:
+        staging = stage.con.execute(limit).fetchone()
+        stage.con.execute("CREATE TABLE page AS SELECT TIMESTAMPTZ '2025-03-01 01:00:00+00' "
+                          "AS time, DATE '2025-03-01' AS date, " + ", ".join(
+                              f"CAST(? AS VARCHAR) AS {c}" for c, _ in table.columns[2:]),
+                          [SHOW if c == "show_uuid" else "x" for c, _ in table.columns[2:]])
+        stage.add_table("page", [c for c, _ in table.columns])
+        stage.finish()
+        small = duckdb.connect(config={"memory_limit": warehouse.STAGED_MEMORY_LIMIT})
+        assert stage.con.execute(limit).fetchone() == small.execute(limit).fetchone()
+        assert staging != small.execute(limit).fetchone()  # parsing pages keeps the larger
+        warehouse.ensure_schema(con)
+        before = con.execute(limit).fetchone()
+        result = warehouse.replace_window(con, table, SHOW, date(2025, 3, 1), date(2025, 3, 1),
+                                          stage, [], datetime(2025, 3, 2, tzinfo=UTC))
+        assert result.rows == 1
+        assert con.execute(limit).fetchone() == before
+        assert con.execute(f"SELECT count(*) FROM {table.qualified}").fetchone() == (1,)
