@@ -725,7 +725,9 @@ def replace_window(
         con.register("incoming_raw", raw_frame)
     key = [table.qualified, show_id]
     before: dict[date, int] = {}
-    (memory_limit,) = con.execute("SELECT current_setting(?)", ["memory_limit"]).fetchone()
+    # The writer's own limit, given back after a staged replace (which runs in the small pool).
+    memory_limit = (con.execute("SELECT current_setting(?)", ["memory_limit"]).fetchone()[0]
+                    if staged else None)
 
     def transaction() -> list[date]:
         """The replace, one transaction: tried again whole after a DuckLake conflict."""

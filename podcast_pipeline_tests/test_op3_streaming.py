@@ -184,13 +184,18 @@ def test_redirect_logs_failing_in_one_run_changes_nothing(
     assert stored(db, "op3.redirect_logs") == before
 
 
+def one_row_page(stage: warehouse.Stage, day: str) -> None:
+    """Table ``page`` of the stage's connection: one downloads row at 01:00 UTC of ``day``."""
+    stage.con.execute(f"CREATE TABLE page AS SELECT TIMESTAMPTZ '{day} 01:00:00+00' AS time, "
+                      f"DATE '{day}' AS date, " + ", ".join(
+                          f"CAST(? AS VARCHAR) AS {c}" for c, _ in stage.table.columns[2:]),
+                      [SHOW if c == "show_uuid" else "x" for c, _ in stage.table.columns[2:]])
+
+
 def test_stage_refuses_a_page_outside_the_window(tmp_path: Path) -> None:
     table = TABLES_BY_KEY["op3.downloads"]
     with warehouse.Stage(table, SHOW, date(2025, 3, 1), date(2025, 3, 1)) as stage:
-        stage.con.execute("CREATE TABLE page AS SELECT TIMESTAMPTZ '2025-03-02 01:00:00+00' "
-                          "AS time, DATE '2025-03-02' AS date, " + ", ".join(
-                              f"CAST(? AS VARCHAR) AS {c}" for c, _ in table.columns[2:]),
-                          [SHOW if c == "show_uuid" else "x" for c, _ in table.columns[2:]])
+        one_row_page(stage, "2025-03-02")
         with pytest.raises(Exception, match="outside the requested 2025-03-01..2025-03-01"):
             stage.add_table("page", [c for c, _ in table.columns])
         assert stage.rows == 0
@@ -205,15 +210,13 @@ def test_a_staged_replace_runs_in_the_small_pool_and_gives_the_writer_its_own_ba
     with warehouse.Stage(table, SHOW, date(2025, 3, 1), date(2025, 3, 1)) as stage, \
             warehouse.connect(str(tmp_path / "w.duckdb")) as con:
         staging = stage.con.execute(limit).fetchone()
-        stage.con.execute("CREATE TABLE page AS SELECT TIMESTAMPTZ '2025-03-01 01:00:00+00' "
-                          "AS time, DATE '2025-03-01' AS date, " + ", ".join(
-                              f"CAST(? AS VARCHAR) AS {c}" for c, _ in table.columns[2:]),
-                          [SHOW if c == "show_uuid" else "x" for c, _ in table.columns[2:]])
+        one_row_page(stage, "2025-03-01")
         stage.add_table("page", [c for c, _ in table.columns])
         stage.finish()
-        small = duckdb.connect(config={"memory_limit": warehouse.STAGED_MEMORY_LIMIT})
-        assert stage.con.execute(limit).fetchone() == small.execute(limit).fetchone()
-        assert staging != small.execute(limit).fetchone()  # parsing pages keeps the larger
+        with duckdb.connect(config={"memory_limit": warehouse.STAGED_MEMORY_LIMIT}) as small:
+            expected = small.execute(limit).fetchone()
+        assert stage.con.execute(limit).fetchone() == expected
+        assert staging != expected  # parsing pages keeps the larger limit
         warehouse.ensure_schema(con)
         before = con.execute(limit).fetchone()
         result = warehouse.replace_window(con, table, SHOW, date(2025, 3, 1), date(2025, 3, 1),
