@@ -92,6 +92,11 @@ def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterIn
     ``resources`` is run config for the resources (e.g. a shorter retry backoff) and
     ``progress`` gets one line per asset as its step ends."""
     job = defs.resolve_job_def("daily_refresh")
+    if request.asset_selection:
+        # The job of just this request's assets (one show's): execute_in_process records the
+        # snapshot of the job it subsets, which for the whole network's job is seconds per run
+        # and grows with the shows (7 s a run at 100 shows, against 1.4 s this way).
+        job = job.get_subset(asset_selection=frozenset(request.asset_selection) | set(assets or ()))
     run_id = str(uuid.uuid4())
     if progress is not None:
         instance.add_event_listener(run_id, Progress(progress))

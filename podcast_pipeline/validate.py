@@ -156,10 +156,11 @@ def fraction(var: str, raw: str | None, default: float) -> float:
     return value
 
 
-def duckdb_path(var: str, path: str) -> None:
+def duckdb_path(var: str, path: str, *, try_open: bool = True) -> None:
     """``path`` can hold the warehouse: a DuckDB database file or nothing yet, in a folder
     that exists or can be created, writable. Checked before any request, so a wrong path
-    costs no fetch."""
+    costs no fetch. ``try_open``: also open a DuckDB file read-only (not corrupt, a version
+    this DuckDB reads); a writer about to open it skips that (its own open says so)."""
     if not path.strip():
         raise ConfigError(var, "is empty", f"Set {var} to a file path such as "
                           "data/podcast.duckdb, or unset it")
@@ -185,7 +186,8 @@ def duckdb_path(var: str, path: str) -> None:
         raise ConfigError(var, f"({path}) cannot be read ({exc.strerror})",
                           f"Check the file's permissions, or point {var} elsewhere.") from None
     if head[8:12] == DUCKDB_MAGIC:
-        _opens(var, path, file)
+        if try_open:
+            _opens(var, path, file)
         return
     if not head:
         what = "an empty file"

@@ -241,9 +241,9 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection, tables: Sequence[Table]) -> N
         con.execute(f"UPDATE {RAW_TABLE} SET part = 0")
 
 
-def check_writable(path: str) -> None:
+def check_writable(path: str, *, try_open: bool = True) -> None:
     """Fail early, naming the setting, when ``path`` cannot hold the warehouse."""
-    validate.duckdb_path("DUCKDB_PATH", path)
+    validate.duckdb_path("DUCKDB_PATH", path, try_open=try_open)
 
 
 @contextmanager
@@ -317,7 +317,9 @@ def describe(target: Target) -> str:
 
 
 def _open_file(path: str, *, timeout: float, on_wait) -> duckdb.DuckDBPyConnection:
-    check_writable(path)
+    # The step checked the file opens before its first request (resource.check); opening it
+    # read-only again here cost a connect (~30 ms) on every write.
+    check_writable(path, try_open=False)
     deadline = time.monotonic() + timeout
     warned = False
     while True:

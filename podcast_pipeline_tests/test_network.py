@@ -369,3 +369,20 @@ def test_the_readme_example_loads(tmp_path: Path) -> None:
     assert [(s.key, s.account) for s in net.shows] == [("fb37d7a4", "acme"), ("a1b2c3d4", "bolt")]
     assert net.account("bolt").backend == "rest" and net.show("a1b2c3d4").webstation_id == "a1b2c3d4"
     assert [t.token_env for t in net.op3_tokens] == ["OP3_TOKEN"]
+
+
+def test_an_edited_file_is_read_again_at_once(tmp_path: Path) -> None:
+    """Steps reuse the parsed file while its text is unchanged; an edit (even within the same
+    second and of the same size) is what the next load sees, and a broken edit fails it."""
+    path = write(tmp_path, NETWORK)
+    first = load_network(settings_for(path))
+    assert load_network(settings_for(path)) is first  # unchanged text: parsed once
+    renamed = NETWORK.replace("name: The Daily Byte", "name: The Daily Bite")  # same size
+    path.write_text(renamed, encoding="utf-8")
+    again = load_network(settings_for(path))
+    assert [s.name for s in again.shows][0] == "The Daily Bite"
+    path.write_text(renamed.replace("account: bolt", "account: nobody"), encoding="utf-8")
+    with pytest.raises(ConfigError, match="nobody"):
+        load_network(settings_for(path))
+    with pytest.raises(ConfigError, match="nobody"):  # a broken file is not kept either
+        load_network(settings_for(path))
