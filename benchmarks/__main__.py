@@ -2,11 +2,12 @@
 
     .venv/bin/python -m benchmarks [--quick] [--latency-ms 50] [--episodes 150] [--days 365]
         [--downloads-per-day 2000] [--op3-rows 1000000] [--baseline-days 14] [--repeat 1]
-        [--scaling] [--only backfill op3 daily cli naive] [--executors ...]
+        [--scaling] [--only backfill backfill_cli op3 daily cli naive] [--executors ...]
         [--json benchmarks/result.json]
 
 Scenarios (each in its own process, peak memory of every process read from /proc VmHWM):
-year backfill (the schedule's run requests for --days, in process), the floor computed from
+year backfill (the schedule's run requests for --days, in process; ``backfill_cli``: the same
+as ``dagster asset materialize``, a process per step), the floor computed from
 the endpoints' semantics, OP3 ingestion of --op3-rows download rows beside DuckDB's
 ``read_csv`` of the same TSV, the daily run, and the naive baseline (``anchorconnector`` one
 day at a time plus a ``requests`` loop for OP3, --baseline-days run and extrapolated).
@@ -121,6 +122,27 @@ class Bench:
             db = str(Path(tmp) / "bench.duckdb")
             result = self.pipeline(emu, db, days=days)
             result["floor"] = self.floor(emu, result, days, db, tmp)
+        return result
+
+    def backfill_cli(self) -> dict[str, Any]:
+        """The same backfill as users launch it: ``dagster asset materialize`` of the
+        schedule's selection over ``--days``, Dagster's default (multiprocess) executor, so
+        every step is its own process; the peak of each is read as for every scenario."""
+        days = self.a.days
+        with tempfile.TemporaryDirectory() as tmp, \
+                self.emulator(days=days, downloads=self.a.downloads_per_day) as emu:
+            for n in range(days, -1, -1):  # OP3's days exist before they are asked for
+                emu.dataset.op3_day(self.now.date() - timedelta(days=n))
+            home = Path(tmp) / "home"
+            home.mkdir()
+            (home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
+            emu.reset_stats()
+            result = run_worker("cli", {"home": str(home), "now": self.now.isoformat(),
+                                        "days": days, "env": {PLANNED_SUBSET_ENV: "true"}},
+                                self.env(emu, str(Path(tmp) / "bench.duckdb")))
+            if result["exit"] != 0:
+                raise SystemExit(f"benchmark: backfill_cli failed: {result['stderr_tail']}")
+            result["requests"] = emu.stats()["requests"]
         return result
 
     def floor(self, emu: Emulator, result: dict[str, Any], days: int, db: str,
@@ -341,8 +363,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1, help="runs of each scenario (medians)")
     p.add_argument("--scaling", action="store_true",
                    help="also backfill 30/90/365 days and 50/150/500 episodes")
-    p.add_argument("--only", nargs="+", choices=["backfill", "op3", "daily", "cli", "naive"],
-                   default=["backfill", "op3", "daily", "cli", "naive"])
+    p.add_argument("--only", nargs="+", choices=["backfill", "backfill_cli", "op3", "daily", "cli",
+                                               "naive"],
+                   default=["backfill", "backfill_cli", "op3", "daily", "cli", "naive"])
     p.add_argument("--executors", nargs="*", default=[n.removeprefix("cli_") for n in EXECUTORS],
                    help="executors the cli scenario runs the daily run under (none: only the "
                         "range start-up)")
@@ -363,6 +386,8 @@ def main() -> None:
     with patched_env({}):
         if "backfill" in a.only:
             out["backfill"] = [bench.backfill(a.days, a.episodes) for _ in range(a.repeat)]
+        if "backfill_cli" in a.only:
+            out["backfill_cli"] = [bench.backfill_cli() for _ in range(a.repeat)]
         if "op3" in a.only:
             out["op3"] = [bench.op3() for _ in range(a.repeat)]
         if "daily" in a.only:
@@ -403,6 +428,12 @@ def report(out: dict[str, Any]) -> str:
                      f"Dagster outside steps {split['dagster_seconds']:.1f} s")
         lines.append(f"backfill / floor: requests {b[0]['requests'] / f['requests']:.2f}x, "
                      f"wall {wall / f['seconds']:.2f}x (target 1.02x / 1.5x)")
+    if "backfill_cli" in out:
+        b = out["backfill_cli"]
+        rows.append((f"backfill {a['days']} d, dagster asset materialize (multiprocess)",
+                     str(b[0]["requests"]), f"{median_of(b, 'wall'):.1f}",
+                     f"{median_of(b, 'max_process_mib'):.0f}",
+                     f"{len(b[0]['process_peaks_mib'])} processes, {b[0]['steps']} steps"))
     if "naive" in out:
         n = out["naive"]
         x = n[0]["extrapolated"]

@@ -84,8 +84,9 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
 # and 230 of them failed even one small commit at a time, since raw.responses gains only a
 # few rows a day. Short parts stay inline and are written row group by row group; a row
 # group (122,880 rows) is held whole while it is written, so the part sets what that costs:
-# a year of pages committed at +476 MB of RSS in parts of 2,048 characters, +206 MB in 512.
-BODY_PART = 512
+# a year of pages committed at +476 MB of RSS in parts of 2,048 characters, +206 MB in 512;
+# the year's redirect-logs step alone peaked at 430 MiB in parts of 512, 394 MiB in 256.
+BODY_PART = 256
 # raw.responses with each body whole again: one row per body, no ``part`` (for readers).
 WHOLE_BODIES = ("SELECT * EXCLUDE (body, part), string_agg(body, '' ORDER BY part) AS body "
                 f"FROM {RAW_TABLE} GROUP BY ALL")
