@@ -98,11 +98,8 @@ class Bench:
                 "PODCAST_PIPELINE_OP3_CONCURRENCY": str(self.a.op3_concurrency)}
 
     def pipeline(self, emu: Emulator, db: str, **args: Any) -> dict[str, Any]:
-        # OP3's data exists before it is asked for: the emulator synthesises each day's
-        # downloads and hits (Python, seconds per 100,000 rows) before the run, not while
-        # the step waits on it. Formatting the pages stays the server's cost in the run.
-        for n in range(args.get("days") or 0, -1, -1):
-            emu.dataset.op3_day(self.now.date() - timedelta(days=n))
+        # Synthesising OP3 days is Python, seconds per 100,000 rows: not while a step waits.
+        self.synthesise(emu, args.get("days") or 0)
         emu.reset_stats()
         result = run_worker("pipeline", {"now": self.now.isoformat(), **args}, self.env(emu, db))
         failed = sorted({s for r in result["runs"] for s in r["failed"]})
@@ -113,6 +110,12 @@ class Bench:
         result["by_endpoint"] = emu.stats()["by_endpoint"]
         result["api_of_endpoint"] = {r.endpoint: r.api for r in emu.requests}
         return result
+
+    def synthesise(self, emu: Emulator, days: int) -> None:
+        """OP3's days up to ``days`` ago, made before the run: a real server already holds its
+        data (formatting the pages stays the server's cost in the run)."""
+        for n in range(days, -1, -1):
+            emu.dataset.op3_day(self.now.date() - timedelta(days=n))
 
     # ------------------------------------------------------------------ scenarios
     def backfill(self, days: int, episodes: int) -> dict[str, Any]:
@@ -131,13 +134,10 @@ class Bench:
         days = self.a.days
         with tempfile.TemporaryDirectory() as tmp, \
                 self.emulator(days=days, downloads=self.a.downloads_per_day) as emu:
-            for n in range(days, -1, -1):  # OP3's days exist before they are asked for
-                emu.dataset.op3_day(self.now.date() - timedelta(days=n))
-            home = Path(tmp) / "home"
-            home.mkdir()
-            (home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
+            self.synthesise(emu, days)
             emu.reset_stats()
-            result = run_worker("cli", {"home": str(home), "now": self.now.isoformat(),
+            result = run_worker("cli", {"home": dagster_home(tmp, "home"),
+                                        "now": self.now.isoformat(),
                                         "days": days, "env": {PLANNED_SUBSET_ENV: "true"}},
                                 self.env(emu, str(Path(tmp) / "bench.duckdb")))
             if result["exit"] != 0:
@@ -254,10 +254,7 @@ class Bench:
             env = self.env(emu, db)
 
             def home(name: str) -> str:
-                h = Path(tmp) / name
-                h.mkdir()
-                (h / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
-                return str(h)
+                return dagster_home(tmp, name)
 
             for name, (extra, config) in STARTUPS.items():
                 out[name] = [run_worker("cli", {"home": home(f"{name}{i}"),
@@ -319,6 +316,14 @@ EXECUTORS: dict[str, dict[str, Any]] = {
         "start_method": {"forkserver": {"preload_modules": ["podcast_pipeline.definitions"]}}}}}},
     "cli_in_process": IN_PROCESS,
 }
+
+
+def dagster_home(tmp: str, name: str) -> str:
+    """A fresh DAGSTER_HOME under ``tmp`` holding the project's dagster.yaml."""
+    home = Path(tmp) / name
+    home.mkdir()
+    (home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
+    return str(home)
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:

@@ -452,9 +452,9 @@ def test_empty_rows_replace_the_partition_with_nothing_and_say_so(pipeline: Pipe
     names = [n for n, _ in warehouse.RAW_COLUMNS]
     body, part = names.index("body"), names.index("part")
     parts = sorted((r for r in raw if r[2] == "plays_by_gender"), key=lambda r: r[part])
-    bodies = ["".join(r[body] for r in parts)]  # the empty answer, as evidence
+    answer = "".join(r[body] for r in parts)  # the empty answer, as evidence
     assert rows == [] and [r[part] for r in parts] == list(range(len(parts)))
-    assert '"rows":[]' in bodies[0].replace(" ", "")
+    assert '"rows":[]' in answer.replace(" ", "")
 
 
 def test_a_tsv_with_only_its_header_empties_the_day_and_says_so(pipeline: Pipeline) -> None:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from datetime import date
 
+import dagster as dg
 import pytest
 
 from podcast_pipeline.emulator import Emulator, EmulatorConfig
@@ -69,8 +70,6 @@ def test_a_401_in_one_step_stops_the_other_steps_next_request(emu, tmp_path):
 
 
 def _step_failures(home: str) -> dict[str, str]:
-    import dagster as dg
-
     instance = dg.DagsterInstance.from_config(home)
     try:
         (run,) = instance.get_runs(limit=2)
@@ -80,4 +79,3 @@ def _step_failures(home: str) -> dict[str, str]:
                 if r.dagster_event is not None and r.dagster_event.is_step_failure}
     finally:
         instance.dispose()
-
