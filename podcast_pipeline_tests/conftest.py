@@ -23,7 +23,7 @@ if "TMPDIR" not in os.environ and os.path.isdir(_SHM) and os.access(_SHM, os.W_O
 # so the last ones to start are short and no worker finishes minutes after the other. Only an
 # order: a module missing here runs after these, in collection order. The analytics-demo
 # modules are spread out so two workers do not wait on one demo's build at once.
-LONGEST_FIRST = ("test_concurrency", "test_readme", "test_network_dagster", "test_analytics_models",
+LONGEST_FIRST = ("test_distributed", "test_concurrency", "test_readme", "test_network_dagster", "test_analytics_models",
                  "test_chaos", "test_security", "test_demo", "test_crash", "test_assets",
                  "test_bad_input", "test_backends_compare", "test_analytics_checks",
                  "test_sensors", "test_ducklake")

@@ -141,8 +141,9 @@ def partition_checksums(db: str, key: str) -> dict[date, tuple[int, str]]:
     return {d: (int(n), s) for d, n, s in rows}
 
 
-def table_checksums(db: str) -> dict[str, tuple[int, str]]:
-    with duckdb.connect(db, read_only=True) as con:
+def table_checksums(target: warehouse.Target) -> dict[str, tuple[int, str]]:
+    """Every table's checksum, in a DuckDB file or a DuckLake."""
+    with warehouse.reader(target) as con:
         return {t.qualified: warehouse.checksum(con, t) for t in ALL_TABLES}
 
 
