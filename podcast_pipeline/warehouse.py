@@ -417,7 +417,11 @@ def is_conflict(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, duckdb.Error) and (
         "transaction conflict" in text or "database is locked" in text
-        or "could not serialize access" in text)
+        or "could not serialize access" in text
+        # Writers opening a fresh catalog together each create DuckLake's tables; on
+        # PostgreSQL all but one lose on a unique key, and open the winner's lake on retry.
+        or ("failed to initialize ducklake" in text
+            and ("duplicate key" in text or "already exists" in text)))
 
 
 T = TypeVar("T")

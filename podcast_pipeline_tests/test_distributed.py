@@ -173,7 +173,7 @@ def test_backfill_and_daily_run_on_two_celery_workers_equal_one_machine(
         started = time.monotonic()
         _in_process(backfill + daily)
         local_s = time.monotonic() - started
-        local_requests = emu.stats()["requests"]
+        local_stats = emu.stats()
 
         # The network mode: deploy/dagster.yaml (PostgreSQL), DuckLake, two Celery workers.
         postgres = pg.dagster_env()
@@ -216,9 +216,12 @@ def test_backfill_and_daily_run_on_two_celery_workers_equal_one_machine(
         # Every step (an asset's, and its checks') ran as a Celery task; both workers took some.
         done = [w.tasks_done for w in workers]
         steps = sum(len(keys) for keys, _ in backfill + daily)
+        more = {e: n - local_stats["by_endpoint"].get(e, 0)
+                for e, n in stats["by_endpoint"].items() if n != local_stats["by_endpoint"].get(e)}
         print(f"{len(backfill + daily)} runs, {steps} assets, {stats['requests']} requests "
-              f"(one machine {local_requests}): one machine in process {local_s:.0f} s; two "
-              f"Celery workers {network_s:.0f} s, tasks per worker {done}; per-account peaks "
+              f"(one machine {local_stats['requests']}; more per endpoint: {more}): one "
+              f"machine in process {local_s:.0f} s; two Celery workers {network_s:.0f} s, "
+              f"tasks per worker {done}; per-account peaks "
               f"{stats['max_concurrent_by_account']}; reader: {len(reader.counts)} reads")
         assert sum(done) >= steps and min(done) > 0, (done, steps, workers[0].log[-2000:])
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -253,3 +256,28 @@ def test_ducklake_with_its_catalog_in_postgresql(pg, tmp_path, monkeypatch):
     lake = LakeSettings(catalog=pg.libpq("ducklake"), data_path=str(tmp_path / "lake"))
     ducklake_procs.writers_and_reader(lake, tmp_path)
     ducklake_procs.conflict_retried_then_named(lake, monkeypatch)
+
+
+def test_writers_that_create_a_fresh_lake_together_all_open_it(pg, tmp_path):
+    """The first steps of a deployment open a catalog nobody initialised yet, at once: each
+    tries to create DuckLake's tables in PostgreSQL and all but one lose on a unique key
+    (seen from the README's by-hand run). The losers retry and open the lake the winner made."""
+    pytest.importorskip("duckdb_extension_postgres_scanner", reason="needs the [network] extra")
+    pg.createdb("fresh")
+    lake = LakeSettings(catalog=pg.libpq("fresh"), data_path=str(tmp_path / "lake"))
+    start, errors, opened = threading.Barrier(6), [], []
+
+    def writer() -> None:
+        start.wait()
+        try:
+            with warehouse.connect(lake, timeout=60) as con:
+                opened.append(con.sql("SELECT 1").fetchone()[0])
+        except Exception as exc:  # noqa: BLE001 - the assertion shows them
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=writer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == [] and opened == [1] * 6, errors
