@@ -49,20 +49,10 @@ def pipeline_env(emu: Emulator, db: str, home: str, **extra: str) -> dict[str, s
     return env
 
 
-class Materialize:
-    """``dagster asset materialize`` in its own process group; its output is collected live."""
+class Captured:
+    """A command in its own process group, its output (stdout and stderr) collected live."""
 
-    def __init__(self, env: dict[str, str], select: list[str], *, partition: str | None = None,
-                 partition_range: tuple[str, str] | None = None,
-                 run_config: dict | None = None) -> None:
-        cmd = [DAGSTER, "asset", "materialize", "-m", "podcast_pipeline.definitions",
-               "--select", ",".join(select)]
-        if run_config:
-            cmd += ["--config-json", json.dumps(run_config)]
-        if partition:
-            cmd += ["--partition", partition]
-        if partition_range:
-            cmd += ["--partition-range", "...".join(partition_range)]
+    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(cmd, env=env, cwd=PROJECT, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.lines: list[str] = []
@@ -80,6 +70,23 @@ class Materialize:
 
     def count(self, text: str) -> int:
         return sum(text in line for line in list(self.lines))
+
+
+class Materialize(Captured):
+    """``dagster asset materialize`` in its own process group; its output is collected live."""
+
+    def __init__(self, env: dict[str, str], select: list[str], *, partition: str | None = None,
+                 partition_range: tuple[str, str] | None = None,
+                 run_config: dict | None = None) -> None:
+        cmd = [DAGSTER, "asset", "materialize", "-m", "podcast_pipeline.definitions",
+               "--select", ",".join(select)]
+        if run_config:
+            cmd += ["--config-json", json.dumps(run_config)]
+        if partition:
+            cmd += ["--partition", partition]
+        if partition_range:
+            cmd += ["--partition-range", "...".join(partition_range)]
+        super().__init__(cmd, env)
 
     def wait_for(self, text: str, times: int = 1, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout

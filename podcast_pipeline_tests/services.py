@@ -11,14 +11,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
+from podcast_pipeline_tests.procs import PROJECT, Captured
+
 BIN = Path(sys.executable).parent
 _AS_POSTGRES = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
@@ -128,28 +128,16 @@ def redis() -> Iterator[str]:
             proc.wait(30)
 
 
-class Worker:
+class Worker(Captured):
     """``dagster-celery worker start`` (deploy/celery_worker.yaml) in its own process group,
     one task at a time; its output is collected live."""
 
     def __init__(self, name: str, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
+        super().__init__(
             [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
              "-y", str(PROJECT / "deploy" / "celery_worker.yaml"), "-n", name, "--",
              "-c", "1", "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle"],
-            env=env, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
+            env)
 
     @property
     def tasks_done(self) -> int:
