@@ -19,8 +19,10 @@ run whole here.
 Prints one JSON line per (N, W) and a table: wall, runs, steps, requests, per-account peak of
 calls in flight (read from the emulator's request log; must stay within the setting), run
 and step durations from Dagster's run storage (its bookkeeping per run = run wall minus the
-steps' own time). ``--workers 0`` runs the same on one machine for comparison, events per run, and the peak memory (VmHWM, sampled) of every process by
-kind: the run processes, the workers (their task children), this process.
+steps' own time), events per run, and the peak memory (VmHWM, sampled) of every process by
+kind: the run processes, the workers (their task children), this process. ``--workers 0``
+runs the same on one machine for comparison: SQLite, the DuckDB file, each run in process
+(the daily job's executor).
 """
 
 from __future__ import annotations
@@ -104,7 +106,12 @@ def _requests(defs: dg.Definitions, home: str, assets: set[tuple[str, ...]],
     return runs[:max_runs] if max_runs else runs
 
 
-def _launch_all(env: dict[str, str], runs, at_once: int) -> list[str]:
+# One machine: the executor of the daily job the schedule launches (schedules.py).
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+
+def _launch_all(env: dict[str, str], runs, at_once: int,
+                run_config: dict | None = None) -> list[str]:
     """Every run as ``dagster asset materialize``, at most ``at_once`` at a time; the
     failures' last lines."""
     from podcast_pipeline_tests.procs import Materialize
@@ -113,7 +120,7 @@ def _launch_all(env: dict[str, str], runs, at_once: int) -> list[str]:
     while pending or live:
         while pending and len(live) < at_once:
             keys, window, _tags = pending.pop(0)
-            live.append(Materialize(env, keys, partition_range=window))
+            live.append(Materialize(env, keys, partition_range=window, run_config=run_config))
         time.sleep(0.2)
         for proc in [p for p in live if p.proc.poll() is not None]:
             live.remove(proc)
@@ -177,7 +184,7 @@ def measure(pg, redis_url: str, shows: int, workers: int, assets: set[tuple[str,
                        PODCAST_PIPELINE_DUCKLAKE_DATA_PATH=str(Path(tmp) / "lake"),
                        PODCAST_PIPELINE_CELERY_BROKER=f"{redis_url}/0",
                        PODCAST_PIPELINE_CELERY_BACKEND=f"{redis_url}/1")
-        else:  # one machine: the shipped dagster.yaml (SQLite), the DuckDB file, multiprocess
+        else:  # one machine: the shipped dagster.yaml (SQLite), the DuckDB file, in process
             from podcast_pipeline_tests.procs import dagster_home
 
             shutil.rmtree(home)
@@ -199,7 +206,7 @@ def measure(pg, redis_url: str, shows: int, workers: int, assets: set[tuple[str,
                 w.wait_ready()
             emu.reset_stats()
             t0 = time.perf_counter()
-            failed = _launch_all(env, runs, at_once)
+            failed = _launch_all(env, runs, at_once, None if workers else IN_PROCESS)
             wall = time.perf_counter() - t0
             tasks = [w.tasks_done for w in pool]
         finally:
@@ -229,7 +236,7 @@ def main() -> None:
     p.add_argument("--shows", type=int, nargs="+", default=[50, 100])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4],
                    help="Celery workers; 0: one machine (the shipped dagster.yaml, the DuckDB "
-                        "file, Dagster's default executor) for comparison")
+                        "file, the daily job's in-process executor) for comparison")
     p.add_argument("--assets", nargs="+", default=["anchor/plays", "op3/downloads"],
                    help="each show's assets of the daily run (default: two, one per API)")
     p.add_argument("--runs-at-once", type=int, default=4)

@@ -154,7 +154,7 @@ def _build_asset(source: Source, ep: Endpoint, partitions_def: dg.DailyPartition
         retry_policy=dg.RetryPolicy(max_retries=2, delay=2,
                                     backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
     )
-    def _asset(context) -> dg.MaterializeResult:  # annotation omitted: Dagster checks it at runtime
+    def _asset(context):  # no annotations: Dagster would resolve them per asset
         try:
             return materialize_endpoint(context, source, ep, scope)
         except dg.Failure as exc:

@@ -45,7 +45,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     partitions = daily_partitions(s.start_date)
     net = load_network(s)  # the file's shows, or the single-show variables as a network of one
     sources = source_assets(net, partitions)
-    daily = build_daily_refresh_job(net)
+    daily = build_daily_refresh_job(net, distributed=s.celery_broker is not None)
     sensors = [credential_expiry_alert, build_credential_probe(s), analytics_automation,
                build_pool_limits_sensor(net, s)]
     return dg.Definitions(

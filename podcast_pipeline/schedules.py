@@ -37,8 +37,11 @@ daily_refresh_job = dg.define_asset_job(
 )
 
 
-def build_daily_refresh_job(net: Network | None = None) -> dg.UnresolvedAssetJobDefinition:
-    """The daily job over every API asset of the network (the network of one: today's)."""
+def build_daily_refresh_job(net: Network | None = None, *, distributed: bool = False,
+                            ) -> dg.UnresolvedAssetJobDefinition:
+    """The daily job over every API asset of the network (the network of one: today's).
+    ``distributed``: the definitions' Celery executor runs its steps (deploy/), else the
+    in-process executor does, as for a network of one."""
     if net is None or not is_network(net):
         return daily_refresh_job
     keys = [k for show in net.shows for k in show_keys(net, show)]
@@ -46,7 +49,10 @@ def build_daily_refresh_job(net: Network | None = None) -> dg.UnresolvedAssetJob
         "daily_refresh", selection=dg.AssetSelection.assets(*keys, SHOWS_KEY),
         description=f"Every API asset of the network's {len(net.shows)} shows: the schedule "
                     "launches one run per show (snapshots once, the windowed assets for a range "
-                    "of days), so one show's failure fails only its own run.")
+                    "of days), so one show's failure fails only its own run.",
+        # One machine: a process per step would load the whole network's definitions for
+        # each of a show's ~80 steps (README "Running a network").
+        executor_def=None if distributed else dg.in_process_executor)
 
 
 def _network_runs(net: Network, first: str, day: str) -> list[dg.RunRequest]:

@@ -173,6 +173,21 @@ def test_the_daily_schedule_runs_every_show_once(network_settings):
     assert sorted(selected) == sorted(all_raw)
 
 
+def test_the_network_daily_job_runs_in_process_unless_celery_is_set(network_settings, tmp_path):
+    """One machine: a show's run in one process (a process per step would load every show's
+    definitions ~80 times per run); with a broker, every step a Celery task."""
+    one = build_definitions(network_settings).resolve_job_def("daily_refresh")
+    assert one.executor_def.name == "in_process"
+    pytest.importorskip("dagster_celery")
+    distributed = Settings.from_env({
+        "PODCAST_PIPELINE_NETWORK_FILE": str(network_settings.network_file),
+        "DUCKDB_PATH": str(tmp_path / "w.duckdb"),
+        "PODCAST_PIPELINE_CELERY_BROKER": "redis://127.0.0.1:1/0",
+        "PODCAST_PIPELINE_CELERY_BACKEND": "redis://127.0.0.1:1/1"})
+    job = build_definitions(distributed).resolve_job_def("daily_refresh")
+    assert job.executor_def.name == "celery"
+
+
 def test_pool_limits_sensor_sets_one_pool_per_account_and_token(network_settings):
     """One step per credential at a time; the setting is that step's calls in flight."""
     net = load_network(network_settings)

@@ -14,7 +14,7 @@ step ``<show>_anchor_plays_checks``): the same rules, each reading only that sho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -154,7 +154,7 @@ def _build(table: Table, show: str | None = None,
     @dg.multi_asset_check(specs=specs, name=name, can_subset=True,
                           required_resource_keys={"warehouse"},
                           description=f"Data-quality checks of {of}.")
-    def _checks(context) -> Iterator[dg.AssetCheckResult]:  # no annotation: Dagster checks it
+    def _checks(context):  # no annotations: Dagster would resolve them per check
         selected = {k.name for k in context.selected_asset_check_keys}
         facts = _facts(context.instance, key)
         results = []
