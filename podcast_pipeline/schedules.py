@@ -7,11 +7,12 @@ from datetime import timedelta
 import dagster as dg
 
 from podcast_pipeline.errors import ConfigError
-from podcast_pipeline.network import Network, load_network
+from podcast_pipeline.network import Network, Show, load_network
 from podcast_pipeline.network_assets import ACCOUNT_TAG, SHOW_TAG, SHOWS_KEY, is_network, show_keys
 from podcast_pipeline.settings import (
     CREDENTIAL_ENV,
     CRON_ENV,
+    DAILY_RUNS_ENV,
     GRAPHQL_CREDENTIAL_ENV,
     LOOKBACK_ENV,
     Settings,
@@ -48,25 +49,37 @@ def build_daily_refresh_job(net: Network | None = None, *, distributed: bool = F
     return dg.define_asset_job(
         "daily_refresh", selection=dg.AssetSelection.assets(*keys, SHOWS_KEY),
         description=f"Every API asset of the network's {len(net.shows)} shows: the schedule "
-                    "launches one run per show (snapshots once, the windowed assets for a range "
-                    "of days), so one show's failure fails only its own run.",
+                    "launches one run per show (or per account: PODCAST_PIPELINE_DAILY_RUNS; "
+                    "snapshots once, the windowed assets for a range of days), so one show's "
+                    "failure fails only its own run's steps.",
         # One machine: a process per step would load the whole network's definitions for
         # each of a show's ~80 steps (README "Running a network").
         executor_def=None if distributed else dg.in_process_executor)
 
 
-def _network_runs(net: Network, first: str, day: str) -> list[dg.RunRequest]:
-    """One run per show: its own status and history in the Runs page, its own retries."""
+def _network_runs(net: Network, first: str, day: str, per: str = "show") -> list[dg.RunRequest]:
+    """One run per show (its own status, history and retries in the Runs page), or with
+    ``per`` "account" one per Spotify account (the shows without one: per OP3 token): its
+    shows' assets together, so the network's definitions load once per account, not per show."""
     runs = [dg.RunRequest(run_key=f"daily-network-{day}", asset_selection=[SHOWS_KEY])]
+    groups: dict[str, list[Show]] = {}
     for show in net.shows:
+        name = show.key if per == "show" else show.account or f"op3-{show.op3_token}"
+        groups.setdefault(name, []).append(show)
+    for name, shows in groups.items():
         tags = {"dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": day, SHOW_TAG: show.key}
-        if show.account:
-            tags[ACCOUNT_TAG["anchor"]] = show.account
-        if show.op3_token:
-            tags[ACCOUNT_TAG["op3"]] = show.op3_token
-        runs.append(dg.RunRequest(run_key=f"daily-{show.key}-{first}-{day}",
-                                  asset_selection=show_keys(net, show), tags=tags))
+                "dagster/asset_partition_range_end": day}
+        if per == "show":
+            tags[SHOW_TAG] = name
+        # The run queue's limits per account and token (deploy/dagster.yaml) read these; a
+        # run of several tokens has none for OP3, whose pools still bound its calls.
+        for api, values in (("anchor", {s.account for s in shows}),
+                            ("op3", {s.op3_token for s in shows} - {None})):
+            if len(values) == 1 and None not in values:
+                tags[ACCOUNT_TAG[api]] = values.pop()
+        runs.append(dg.RunRequest(run_key=f"daily-{name}-{first}-{day}",
+                                  asset_selection=[k for s in shows for k in show_keys(net, s)],
+                                  tags=tags))
     return runs
 
 
@@ -81,13 +94,16 @@ def build_daily_refresh_schedule(settings: Settings, net: Network | None = None,
     apis = settings.configured_apis()
     first_partition = settings.start_date
     network_file = net is not None and is_network(net)
+    runs = (f"one run per {settings.daily_runs} ({DAILY_RUNS_ENV})" if network_file
+            else "one run")
 
     def refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
         if network_file:
             assert net is not None
             yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
             first = max(yesterday - timedelta(days=lookback), first_partition)
-            return _network_runs(net, first.isoformat(), yesterday.isoformat())
+            return _network_runs(net, first.isoformat(), yesterday.isoformat(),
+                                  settings.daily_runs)
         if not apis:
             return dg.SkipReason(f"No source is configured: set {GRAPHQL_CREDENTIAL_ENV} or "
                                  f"{CREDENTIAL_ENV['anchor']} (Spotify for Creators) and/or "
@@ -116,7 +132,7 @@ def build_daily_refresh_schedule(settings: Settings, net: Network | None = None,
             execution_timezone="UTC",
             default_status=dg.DefaultScheduleStatus.RUNNING,
             description=(
-                f"Cron {settings.schedule_cron} (UTC, {CRON_ENV}), one run: every snapshot asset "
+                f"Cron {settings.schedule_cron} (UTC, {CRON_ENV}), {runs}: every snapshot asset "
                 f"(stored under today), and the windowed assets for yesterday plus the "
                 f"{lookback} days before it ({LOOKBACK_ENV}), because Spotify's numbers arrive "
                 "late and get restated."

@@ -78,6 +78,10 @@ DUCKLAKE_DATA_PATH_ENV = "PODCAST_PIPELINE_DUCKLAKE_DATA_PATH"
 # The network mode across machines (deploy/): steps on Celery workers over this broker.
 CELERY_BROKER_ENV = "PODCAST_PIPELINE_CELERY_BROKER"
 CELERY_BACKEND_ENV = "PODCAST_PIPELINE_CELERY_BACKEND"
+# What one daily run of a network holds: a show, or the shows of one Spotify account (and OP3
+# token): every run loads every show's definitions, so big networks want fewer runs.
+DAILY_RUNS_ENV = "PODCAST_PIPELINE_DAILY_RUNS"
+DAILY_RUNS = ("show", "account")
 # The credential that says a source is in use.
 CREDENTIAL_ENV = {"anchor": "ANCHOR_PW_S", "op3": "OP3_TOKEN"}
 
@@ -386,6 +390,7 @@ class Settings(BaseSettings):
     # Steps on Celery workers (None: in this process's own subprocesses, as always)
     celery_broker: str | None = Field(None, validation_alias=CELERY_BROKER_ENV)
     celery_backend: str | None = Field(None, validation_alias=CELERY_BACKEND_ENV)
+    daily_runs: str = Field("show", validation_alias=DAILY_RUNS_ENV)
     # Warehouse, partitions, schedule
     duckdb_path: str = Field(DEFAULT_DB_PATH, validation_alias=DUCKDB_PATH_ENV)
     warehouse: str = Field("duckdb", validation_alias=WAREHOUSE_ENV)
@@ -513,6 +518,16 @@ class Settings(BaseSettings):
         number = validate.positive_number(str(field_.validation_alias), str(value),
                                           float(field_.default))
         return int(number) if field_.annotation in (int, "int") else number
+
+    @field_validator("daily_runs", mode="before")
+    @classmethod
+    def _daily_runs(cls, value: Any) -> Any:
+        choice = str(value).strip().lower()
+        if choice not in DAILY_RUNS:
+            raise ConfigError(DAILY_RUNS_ENV, f"is {value!r}, not one of {', '.join(DAILY_RUNS)}",
+                              "Unset it for a run per show, or set account for a run per "
+                              "Spotify account and OP3 token")
+        return choice
 
     @field_validator("max_shrink_fraction", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ from podcast_pipeline.analytics import checks
 from podcast_pipeline.definitions import build_definitions
 from podcast_pipeline.demo import execute
 from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
+from podcast_pipeline.errors import ConfigError
 from podcast_pipeline.network import Network, Show, load_network
 from podcast_pipeline.network_assets import SHOWS_KEY, show_keys
 from podcast_pipeline.politeness import calls_per_step, pool_limits
@@ -171,6 +172,39 @@ def test_the_daily_schedule_runs_every_show_once(network_settings):
     all_raw = [k for k in defs.resolve_asset_graph().get_all_asset_keys()
                if k.path[0] not in ("analytics",)]
     assert sorted(selected) == sorted(all_raw)
+
+
+def _schedule_requests(settings: Settings) -> tuple[str, list[dg.RunRequest]]:
+    """The daily schedule's description and its run requests for 2025-06-02."""
+    schedule = build_definitions(settings).resolve_schedule_def("daily_refresh_schedule")
+    when = datetime(2025, 6, 2, 6, tzinfo=UTC)
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        return schedule.description or "", list(schedule.evaluate_tick(context).run_requests or [])
+
+
+def test_the_daily_schedule_can_run_each_account_once(network_settings):
+    """PODCAST_PIPELINE_DAILY_RUNS=account: a run per Spotify account holding its shows (an
+    OP3-only show: per token), tagged for the run queue's limits; every API asset once."""
+    settings = network_settings.model_copy(update={"daily_runs": "account"})
+    description, requests = _schedule_requests(settings)
+    net = load_network(settings)
+    keys = {s.key: set(show_keys(net, s)) for s in net.shows}
+    runs = {(r.tags.get("podcast_pipeline/spotify_account"), r.tags.get("podcast_pipeline/op3_token")):
+            set(r.asset_selection) for r in requests if r.asset_selection != [SHOWS_KEY]}
+    assert runs == {("acme", "main"): keys["aa11bb22"] | keys["cc33dd44"],
+                    ("beta", "main"): keys["ee55ff66"], (None, "main"): keys["op3only"]}
+    assert not any("podcast_pipeline/show" in r.tags for r in requests)
+    assert len({r.run_key for r in requests}) == len(requests) == 4
+    selected = [k for r in requests for k in r.asset_selection]
+    assert len(selected) == len(set(selected))
+    assert "one run per account (PODCAST_PIPELINE_DAILY_RUNS)" in description
+
+
+def test_an_unknown_daily_runs_value_names_the_variable(network_settings):
+    with pytest.raises(ConfigError, match="PODCAST_PIPELINE_DAILY_RUNS.*not one of show, account"):
+        Settings.from_env({"PODCAST_PIPELINE_NETWORK_FILE": str(network_settings.network_file),
+                           "PODCAST_PIPELINE_DAILY_RUNS": "shows"})
 
 
 def test_the_network_daily_job_runs_in_process_unless_celery_is_set(network_settings, tmp_path):
