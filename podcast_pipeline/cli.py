@@ -173,7 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
                            "credentials in the environment and ./.env; one line per API, exit 1 unless "
                            "both are ok")
     check.set_defaults(func=_check_credentials)
+    workspace = sub.add_parser("workspace", help="print a workspace.yaml with one code location "
+                               "per Spotify account of the network file (and one for the "
+                               "network): each process then loads only its account's shows")
+    workspace.set_defaults(func=_workspace)
     return parser
+
+
+def _workspace(args: argparse.Namespace) -> int:
+    from podcast_pipeline.locations import workspace_yaml
+    from podcast_pipeline.network import load_network
+    from podcast_pipeline.settings import Settings
+
+    print(workspace_yaml(load_network(Settings.load())), end="")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

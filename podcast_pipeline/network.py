@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,11 @@ class Network:
 
     def where(self) -> str:
         return self.source or "the single-show variables"
+
+    def restrict(self, shows: Iterable[Show]) -> Network:
+        """The same accounts, tokens and file, with only ``shows``: one code location's part
+        (``locations.py``)."""
+        return replace(self, shows=tuple(shows))
 
     def variables(self, api: str, name: str) -> dict[str, str]:
         """The single-show credential variables → the names this account (``api`` "anchor")

@@ -59,8 +59,9 @@ def _show_sources(net: Network, show: net_mod.Show) -> Iterator[tuple[object, li
 
 
 def source_assets(net: Network, partitions: dg.DailyPartitionsDefinition,
-                  ) -> list[dg.AssetsDefinition]:
-    """Every API asset of the network (the network of one: exactly today's)."""
+                  shows_table: bool = True) -> list[dg.AssetsDefinition]:
+    """Every API asset of the network (the network of one: exactly today's), and with a
+    network file the ``network/shows`` asset unless ``shows_table`` is False."""
     if not is_network(net):
         return [*anchor_assets.build_anchor_assets(partitions),
                 *spotify_assets.build_spotify_assets(partitions),
@@ -69,7 +70,7 @@ def source_assets(net: Network, partitions: dg.DailyPartitionsDefinition,
     for show in net.shows:
         for source, endpoints, scope in _show_sources(net, show):
             out += build_assets(source, endpoints, partitions, scope)  # type: ignore[arg-type]
-    return [*out, shows_asset]
+    return [*out, *([shows_asset] if shows_table else [])]
 
 
 def show_keys(net: Network, show: net_mod.Show) -> list[dg.AssetKey]:

@@ -39,15 +39,17 @@ daily_refresh_job = dg.define_asset_job(
 
 
 def build_daily_refresh_job(net: Network | None = None, *, distributed: bool = False,
-                            ) -> dg.UnresolvedAssetJobDefinition:
+                            shows_table: bool = True) -> dg.UnresolvedAssetJobDefinition:
     """The daily job over every API asset of the network (the network of one: today's).
     ``distributed``: the definitions' Celery executor runs its steps (deploy/), else the
-    in-process executor does, as for a network of one."""
+    in-process executor does, as for a network of one. ``shows_table``: with the
+    ``network/shows`` asset (False in a code location of some shows: ``locations.py``)."""
     if net is None or not is_network(net):
         return daily_refresh_job
     keys = [k for show in net.shows for k in show_keys(net, show)]
     return dg.define_asset_job(
-        "daily_refresh", selection=dg.AssetSelection.assets(*keys, SHOWS_KEY),
+        "daily_refresh", selection=dg.AssetSelection.assets(
+            *keys, *([SHOWS_KEY] if shows_table else [])),
         description=f"Every API asset of the network's {len(net.shows)} shows: the schedule "
                     "launches one run per show (or per account: PODCAST_PIPELINE_DAILY_RUNS; "
                     "snapshots once, the windowed assets for a range of days), so one show's "
@@ -57,11 +59,14 @@ def build_daily_refresh_job(net: Network | None = None, *, distributed: bool = F
         executor_def=None if distributed else dg.in_process_executor)
 
 
-def _network_runs(net: Network, first: str, day: str, per: str = "show") -> list[dg.RunRequest]:
+def _network_runs(net: Network, first: str, day: str, per: str = "show",
+                  shows_table: bool = True) -> list[dg.RunRequest]:
     """One run per show (its own status, history and retries in the Runs page), or with
     ``per`` "account" one per Spotify account (the shows without one: per OP3 token): its
-    shows' assets together, so the network's definitions load once per account, not per show."""
-    runs = [dg.RunRequest(run_key=f"daily-network-{day}", asset_selection=[SHOWS_KEY])]
+    shows' assets together, so the network's definitions load once per account, not per show.
+    ``shows_table``: and a run of ``network/shows``."""
+    runs = ([dg.RunRequest(run_key=f"daily-network-{day}", asset_selection=[SHOWS_KEY])]
+            if shows_table else [])
     groups: dict[str, list[Show]] = {}
     for show in net.shows:
         name = show.key if per == "show" else show.account or f"op3-{show.op3_token}"
@@ -85,9 +90,10 @@ def _network_runs(net: Network, first: str, day: str, per: str = "show") -> list
 
 def build_daily_refresh_schedule(settings: Settings, net: Network | None = None,
                                  job: dg.UnresolvedAssetJobDefinition | None = None,
-                                 ) -> dg.ScheduleDefinition:
+                                 shows_table: bool = True) -> dg.ScheduleDefinition:
     """The schedule as ``settings`` configure it: its cron, look-back and the sources in use;
-    with a network file (``net``, ``job`` from :func:`build_daily_refresh_job`), every show."""
+    with a network file (``net``, ``job`` from :func:`build_daily_refresh_job`), every show
+    of ``net``, and ``network/shows`` unless ``shows_table`` is False."""
     if net is None:  # e.g. the demo: the network the settings name
         net = load_network(settings)
     lookback = settings.lookback_days
@@ -103,7 +109,7 @@ def build_daily_refresh_schedule(settings: Settings, net: Network | None = None,
             yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
             first = max(yesterday - timedelta(days=lookback), first_partition)
             return _network_runs(net, first.isoformat(), yesterday.isoformat(),
-                                  settings.daily_runs)
+                                  settings.daily_runs, shows_table)
         if not apis:
             return dg.SkipReason(f"No source is configured: set {GRAPHQL_CREDENTIAL_ENV} or "
                                  f"{CREDENTIAL_ENV['anchor']} (Spotify for Creators) and/or "

@@ -77,9 +77,12 @@ class Materialize(Captured):
 
     def __init__(self, env: dict[str, str], select: list[str], *, partition: str | None = None,
                  partition_range: tuple[str, str] | None = None,
-                 run_config: dict | None = None) -> None:
-        cmd = [DAGSTER, "asset", "materialize", "-m", "podcast_pipeline.definitions",
-               "--select", ",".join(select)]
+                 run_config: dict | None = None, location: str | None = None) -> None:
+        """``location``: an attribute of ``podcast_pipeline.locations`` (a code location of a
+        network split per account), else the whole network's ``podcast_pipeline.definitions``."""
+        target = (["-m", "podcast_pipeline.locations", "-a", location] if location
+                  else ["-m", "podcast_pipeline.definitions"])
+        cmd = [DAGSTER, "asset", "materialize", *target, "--select", ",".join(select)]
         if run_config:
             cmd += ["--config-json", json.dumps(run_config)]
         if partition:
