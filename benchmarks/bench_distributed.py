@@ -3,6 +3,7 @@ sizes and worker counts, on this machine.
 
     python -m benchmarks.bench_distributed --shows 50 100 --workers 1 2 4
         [--assets anchor/plays op3/downloads] [--runs-at-once 4] [--max-runs K]
+        [--daily-runs show|account] [--locations one|account]
         [--latency-ms 0] [--json benchmarks/distributed.json]
 
 Needs the [network] extra and Debian's postgresql and redis-server (installed when missing,
@@ -111,17 +112,20 @@ def _requests(defs: dg.Definitions, home: str, assets: set[tuple[str, ...]],
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
-def _launch_all(env: dict[str, str], runs, at_once: int,
-                run_config: dict | None = None) -> list[str]:
+def _launch_all(env: dict[str, str], runs, at_once: int, run_config: dict | None = None,
+                where: dict[str, str] | None = None) -> list[str]:
     """Every run as ``dagster asset materialize``, at most ``at_once`` at a time; the
-    failures' last lines."""
+    failures' last lines. ``where``: each show's code location (``locations.py``), else the
+    one location of every show."""
     from podcast_pipeline_tests.procs import Materialize
 
     pending, live, failed = list(runs), [], []
     while pending or live:
         while pending and len(live) < at_once:
             keys, window, _tags = pending.pop(0)
-            live.append(Materialize(env, keys, partition_range=window, run_config=run_config))
+            location = where[keys[0].split("/")[0]] if where else None
+            live.append(Materialize(env, keys, partition_range=window, run_config=run_config,
+                                    location=location))
         time.sleep(0.2)
         for proc in [p for p in live if p.proc.poll() is not None]:
             live.remove(proc)
@@ -157,9 +161,10 @@ def _dagster_figures(home: str) -> dict[str, Any]:
 
 def measure(pg, redis_url: str, shows: int, workers: int, assets: set[tuple[str, ...]],
             at_once: int, max_runs: int | None, latency_ms: float,
-            daily_runs: str = "show") -> dict[str, Any]:
+            daily_runs: str = "show", locations: str = "one") -> dict[str, Any]:
     from podcast_pipeline.definitions import build_definitions
     from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
+    from podcast_pipeline.locations import plan
     from podcast_pipeline.network import load_network
     from podcast_pipeline.politeness import pool_limits
     from podcast_pipeline.sensors import apply_pool_limits
@@ -201,6 +206,8 @@ def measure(pg, redis_url: str, shows: int, workers: int, assets: set[tuple[str,
         with dg.DagsterInstance.from_config(str(home)) as instance:
             apply_pool_limits(instance, pool_limits(load_network(settings)))
         runs = _requests(defs, str(home), assets, max_runs)
+        where = ({key: loc.attribute for loc in plan(load_network(settings))
+                  for key in loc.shows} if locations == "account" else None)
         shows_run = len({k.split("/")[0] for keys, _, _ in runs for k in keys})
         peaks = Peaks()
         peaks.start()
@@ -210,7 +217,7 @@ def measure(pg, redis_url: str, shows: int, workers: int, assets: set[tuple[str,
                 w.wait_ready()
             emu.reset_stats()
             t0 = time.perf_counter()
-            failed = _launch_all(env, runs, at_once, None if workers else IN_PROCESS)
+            failed = _launch_all(env, runs, at_once, None if workers else IN_PROCESS, where)
             wall = time.perf_counter() - t0
             tasks = [w.tasks_done for w in pool]
         finally:
@@ -222,7 +229,8 @@ def measure(pg, redis_url: str, shows: int, workers: int, assets: set[tuple[str,
     spotify = {a: n for a, n in stats["max_concurrent_by_account"].items()
                if not a.startswith("op3:")}
     op3 = {a: n for a, n in stats["max_concurrent_by_account"].items() if a.startswith("op3:")}
-    return {"shows": shows, "workers": workers, "daily_runs": daily_runs, "runs": len(runs),
+    return {"shows": shows, "workers": workers, "daily_runs": daily_runs,
+            "locations": locations, "runs": len(runs),
             "assets": sum(len(k) for k, _, _ in runs),  # each a step, plus its checks' step
             "wall_s": round(wall, 1), "s_per_run": round(wall / max(1, len(runs)), 2),
             "requests": stats["requests"],
@@ -247,6 +255,9 @@ def main() -> None:
     p.add_argument("--max-runs", type=int, help="only the schedule's first K runs (a sample)")
     p.add_argument("--daily-runs", choices=["show", "account"], default="show",
                    help="PODCAST_PIPELINE_DAILY_RUNS: a run per show or per account")
+    p.add_argument("--locations", choices=["one", "account"], default="one",
+                   help="one code location of every show, or one per account (locations.py): "
+                        "each run loads only its account's shows")
     p.add_argument("--latency-ms", type=float, default=0.0)
     p.add_argument("--json", default="benchmarks/distributed.json")
     a = p.parse_args()
@@ -258,11 +269,11 @@ def main() -> None:
         for shows in a.shows:
             for workers in a.workers:
                 r = measure(pg, redis_url, shows, workers, assets, a.runs_at_once,
-                            a.max_runs, a.latency_ms, a.daily_runs)
+                            a.max_runs, a.latency_ms, a.daily_runs, a.locations)
                 print(json.dumps(r), flush=True)
                 results.append(r)
                 Path(a.json).write_text(json.dumps(results, indent=1))
-    cols = ["shows", "workers", "daily_runs", "runs", "assets", "wall_s", "s_per_run", "requests_per_show",
+    cols = ["shows", "workers", "daily_runs", "locations", "runs", "assets", "wall_s", "s_per_run", "requests_per_show",
             "failed_runs", "spotify_peak_in_flight", "op3_peak_in_flight", "run_s_median",
             "step_s_median", "bookkeeping_s_per_run_median", "events_per_run_median"]
     print(" | ".join(cols))

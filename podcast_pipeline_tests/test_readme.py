@@ -297,3 +297,10 @@ def test_readme_network_as_pasted(clone: Path) -> None:
                      "op3 token main: ok"], out.stdout
     assert "acct02 expired, as it should" in out.stdout
     assert (clone / "data" / "emulator-network.yaml").is_file()
+    workspace = (clone / "workspace-network.yaml").read_text(encoding="utf-8")
+    assert [line.split(": ")[1] for line in workspace.splitlines()
+            if "location_name" in line] == ["network", "acct01", "acct02"]
+    logged = out.stdout + out.stderr
+    for name in ("network", "acct01", "acct02"):
+        assert f"Validation successful for code location {name}." in logged, logged[-3000:]
+    assert "All code locations passed validation." in logged
