@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     workspace = sub.add_parser("workspace", help="print a workspace.yaml with one code location "
                                "per Spotify account of the network file (and one for the "
                                "network): each process then loads only its account's shows")
+    workspace.add_argument("--accounts-per-location", type=int, default=1, metavar="K",
+                           help="K accounts' shows per code location (default 1): fewer "
+                                "code servers, each a bigger load per run")
     workspace.set_defaults(func=_workspace)
     return parser
 
@@ -185,7 +188,7 @@ def _workspace(args: argparse.Namespace) -> int:
     from podcast_pipeline.network import load_network
     from podcast_pipeline.settings import Settings
 
-    print(workspace_yaml(load_network(Settings.load())), end="")
+    print(workspace_yaml(load_network(Settings.load()), args.accounts_per_location), end="")
     return 0
 
 

@@ -11,7 +11,9 @@ attribute of this module, built when Dagster first asks for it:
   location), the probe and the pools' sensor;
 - ``account_<name>``: that account's shows' API assets, their checks, and a daily job and
   schedule over them;
-- ``token_<name>``: the same for the shows read from OP3 only, per OP3 token.
+- ``token_<name>``: the same for the shows read from OP3 only, per OP3 token;
+- ``accounts_<k>_<i>``: with ``--accounts-per-location k``, the i-th group of k accounts in
+  the file's order (fewer code servers, each loading more shows per run).
 
 Pools and run-queue limits belong to the instance, so politeness per account and per token
 holds across locations. Without a network file there is one location: ``definitions.py``.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from podcast_pipeline.errors import ConfigError
@@ -40,19 +42,28 @@ class Location:
     network_wide: bool = False  # the shows table, the models, the report and the sensors
 
 
-def plan(net: Network) -> list[Location]:
-    """The network location, then one per account and one per OP3 token of the shows with no
-    account, in the file's order."""
+def plan(net: Network, accounts_per_location: int = 1) -> list[Location]:
+    """The network location, then one per account (or per ``accounts_per_location`` accounts,
+    in the file's order) and one per OP3 token of the shows with no account."""
     if net.source is None:
         raise ConfigError(NETWORK_FILE_ENV, "is not set, and code locations per account "
                           "split a network file", "Set it to the file that lists the shows "
                           "(README \"Many shows\"); one show needs no workspace but the "
                           "repository's workspace.yaml")
+    if accounts_per_location < 1:
+        raise ConfigError("--accounts-per-location", f"is {accounts_per_location}",
+                          "Give 1 or more")
     out = [Location(NETWORK, NETWORK, network_wide=True)]
-    for account in net.accounts:
-        shows = tuple(s.key for s in net.shows_of_account(account.name))
-        if shows:
-            out.append(Location(account.name, _attribute("account", account.name), shows))
+    accounts = [a.name for a in net.accounts if net.shows_of_account(a.name)]
+    k = accounts_per_location
+    for i in range(0, len(accounts), k):
+        group = accounts[i:i + k]
+        shows = tuple(s.key for name in group for s in net.shows_of_account(name))
+        if k == 1:
+            out.append(Location(group[0], _attribute("account", group[0]), shows))
+        else:  # the attribute says how the accounts were grouped: a run worker regroups
+            out.append(Location(f"{group[0]}-to-{group[-1]}" if len(group) > 1 else group[0],
+                                f"accounts_{k}_{i // k + 1}", shows))
     for token in net.op3_tokens:
         shows = tuple(s.key for s in net.shows_of_token(token.name) if not s.account)
         if shows:
@@ -71,24 +82,26 @@ def _attribute(kind: str, name: str) -> str:
     return f"{kind}_{re.sub(r'[^a-z0-9_]', '_', name)}"
 
 
-def workspace_yaml(net: Network) -> str:
+def workspace_yaml(net: Network, accounts_per_location: int = 1) -> str:
     """A ``workspace.yaml`` with one code location per entry of :func:`plan`."""
-    lines = ["# Written by `podcast-pipeline workspace`: one code location per Spotify account",
+    per = "account" if accounts_per_location == 1 else f"{accounts_per_location} accounts"
+    lines = [f"# Written by `podcast-pipeline workspace`: one code location per {per}",
              f"# (and OP3 token) of {net.where()}, and one for the network. Write it again",
              "# after adding an account; adding a show to an account needs a reload only.",
              "load_from:"]
-    for loc in plan(net):
+    for loc in plan(net, accounts_per_location):
         lines += ["  - python_module:", f"      module_name: {MODULE}",
                   f"      attribute: {loc.attribute}", f"      location_name: {loc.name}"]
     return "\n".join(lines) + "\n"
 
 
-@cache
+@lru_cache(maxsize=4)  # a long-lived Celery worker may serve every location in turn
 def _definitions(attribute: str) -> Any:
     from podcast_pipeline.code_location import build_definitions
 
     settings = Settings.load()
-    for loc in plan(load_network(settings)):
+    grouped = re.fullmatch(r"accounts_(\d+)_\d+", attribute)
+    for loc in plan(load_network(settings), int(grouped[1]) if grouped else 1):
         if loc.attribute == attribute:
             return build_definitions(settings, loc)
     raise AttributeError(f"{MODULE} has no code location {attribute!r} for "

@@ -100,6 +100,27 @@ def test_the_locations_split_the_network_without_overlap(
     assert sorted(asked) == sorted(whole_asked)
 
 
+def test_accounts_can_share_a_location(network_env: Settings,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import podcast_pipeline.locations as locations
+
+    net = load_network(network_env)
+    assert [(loc.name, loc.attribute, loc.shows) for loc in plan(net, 2)] == [
+        ("network", "network", ()),
+        ("acme-to-beta", "accounts_2_1", ("aa11bb22", "cc33dd44", "ee55ff66")),
+        ("op3-main", "token_main", ("op3only",)),
+    ]
+    assert cli.main(["workspace", "--accounts-per-location", "2"]) == 0
+    assert "attribute: accounts_2_1" in capsys.readouterr().out
+    # What a run worker does with the pointer: module and attribute, nothing else.
+    locations._definitions.cache_clear()
+    grouped = _assets(locations.accounts_2_1)
+    assert grouped == _assets(locations.account_acme) | _assets(locations.account_beta)
+    with pytest.raises(AttributeError, match="podcast-pipeline workspace"):
+        _ = locations.account_gone
+    assert cli.main(["workspace", "--accounts-per-location", "0"]) == 2
+
+
 def test_a_location_needs_a_network_file(monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("PODCAST_PIPELINE_NETWORK_FILE", raising=False)
