@@ -95,7 +95,7 @@ def workspace_yaml(net: Network, accounts_per_location: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-@lru_cache(maxsize=4)  # a long-lived Celery worker may serve every location in turn
+@lru_cache(maxsize=8)  # a long-lived Celery worker may serve every location in turn
 def _definitions(attribute: str) -> Any:
     from podcast_pipeline.code_location import build_definitions
 
