@@ -27,6 +27,7 @@ from podcast_pipeline import warehouse
 from podcast_pipeline.definitions import build_definitions
 from podcast_pipeline.demo import execute
 from podcast_pipeline.emulator import Emulator, EmulatorConfig
+from podcast_pipeline.locations import plan
 from podcast_pipeline.network import load_network
 from podcast_pipeline.politeness import pool_limits
 from podcast_pipeline.sensors import apply_pool_limits
@@ -113,9 +114,11 @@ def _in_process(runs: list[Run]) -> None:
         assert outcome.success, outcome.failed_steps
 
 
-def _run_all(env: dict[str, str], runs: list[Run]) -> None:
-    """Every run at once, each ``dagster asset materialize`` (its steps go to Celery)."""
-    procs = [Materialize(env, keys, partition_range=window) for keys, window in runs]
+def _run_all(env: dict[str, str], runs: list[tuple[Run, str | None]]) -> None:
+    """Every run at once, each ``dagster asset materialize`` (its steps go to Celery), from
+    its code location: an attribute of ``locations.py``, or None for the one location."""
+    procs = [Materialize(env, keys, partition_range=window, location=location)
+             for (keys, window), location in runs]
     try:
         for proc in procs:
             assert proc.finish(timeout=600) == 0, proc.log[-4000:]
@@ -205,7 +208,12 @@ def test_backfill_and_daily_run_on_two_celery_workers_equal_one_machine(
                 worker.wait_ready()
             reader.start()
             started = time.monotonic()
-            _run_all(net, backfill + daily)  # disjoint windows: all at once
+            # Disjoint windows: all at once. The backfill from the one location, the daily
+            # runs from a location per account: a task loads its run's location only.
+            where = {key: loc.attribute for loc in plan(load_network(Settings.from_env(net)))
+                     for key in loc.shows}
+            _run_all(net, [(r, None) for r in backfill] +
+                     [(r, where[r[0][0].split("/")[0]]) for r in daily])
             network_s = time.monotonic() - started
         finally:
             reader.stop()
