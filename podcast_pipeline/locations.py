@@ -109,8 +109,12 @@ def _definitions(attribute: str) -> Any:
                          "again (an account was renamed or removed?)")
 
 
+_ATTRIBUTE = re.compile(rf"{NETWORK}|(account|token)_[a-z0-9_]+|accounts_\d+_\d+")
+
+
 def __getattr__(name: str) -> Any:
-    # Dagster loads ``module:attribute``; a dunder is Python asking, not Dagster.
-    if name.startswith("__"):
-        raise AttributeError(name)
+    # Dagster loads ``module:attribute``; any other name (a dunder, a tool's probe) is not a
+    # location, and must not read the network file.
+    if not _ATTRIBUTE.fullmatch(name):
+        raise AttributeError(f"module {MODULE!r} has no attribute {name!r}")
     return _definitions(name)

@@ -118,6 +118,7 @@ def test_accounts_can_share_a_location(network_env: Settings,
     assert grouped == _assets(locations.account_acme) | _assets(locations.account_beta)
     with pytest.raises(AttributeError, match="podcast-pipeline workspace"):
         _ = locations.account_gone
+    assert not hasattr(locations, "__wrapped__") and not hasattr(locations, "defs")
     assert cli.main(["workspace", "--accounts-per-location", "0"]) == 2
 
 
