@@ -50,10 +50,12 @@ def build_daily_refresh_job(net: Network | None = None, *, distributed: bool = F
     return dg.define_asset_job(
         "daily_refresh", selection=dg.AssetSelection.assets(
             *keys, *([SHOWS_KEY] if shows_table else [])),
-        description=f"Every API asset of the network's {len(net.shows)} shows: the schedule "
-                    "launches one run per show (or per account: PODCAST_PIPELINE_DAILY_RUNS; "
-                    "snapshots once, the windowed assets for a range of days), so one show's "
-                    "failure fails only its own run's steps.",
+        description=(f"Every API asset of the network's {len(net.shows)} shows: the schedule "
+                     "launches one run per show (or per account: PODCAST_PIPELINE_DAILY_RUNS; "
+                     "snapshots once, the windowed assets for a range of days), so one show's "
+                     "failure fails only its own run's steps." if net.shows else
+                     "The network/shows table, daily; the shows' API assets are in the "
+                     "accounts' code locations (podcast-pipeline workspace)."),
         # One machine: a process per step would load the whole network's definitions for
         # each of a show's ~80 steps (README "Running a network").
         executor_def=None if distributed else dg.in_process_executor)

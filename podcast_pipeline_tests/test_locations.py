@@ -98,6 +98,8 @@ def test_the_locations_split_the_network_without_overlap(
     whole_asked = [k for r in whole.resolve_schedule_def("daily_refresh_schedule").evaluate_tick(
         context).run_requests or [] for k in r.asset_selection or []]
     assert sorted(asked) == sorted(whole_asked)
+    assert "code locations" in (parts["network"].resolve_job_def("daily_refresh").description
+                                or "")
 
 
 def test_accounts_can_share_a_location(network_env: Settings,
