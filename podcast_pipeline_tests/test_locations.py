@@ -158,19 +158,14 @@ def emu_env(tmp_path: Path) -> Iterator[tuple[Emulator, dict[str, str]]]:
         yield emu, env
 
 
-def test_each_location_loads_and_an_accounts_location_runs_its_shows(
+def test_an_accounts_location_runs_its_shows_and_no_others(
         emu_env: tuple[Emulator, dict[str, str]], tmp_path: Path) -> None:
     _emu, env = emu_env
     out = subprocess.run([str(Path(DAGSTER).with_name("podcast-pipeline")), "workspace"], env=env,
                          capture_output=True, text=True, timeout=120, check=True).stdout
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(out, encoding="utf-8")
     names = [e["python_module"]["location_name"] for e in yaml.safe_load(out)["load_from"]]
     assert names == ["network", "acct01", "acct02"]
-    # Dagster loads every location as the webserver and the daemon do.
-    validate = subprocess.run([DAGSTER, "definitions", "validate", "-w", str(workspace)],
-                              env=env, capture_output=True, text=True, timeout=300)
-    assert validate.returncode == 0, validate.stdout[-3000:] + validate.stderr[-3000:]
+    # test_readme.py validates such a workspace with `dagster definitions validate -w`.
 
     net = load_network(Settings.from_env(env))
     show = net.shows[0]
