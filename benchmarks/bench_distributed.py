@@ -164,7 +164,7 @@ def measure(pg, redis_url: str, shows: int, workers: int, assets: set[tuple[str,
             daily_runs: str = "show", locations: str = "one") -> dict[str, Any]:
     from podcast_pipeline.definitions import build_definitions
     from podcast_pipeline.emulator import Emulator, EmulatorConfig, Faults
-    from podcast_pipeline.locations import plan
+    from podcast_pipeline.locations import show_locations
     from podcast_pipeline.network import load_network
     from podcast_pipeline.politeness import pool_limits
     from podcast_pipeline.sensors import apply_pool_limits
@@ -206,8 +206,7 @@ def measure(pg, redis_url: str, shows: int, workers: int, assets: set[tuple[str,
         with dg.DagsterInstance.from_config(str(home)) as instance:
             apply_pool_limits(instance, pool_limits(load_network(settings)))
         runs = _requests(defs, str(home), assets, max_runs)
-        where = ({key: loc.attribute for loc in plan(load_network(settings))
-                  for key in loc.shows} if locations == "account" else None)
+        where = show_locations(load_network(settings)) if locations == "account" else None
         shows_run = len({k.split("/")[0] for keys, _, _ in runs for k in keys})
         peaks = Peaks()
         peaks.start()

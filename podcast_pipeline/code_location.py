@@ -17,7 +17,7 @@ from podcast_pipeline.analytics.assets import (
 from podcast_pipeline.analytics.checks import build_raw_table_checks
 from podcast_pipeline.locations import Location
 from podcast_pipeline.network import load_network
-from podcast_pipeline.network_assets import shows_asset, source_assets
+from podcast_pipeline.network_assets import source_assets
 from podcast_pipeline.partitions import daily_partitions
 from podcast_pipeline.resources import AnchorResource, Op3Resource, WarehouseResource
 from podcast_pipeline.schedules import build_daily_refresh_job, build_daily_refresh_schedule
@@ -49,44 +49,32 @@ def build_definitions(settings: Settings | None = None,
     partitions = daily_partitions(s.start_date)
     net = load_network(s)  # the file's shows, or the single-show variables as a network of one
     distributed = s.celery_broker is not None
-    resources = {
+    common = {"executor": build_executor(s), "resources": {
         "anchor": AnchorResource.from_settings(s),
         "op3": Op3Resource.from_settings(s),
         "warehouse": WarehouseResource.from_settings(s),
-    }
-    network_sensors = [credential_expiry_alert, build_credential_probe(s),
-                       build_pool_limits_sensor(net, s)]
-    if location is None:
-        sources = source_assets(net, partitions)
-        daily = build_daily_refresh_job(net, distributed=distributed)
+    }}
+    if location is not None and not location.network_wide:  # an account's (or token's) shows
+        part = net.restrict(sh for sh in net.shows if sh.key in location.shows)
+        daily = build_daily_refresh_job(part, distributed=distributed, shows_table=False)
         return dg.Definitions(
-            assets=[*sources, *build_analytics_assets(net)],
-            asset_checks=build_raw_table_checks(net),
-            jobs=[daily, analytics_job],
-            executor=build_executor(s),
-            schedules=[build_daily_refresh_schedule(s, net, daily)],
-            sensors=[*network_sensors, analytics_automation],
-            resources=resources,
+            assets=source_assets(part, partitions, shows_table=False),
+            asset_checks=build_raw_table_checks(part),
+            jobs=[daily],
+            schedules=[build_daily_refresh_schedule(s, part, daily, shows_table=False)],
+            sensors=[analytics_automation],  # its checks' freshness crons
+            **common,
         )
-    part = net.restrict(sh for sh in net.shows if sh.key in location.shows)
-    if location.network_wide:  # the shows table, the models over every show, the sensors
-        daily = build_daily_refresh_job(part, distributed=distributed)
-        return dg.Definitions(
-            assets=[shows_asset, *build_analytics_assets(net)],
-            jobs=[daily, analytics_job],
-            executor=build_executor(s),
-            schedules=[build_daily_refresh_schedule(s, part, daily)],
-            sensors=[*network_sensors, analytics_automation],  # the alert watches every location
-            resources=resources,
-        )
-    daily = build_daily_refresh_job(part, distributed=distributed, shows_table=False)
+    # The whole network, or its network-wide location: the shows table, the models over every
+    # show and the sensors (the alert watches every location), without the shows' API assets.
+    own = net if location is None else net.restrict(())
+    daily = build_daily_refresh_job(own, distributed=distributed)
     return dg.Definitions(
-        assets=source_assets(part, partitions, shows_table=False),
-        asset_checks=build_raw_table_checks(part),
-        jobs=[daily],
-        executor=build_executor(s),
-        schedules=[build_daily_refresh_schedule(s, part, daily, shows_table=False)],
-        sensors=[analytics_automation],  # its checks' freshness crons
-        resources=resources,
+        assets=[*source_assets(own, partitions), *build_analytics_assets(net)],
+        asset_checks=build_raw_table_checks(own),
+        jobs=[daily, analytics_job],
+        schedules=[build_daily_refresh_schedule(s, own, daily)],
+        sensors=[credential_expiry_alert, build_credential_probe(s),
+                 build_pool_limits_sensor(net, s), analytics_automation],
+        **common,
     )
-

@@ -95,21 +95,28 @@ def workspace_yaml(net: Network, accounts_per_location: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What plan() names its locations; "per": the accounts per location of a grouped one.
+_ATTRIBUTE = re.compile(rf"{NETWORK}|(account|token)_[a-z0-9_]+|accounts_(?P<per>\d+)_\d+")
+
+
+def show_locations(net: Network) -> dict[str, str]:
+    """Each show's key → the attribute of its account's (or token's) location."""
+    return {key: loc.attribute for loc in plan(net) for key in loc.shows}
+
+
 @lru_cache(maxsize=8)  # a long-lived Celery worker may serve every location in turn
 def _definitions(attribute: str) -> Any:
     from podcast_pipeline.code_location import build_definitions
 
     settings = Settings.load()
-    grouped = re.fullmatch(r"accounts_(\d+)_\d+", attribute)
-    for loc in plan(load_network(settings), int(grouped[1]) if grouped else 1):
+    grouped = _ATTRIBUTE.fullmatch(attribute)
+    per = grouped["per"] if grouped else None
+    for loc in plan(load_network(settings), int(per) if per else 1):
         if loc.attribute == attribute:
             return build_definitions(settings, loc)
     raise AttributeError(f"{MODULE} has no code location {attribute!r} for "
                          f"{load_network(settings).where()}: run `podcast-pipeline workspace` "
                          "again (an account was renamed or removed?)")
-
-
-_ATTRIBUTE = re.compile(rf"{NETWORK}|(account|token)_[a-z0-9_]+|accounts_\d+_\d+")
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from podcast_pipeline import warehouse
 from podcast_pipeline.definitions import build_definitions
 from podcast_pipeline.demo import execute
 from podcast_pipeline.emulator import Emulator, EmulatorConfig
-from podcast_pipeline.locations import plan
+from podcast_pipeline.locations import show_locations
 from podcast_pipeline.network import load_network
 from podcast_pipeline.politeness import pool_limits
 from podcast_pipeline.sensors import apply_pool_limits
@@ -210,8 +210,7 @@ def test_backfill_and_daily_run_on_two_celery_workers_equal_one_machine(
             started = time.monotonic()
             # Disjoint windows: all at once. The backfill from the one location, the daily
             # runs from a location per account: a task loads its run's location only.
-            where = {key: loc.attribute for loc in plan(load_network(Settings.from_env(net)))
-                     for key in loc.shows}
+            where = show_locations(load_network(Settings.from_env(net)))
             _run_all(net, [(r, None) for r in backfill] +
                      [(r, where[r[0][0].split("/")[0]]) for r in daily])
             network_s = time.monotonic() - started
